@@ -1,0 +1,40 @@
+# One entry point for everything. Targets install what they need into .venv first.
+PY      ?= python3
+VENV    ?= .venv
+BIN     := $(VENV)/bin
+STAMP   := $(VENV)/.installed-stamp
+PYTEST_ARGS ?=
+
+.PHONY: install test test-all lint fmt bench demo clean
+
+$(STAMP): pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)  ## create .venv and install strangler with its dev extras
+
+test: $(STAMP)  ## run the test suite against real embedded servers (skips the slow tests)
+	$(BIN)/pytest -m "not slow" $(PYTEST_ARGS)
+
+test-all: $(STAMP)  ## the whole suite, slow tests included
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+lint: $(STAMP)  ## ruff (lint + format check) and mypy --strict on src/
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+fmt: $(STAMP)
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+bench: $(STAMP)  ## the benchmarks (figures go in README.md)
+	$(BIN)/python bench/stores.py
+
+demo: $(STAMP)  ## start embedded MongoDB + Postgres with legacy data and the schema applied
+	$(BIN)/strangler demo
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache test-artifacts .strangler-demo

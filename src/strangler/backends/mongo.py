@@ -1,0 +1,473 @@
+"""``MongoStore``: the ``ChatStore`` contract on MongoDB, via PyMongo's ``AsyncMongoClient``.
+
+It reads legacy documents (ObjectId ids, ``session_id`` as a hex string, naive datetimes)
+and presents them through the id mapping; it writes new documents in the legacy shape
+(``mongo_codec``), so the old backend can still read them after a rollback.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator, Sequence
+from contextlib import contextmanager
+from types import TracebackType
+from typing import Any, Self
+
+import structlog
+from bson import ObjectId
+from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, ReplaceOne, ReturnDocument
+from pymongo.errors import (
+    BulkWriteError,
+    ConnectionFailure,
+    DocumentTooLarge,
+    DuplicateKeyError,
+    ExecutionTimeout,
+    InvalidOperation,
+    OperationFailure,
+    PyMongoError,
+    ServerSelectionTimeoutError,
+    WTimeoutError,
+)
+from pymongo.uri_parser import parse_uri
+
+from strangler import ids
+from strangler.backends import mongo_codec as codec
+from strangler.backends.base import Keyset, Page, StoreLimits, Table
+from strangler.backends.validation import (
+    check_limit,
+    check_message,
+    check_session,
+    check_title,
+)
+from strangler.errors import (
+    Conflict,
+    CorruptRecord,
+    InvalidInput,
+    NotFound,
+    PayloadTooLarge,
+    StoreError,
+    StoreUnavailable,
+)
+from strangler.ids import IdLike
+from strangler.models import ChatSession, Message
+
+log = structlog.get_logger(__name__)
+
+SESSIONS = "chat_sessions"
+MESSAGES = "messages"
+_OBJECTID_TYPE = {"$type": "objectId"}
+
+
+@contextmanager
+def _translate(op: str) -> Iterator[None]:
+    """Turn PyMongo errors into the errors tree, chained, naming the operation."""
+    try:
+        yield
+    except DuplicateKeyError as exc:
+        raise Conflict(f"mongo: {op}: a record with this id already exists", store="mongo") from exc
+    except BulkWriteError as exc:
+        codes = {e.get("code") for e in exc.details.get("writeErrors", [])}
+        if 11000 in codes:
+            raise Conflict(f"mongo: {op}: duplicate id in bulk write", store="mongo") from exc
+        raise StoreError(f"mongo: {op} failed: {exc}", store="mongo") from exc
+    except DocumentTooLarge as exc:
+        raise PayloadTooLarge(f"mongo: {op}: document is over MongoDB's 16 MB limit") from exc
+    except (
+        ServerSelectionTimeoutError,
+        ConnectionFailure,
+        ExecutionTimeout,
+        WTimeoutError,
+        InvalidOperation,
+    ) as exc:
+        raise StoreUnavailable(
+            f"mongo: {op}: server unavailable ({type(exc).__name__})", store="mongo"
+        ) from exc
+    except OperationFailure as exc:
+        raise StoreError(
+            f"mongo: {op} failed (code {exc.code}): {exc.details}", store="mongo"
+        ) from exc
+    except PyMongoError as exc:
+        raise StoreError(f"mongo: {op} failed: {type(exc).__name__}: {exc}", store="mongo") from exc
+
+
+def _id_filter(value: uuid.UUID) -> dict[str, Any]:
+    oid = ids.objectid_from_uuid(value)
+    if oid is not None:
+        return {"_id": oid}
+    return {"_id": {"$in": ids.legacy_candidates(value)}}
+
+
+def _id_bound(value: uuid.UUID) -> Any:
+    """The ``_id`` value to compare against for keyset pagination on ``(time, _id)``."""
+    return codec.legacy_id(value)
+
+
+def default_database(uri: str, fallback: str = "chat") -> str:
+    """The database named in a MongoDB URI, else ``fallback``."""
+    try:
+        name = parse_uri(uri).get("database")
+    except (PyMongoError, ValueError):
+        return fallback
+    return name or fallback
+
+
+class MongoStore:
+    """The chat store on MongoDB. Owns its ``AsyncMongoClient``; use it as ``async with``."""
+
+    name = "mongo"
+
+    def __init__(
+        self,
+        uri: str,
+        *,
+        database: str | None = None,
+        timeout: float = 5.0,
+        max_pool_size: int = 50,
+        limits: StoreLimits | None = None,
+    ) -> None:
+        self._uri = uri
+        self._database = database or default_database(uri)
+        self._timeout = timeout
+        self._max_pool_size = max_pool_size
+        self.limits = limits or StoreLimits()
+        self._client: AsyncMongoClient[dict[str, Any]] | None = None
+
+    # --- lifecycle -------------------------------------------------------------------
+    async def __aenter__(self) -> Self:
+        ms = int(self._timeout * 1000)
+        # No CSOT timeoutMS: it would bound a whole cursor's lifetime and break long scans.
+        # Server selection, connect and each socket read are bounded instead.
+        self._client = AsyncMongoClient(
+            self._uri,
+            tz_aware=True,
+            uuidRepresentation="standard",
+            serverSelectionTimeoutMS=ms,
+            connectTimeoutMS=ms,
+            socketTimeoutMS=ms,
+            maxPoolSize=self._max_pool_size,
+            # Polling heartbeats: the streaming monitor can leave a socket unclosed when the
+            # client closes mid-heartbeat (a ResourceWarning), and a few more round trips do
+            # not matter here.
+            serverMonitoringMode="poll",
+        )
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._client is not None:
+            await self._client.close()
+            self._client = None
+
+    @property
+    def database(self) -> str:
+        return self._database
+
+    def _coll(self, name: str) -> Any:
+        if self._client is None:
+            raise StoreUnavailable(
+                "mongo: store is not open; use `async with MongoStore(...)`", store="mongo"
+            )
+        return self._client[self._database][name]
+
+    async def ensure_indexes(self) -> None:
+        """Create the indexes the chat queries need (idempotent)."""
+        with _translate("create indexes"):
+            await self._coll(MESSAGES).create_index(
+                [("session_id", ASCENDING), ("timestamp", ASCENDING)]
+            )
+            await self._coll(SESSIONS).create_index(
+                [("user_id", ASCENDING), ("created_at", DESCENDING)]
+            )
+
+    async def ping(self) -> float:
+        start = time.perf_counter()
+        with _translate("ping"):
+            if self._client is None:
+                raise StoreUnavailable("mongo: store is not open", store="mongo")
+            await self._client.admin.command("ping")
+        return time.perf_counter() - start
+
+    # --- sessions ----------------------------------------------------------------------
+    async def create_session(self, session: ChatSession) -> ChatSession:
+        check_session(session, self.limits)
+        with _translate("create session"):
+            await self._coll(SESSIONS).insert_one(codec.encode_session(session))
+        return session
+
+    async def _find_session_doc(self, sid: uuid.UUID) -> dict[str, Any]:
+        with _translate("get session"):
+            doc: dict[str, Any] | None = await self._coll(SESSIONS).find_one(_id_filter(sid))
+        if doc is None:
+            raise NotFound(f"session {sid} not found", store="mongo")
+        return doc
+
+    async def get_session(self, session_id: IdLike) -> ChatSession:
+        sid = ids.parse_id(session_id, field="session_id")
+        return codec.decode_session(await self._find_session_doc(sid))
+
+    async def rename_session(self, session_id: IdLike, title: str) -> ChatSession:
+        sid = ids.parse_id(session_id, field="session_id")
+        check_title(title, self.limits)
+        with _translate("rename session"):
+            doc = await self._coll(SESSIONS).find_one_and_update(
+                _id_filter(sid), {"$set": {"title": title}}, return_document=ReturnDocument.AFTER
+            )
+        if doc is None:
+            raise NotFound(f"session {sid} not found", store="mongo")
+        return codec.decode_session(doc)
+
+    async def delete_session(self, session_id: IdLike) -> None:
+        sid = ids.parse_id(session_id, field="session_id")
+        doc = await self._find_session_doc(sid)
+        # Messages first: if we die in between, the session is still there and a retried
+        # delete finishes the job, instead of leaving invisible orphans behind.
+        with _translate("delete session"):
+            await self._coll(MESSAGES).delete_many(
+                {"session_id": {"$in": codec.session_ref_candidates(sid)}}
+            )
+            await self._coll(SESSIONS).delete_one({"_id": doc["_id"]})
+
+    async def list_sessions(
+        self,
+        user_id: str,
+        *,
+        search: str | None = None,
+        created_from: dt.datetime | None = None,
+        created_to: dt.datetime | None = None,
+        limit: int = 50,
+        after: Keyset | None = None,
+    ) -> Page[ChatSession]:
+        limit = check_limit(limit)
+        users: list[Any] = [user_id]
+        if user_id.isdigit() and len(user_id) < 19:
+            users.append(int(user_id))  # legacy rows stored numeric user ids as numbers
+        query: dict[str, Any] = {"user_id": {"$in": users}}
+        if search:
+            query["title"] = {"$regex": re.escape(search), "$options": "i"}
+        created: dict[str, Any] = {}
+        if created_from is not None:
+            created["$gte"] = created_from
+        if created_to is not None:
+            created["$lt"] = created_to
+        if created:
+            query["created_at"] = created
+        if after is not None:
+            query = {
+                "$and": [
+                    query,
+                    {
+                        "$or": [
+                            {"created_at": {"$lt": after.at}},
+                            {"created_at": after.at, "_id": {"$lt": _id_bound(after.id)}},
+                        ]
+                    },
+                ]
+            }
+        with _translate("list sessions"):
+            cursor = (
+                self._coll(SESSIONS)
+                .find(query)
+                .sort([("created_at", DESCENDING), ("_id", DESCENDING)])
+                .limit(limit + 1)
+            )
+            docs = await cursor.to_list(None)
+        items = [codec.decode_session(d) for d in docs[:limit]]
+        return Page(items=items, has_more=len(docs) > limit)
+
+    # --- messages ----------------------------------------------------------------------
+    async def add_message(self, message: Message) -> Message:
+        check_message(message, self.limits)
+        await self._find_session_doc(message.session_id)
+        with _translate("add message"):
+            await self._coll(MESSAGES).insert_one(codec.encode_message(message))
+        return message
+
+    async def get_message(self, message_id: IdLike) -> Message:
+        mid = ids.parse_id(message_id, field="message_id")
+        with _translate("get message"):
+            doc = await self._coll(MESSAGES).find_one(_id_filter(mid))
+        if doc is None:
+            raise NotFound(f"message {mid} not found", store="mongo")
+        return codec.decode_message(doc)
+
+    async def delete_message(self, message_id: IdLike) -> None:
+        mid = ids.parse_id(message_id, field="message_id")
+        with _translate("delete message"):
+            result = await self._coll(MESSAGES).delete_one(_id_filter(mid))
+        if result.deleted_count == 0:
+            raise NotFound(f"message {mid} not found", store="mongo")
+
+    async def history(
+        self,
+        session_id: IdLike,
+        *,
+        limit: int = 50,
+        after: Keyset | None = None,
+        before: Keyset | None = None,
+    ) -> Page[Message]:
+        sid = ids.parse_id(session_id, field="session_id")
+        limit = check_limit(limit)
+        if after is not None and before is not None:
+            raise InvalidInput("give either after or before, not both")
+        query: dict[str, Any] = {"session_id": {"$in": codec.session_ref_candidates(sid)}}
+        direction = ASCENDING
+        if after is not None:
+            query = {
+                "$and": [
+                    query,
+                    {
+                        "$or": [
+                            {"timestamp": {"$gt": after.at}},
+                            {"timestamp": after.at, "_id": {"$gt": _id_bound(after.id)}},
+                        ]
+                    },
+                ]
+            }
+        elif before is not None:
+            direction = DESCENDING
+            query = {
+                "$and": [
+                    query,
+                    {
+                        "$or": [
+                            {"timestamp": {"$lt": before.at}},
+                            {"timestamp": before.at, "_id": {"$lt": _id_bound(before.id)}},
+                        ]
+                    },
+                ]
+            }
+        with _translate("history"):
+            cursor = (
+                self._coll(MESSAGES)
+                .find(query)
+                .sort([("timestamp", direction), ("_id", direction)])
+                .limit(limit + 1)
+            )
+            docs = await cursor.to_list(None)
+        items = [codec.decode_message(d) for d in docs[:limit]]
+        if direction == DESCENDING:
+            items.reverse()
+        return Page(items=items, has_more=len(docs) > limit)
+
+    # --- bulk and scans ----------------------------------------------------------------
+    async def _existing_ids(self, coll: str, values: Sequence[uuid.UUID]) -> dict[uuid.UUID, Any]:
+        """For ids not born from an ObjectId, the ``_id`` they already have in MongoDB."""
+        odd = [v for v in values if ids.objectid_from_uuid(v) is None]
+        if not odd:
+            return {}
+        wanted = [c for v in odd for c in ids.legacy_candidates(v)]
+        with _translate("look up ids"):
+            docs = await self._coll(coll).find({"_id": {"$in": wanted}}, {"_id": 1}).to_list(None)
+        return {ids.legacy_to_uuid(d["_id"]): d["_id"] for d in docs}
+
+    async def upsert_sessions(self, sessions: Sequence[ChatSession]) -> int:
+        if not sessions:
+            return 0
+        for s in sessions:
+            check_session(s, self.limits)
+        existing = await self._existing_ids(SESSIONS, [s.id for s in sessions])
+        ops = []
+        for s in sessions:
+            doc = codec.encode_session(s, existing.get(s.id))
+            ops.append(ReplaceOne({"_id": doc["_id"]}, doc, upsert=True))
+        with _translate("upsert sessions"):
+            await self._coll(SESSIONS).bulk_write(ops, ordered=False)
+        return len(ops)
+
+    async def upsert_messages(self, messages: Sequence[Message]) -> int:
+        if not messages:
+            return 0
+        for m in messages:
+            check_message(m, self.limits)
+        wanted = {m.session_id for m in messages}
+        refs = [c for sid in wanted for c in ids.legacy_candidates(sid)]
+        with _translate("check sessions"):
+            found = (
+                await self._coll(SESSIONS).find({"_id": {"$in": refs}}, {"_id": 1}).to_list(None)
+            )
+        missing = wanted - {ids.legacy_to_uuid(d["_id"]) for d in found}
+        if missing:
+            raise NotFound(f"sessions not found: {sorted(map(str, missing))[:5]}", store="mongo")
+        existing = await self._existing_ids(MESSAGES, [m.id for m in messages])
+        ops = []
+        for m in messages:
+            doc = codec.encode_message(m, existing.get(m.id))
+            ops.append(ReplaceOne({"_id": doc["_id"]}, doc, upsert=True))
+        with _translate("upsert messages"):
+            await self._coll(MESSAGES).bulk_write(ops, ordered=False)
+        return len(ops)
+
+    def scan_sessions(
+        self, *, batch_size: int = 1000, after: uuid.UUID | None = None
+    ) -> AsyncIterator[list[ChatSession]]:
+        return self._scan(SESSIONS, codec.decode_session, batch_size, after)
+
+    def scan_messages(
+        self, *, batch_size: int = 1000, after: uuid.UUID | None = None
+    ) -> AsyncIterator[list[Message]]:
+        return self._scan(MESSAGES, codec.decode_message, batch_size, after)
+
+    async def _scan(
+        self, coll: str, decode: Any, batch_size: int, after: uuid.UUID | None
+    ) -> AsyncIterator[list[Any]]:
+        """Ascending UUID order. ObjectId ids sort the same way as their UUIDs, so they stream
+        from the ``_id`` index; the rare ids of other types are read first and merged in."""
+        others: list[Any] = []
+        with _translate(f"scan {coll}"):
+            async for doc in self._coll(coll).find({"_id": {"$not": _OBJECTID_TYPE}}):
+                record = _decode_or_skip(decode, coll, doc)
+                if record is not None and (after is None or record.id > after):
+                    others.append(record)
+        others.sort(key=lambda r: r.id)
+        query: dict[str, Any] = {"_id": _OBJECTID_TYPE}
+        if after is not None:
+            # The smallest ObjectId whose UUID can be greater than `after`.
+            query = {"_id": {"$type": "objectId", "$gte": ObjectId(after.bytes[:6] + bytes(6))}}
+        batch: list[Any] = []
+        i = 0
+        with _translate(f"scan {coll}"):
+            cursor = self._coll(coll).find(query).sort("_id", ASCENDING).batch_size(batch_size)
+            async for doc in cursor:
+                record = _decode_or_skip(decode, coll, doc)
+                if record is None or (after is not None and record.id <= after):
+                    continue
+                while i < len(others) and others[i].id < record.id:
+                    batch.append(others[i])
+                    i += 1
+                    if len(batch) >= batch_size:
+                        yield batch
+                        batch = []
+                batch.append(record)
+                if len(batch) >= batch_size:
+                    yield batch
+                    batch = []
+        batch.extend(others[i:])
+        while batch:
+            yield batch[:batch_size]
+            batch = batch[batch_size:]
+
+    async def count(self, table: Table) -> int:
+        with _translate(f"count {table}"):
+            n: int = await self._coll(table).count_documents({})
+        return n
+
+
+def _decode_or_skip(decode: Any, coll: str, doc: dict[str, Any]) -> Any:
+    try:
+        return decode(doc)
+    except CorruptRecord as exc:
+        # Scans feed verify and repair; the backfill reads raw documents and reports these.
+        log.warning(
+            "legacy_document_skipped",
+            collection=coll,
+            id=str(doc.get("_id")),
+            reasons=getattr(exc, "reasons", []),
+        )
+        return None

@@ -1,0 +1,253 @@
+"""Legacy MongoDB documents ↔ domain records.
+
+Reading is lenient, because the legacy collections hold whatever the old app and its users
+wrote over the years: every coercion is appended to ``repairs`` as a reason code, so the
+backfill can report it, and anything that cannot be presented raises ``CorruptRecord``
+with the reason codes, so it can be quarantined.
+
+Writing keeps the legacy shape (DESIGN.md), so the old backend can still read every
+document written during the migration: an ObjectId ``_id``, ``session_id`` as the hex
+string, naive UTC datetimes (BSON dates) and attachment bytes as BSON Binary.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime as dt
+import uuid
+from typing import Any, cast
+
+from bson import Binary, ObjectId
+
+from strangler import ids
+from strangler.errors import CorruptRecord, InvalidInput
+from strangler.models import SENDERS, ChatSession, Message, Sender
+from strangler.normalize import b64, to_json_value, utc_ms
+
+SESSION_FIELDS = frozenset({"_id", "title", "created_at", "user_id"})
+MESSAGE_FIELDS = frozenset(
+    {"_id", "session_id", "sender", "content", "timestamp", "audio", "image", "pdf"}
+)
+_BINARY_CONTENT_KEYS = ("audioFile", "imageFile")
+_MAX_EPOCH_MS = 253402300799999  # 9999-12-31T23:59:59.999Z
+
+
+class _Corrupt(Exception):
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+# --- ids --------------------------------------------------------------------------
+
+
+def legacy_id(value: uuid.UUID) -> ObjectId | uuid.UUID:
+    """The ``_id`` a record gets when strangler writes it to MongoDB."""
+    return ids.objectid_from_uuid(value) or value
+
+
+def session_ref(value: uuid.UUID) -> str:
+    """The ``session_id`` string a message gets in MongoDB (hex for ObjectId-born sessions)."""
+    oid = ids.objectid_from_uuid(value)
+    return str(oid) if oid is not None else str(value)
+
+
+def session_ref_candidates(value: uuid.UUID) -> list[Any]:
+    """Every form a legacy ``session_id`` reference to this session may take."""
+    oid = ids.objectid_from_uuid(value)
+    if oid is not None:
+        return [str(oid), oid]
+    return [str(value), value, str(value).upper()]
+
+
+# --- reading ------------------------------------------------------------------------
+
+
+def read_datetime(value: Any, field: str, repairs: list[str]) -> dt.datetime:
+    """A BSON date, an ISO-8601 string with an offset, or epoch milliseconds → aware UTC ms."""
+    if isinstance(value, dt.datetime):
+        return utc_ms(value)
+    if isinstance(value, str):
+        try:
+            parsed = dt.datetime.fromisoformat(value.strip())
+        except ValueError:
+            raise _Corrupt(f"{field}_unparseable") from None
+        repairs.append(f"{field}_from_string")
+        return utc_ms(parsed)
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        if not -62135596800000 <= value <= _MAX_EPOCH_MS:
+            raise _Corrupt(f"{field}_out_of_range")
+        repairs.append(f"{field}_from_epoch_ms")
+        return utc_ms(dt.datetime(1970, 1, 1, tzinfo=dt.UTC) + dt.timedelta(milliseconds=value))
+    raise _Corrupt(f"{field}_unparseable")
+
+
+def _time_or_objectid(doc: dict[str, Any], field: str, repairs: list[str]) -> dt.datetime:
+    value = doc.get(field)
+    if value is not None:
+        return read_datetime(value, field, repairs)
+    if isinstance(doc.get("_id"), ObjectId):
+        repairs.append(f"{field}_from_objectid")
+        return utc_ms(doc["_id"].generation_time)
+    raise _Corrupt(f"{field}_missing")
+
+
+def _record_id(doc: dict[str, Any]) -> uuid.UUID:
+    try:
+        return ids.legacy_to_uuid(doc.get("_id"))
+    except InvalidInput:
+        raise _Corrupt("id_unmappable") from None
+
+
+def _opt_text(doc: dict[str, Any], field: str, repairs: list[str]) -> str | None:
+    value = doc.get(field)
+    if value is None or isinstance(value, str):
+        return value
+    repairs.append(f"{field}_not_string")
+    if isinstance(value, Binary | bytes):
+        return b64(bytes(value))
+    converted = to_json_value(value)
+    return converted if isinstance(converted, str) else str(converted)
+
+
+def decode_session(doc: dict[str, Any], repairs: list[str] | None = None) -> ChatSession:
+    """Present a legacy ``chat_sessions`` document as a ``ChatSession``.
+
+    Coercions go to ``repairs``; ``CorruptRecord`` (with ``.reasons``) when it cannot be done.
+    """
+    repairs = [] if repairs is None else repairs
+    try:
+        sid = _record_id(doc)
+        title = doc.get("title")
+        if title is None:
+            repairs.append("title_missing")
+            title = ""
+        elif not isinstance(title, str):
+            repairs.append("title_not_string")
+            title = str(to_json_value(title))
+        user_id = doc.get("user_id")
+        if user_id is None:
+            repairs.append("user_id_missing")
+            user_id = ""
+        elif not isinstance(user_id, str):
+            repairs.append("user_id_not_string")
+            user_id = str(to_json_value(user_id))
+        created_at = _time_or_objectid(doc, "created_at", repairs)
+    except _Corrupt as exc:
+        raise _corrupt("chat_sessions", doc, [*repairs, exc.reason]) from None
+    extra = sorted(set(doc) - SESSION_FIELDS)
+    if extra:
+        repairs.append("extra_fields")
+    return ChatSession.model_construct(id=sid, title=title, created_at=created_at, user_id=user_id)
+
+
+def read_sender(value: Any, repairs: list[str]) -> Sender:
+    if isinstance(value, str):
+        if value in SENDERS:
+            return cast(Sender, value)
+        folded = value.strip().lower()
+        if folded in SENDERS:
+            repairs.append("sender_case_folded")
+            return cast(Sender, folded)
+        raise _Corrupt("sender_invalid")
+    raise _Corrupt("sender_missing" if value is None else "sender_invalid")
+
+
+def decode_message(doc: dict[str, Any], repairs: list[str] | None = None) -> Message:
+    """Present a legacy ``messages`` document as a ``Message`` (see :func:`decode_session`)."""
+    repairs = [] if repairs is None else repairs
+    try:
+        mid = _record_id(doc)
+        ref = doc.get("session_id")
+        if ref is None:
+            raise _Corrupt("session_id_missing")
+        try:
+            session_id = ids.legacy_to_uuid(ref)
+        except InvalidInput:
+            raise _Corrupt("session_id_unmappable") from None
+        if isinstance(ref, ObjectId):
+            repairs.append("session_id_objectid")
+        sender = read_sender(doc.get("sender"), repairs)
+        if "content" not in doc:
+            repairs.append("content_missing")
+        content = to_json_value(doc.get("content"))
+        timestamp = _time_or_objectid(doc, "timestamp", repairs)
+        audio = _opt_text(doc, "audio", repairs)
+        image = _opt_text(doc, "image", repairs)
+        pdf = _opt_text(doc, "pdf", repairs)
+    except _Corrupt as exc:
+        raise _corrupt("messages", doc, [*repairs, exc.reason]) from None
+    extra = sorted(set(doc) - MESSAGE_FIELDS)
+    if extra:
+        repairs.append("extra_fields")
+    return Message.model_construct(
+        id=mid,
+        session_id=session_id,
+        sender=sender,
+        content=content,
+        timestamp=timestamp,
+        audio=audio,
+        image=image,
+        pdf=pdf,
+    )
+
+
+def _corrupt(collection: str, doc: dict[str, Any], reasons: list[str]) -> CorruptRecord:
+    err = CorruptRecord(
+        f"{collection} document {doc.get('_id')!r} cannot be read: {', '.join(reasons)}",
+        store="mongo",
+    )
+    err.reasons = reasons  # type: ignore[attr-defined]
+    return err
+
+
+# --- writing ------------------------------------------------------------------------
+
+
+def _naive(value: dt.datetime) -> dt.datetime:
+    return utc_ms(value).replace(tzinfo=None)
+
+
+def content_to_bson(content: Any) -> Any:
+    """Turn base64 attachment fields back into BSON Binary, as the legacy app stored them.
+
+    Only canonical base64 is converted, so reading the document back gives the same text.
+    """
+    if not isinstance(content, dict):
+        return content
+    out = dict(content)
+    for key in _BINARY_CONTENT_KEYS:
+        value = out.get(key)
+        if isinstance(value, str):
+            try:
+                raw = base64.b64decode(value, validate=True)
+            except (binascii.Error, ValueError):
+                continue
+            if b64(raw) == value:
+                out[key] = Binary(raw)
+    return out
+
+
+def encode_session(session: ChatSession, _id: Any = None) -> dict[str, Any]:
+    """The legacy-shaped document for a session. ``_id`` overrides the derived id."""
+    return {
+        "_id": legacy_id(session.id) if _id is None else _id,
+        "title": session.title,
+        "created_at": _naive(session.created_at),
+        "user_id": session.user_id,
+    }
+
+
+def encode_message(message: Message, _id: Any = None) -> dict[str, Any]:
+    """The legacy-shaped document for a message. ``_id`` overrides the derived id."""
+    return {
+        "_id": legacy_id(message.id) if _id is None else _id,
+        "session_id": session_ref(message.session_id),
+        "sender": message.sender,
+        "content": content_to_bson(message.content),
+        "timestamp": _naive(message.timestamp),
+        "audio": message.audio,
+        "image": message.image,
+        "pdf": message.pdf,
+    }

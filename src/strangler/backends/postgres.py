@@ -1,0 +1,416 @@
+"""``PostgresStore``: the ``ChatStore`` contract on Postgres (Supabase's database), via asyncpg.
+
+* One asyncpg pool, opened lazily (``min_size=0``) so the app starts even while the
+  database is down; every call is bounded by the store's timeout.
+* ``statement_cache_size`` is configurable: set 0 behind Supavisor's transaction pooler,
+  which cannot keep prepared statements.
+* Bulk upserts stream rows with binary ``COPY`` into a temporary table and merge them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager
+from types import TracebackType
+from typing import Any, Self
+
+import asyncpg
+import orjson
+from asyncpg import exceptions as pgerr
+
+from strangler import ids
+from strangler.backends.base import Keyset, Page, StoreLimits, Table
+from strangler.backends.validation import (
+    check_limit,
+    check_message,
+    check_session,
+    check_title,
+)
+from strangler.errors import (
+    Conflict,
+    InvalidInput,
+    NotFound,
+    StoreError,
+    StoreUnavailable,
+)
+from strangler.ids import IdLike
+from strangler.models import ChatSession, Message
+from strangler.normalize import utc_ms
+
+SESSION_COLS = "id, title, created_at, user_id"
+MESSAGE_COLS = "id, session_id, sender, content, timestamp, audio, image, pdf"
+
+_UNAVAILABLE = (
+    OSError,
+    TimeoutError,
+    asyncpg.InterfaceError,
+    pgerr.PostgresConnectionError,
+    pgerr.OperatorInterventionError,  # admin shutdown, cannot connect now, query cancelled
+    pgerr.InsufficientResourcesError,  # too many connections
+)
+
+
+@contextmanager
+def _translate(op: str) -> Iterator[None]:
+    """Turn asyncpg and socket errors into the errors tree, chained, naming the operation."""
+    try:
+        yield
+    except pgerr.UniqueViolationError as exc:
+        raise Conflict(
+            f"postgres: {op}: a record with this id already exists", store="postgres"
+        ) from exc
+    except pgerr.ForeignKeyViolationError as exc:
+        raise NotFound(
+            f"postgres: {op}: the referenced session does not exist", store="postgres"
+        ) from exc
+    except (pgerr.CheckViolationError, pgerr.NotNullViolationError, pgerr.DataError) as exc:
+        raise InvalidInput(f"postgres: {op}: {exc}") from exc
+    except _UNAVAILABLE as exc:
+        raise StoreUnavailable(
+            f"postgres: {op}: server unavailable ({type(exc).__name__})", store="postgres"
+        ) from exc
+    except asyncpg.PostgresError as exc:
+        raise StoreError(
+            f"postgres: {op} failed ({exc.sqlstate}): {exc}", store="postgres"
+        ) from exc
+
+
+def _jsonb_encode(value: Any) -> bytes:
+    return b"\x01" + orjson.dumps(value)
+
+
+def _jsonb_decode(data: bytes) -> Any:
+    return orjson.loads(data[1:])
+
+
+async def _init_connection(conn: asyncpg.Connection) -> None:
+    await conn.set_type_codec(
+        "jsonb",
+        schema="pg_catalog",
+        encoder=_jsonb_encode,
+        decoder=_jsonb_decode,
+        format="binary",
+    )
+
+
+def _session(r: Any) -> ChatSession:
+    return ChatSession.model_construct(id=r[0], title=r[1], created_at=utc_ms(r[2]), user_id=r[3])
+
+
+def _message(r: Any) -> Message:
+    return Message.model_construct(
+        id=r[0],
+        session_id=r[1],
+        sender=r[2],
+        content=r[3],
+        timestamp=utc_ms(r[4]),
+        audio=r[5],
+        image=r[6],
+        pdf=r[7],
+    )
+
+
+def _session_row(s: ChatSession) -> tuple[Any, ...]:
+    return (s.id, s.title, s.created_at, s.user_id)
+
+
+def _message_row(m: Message) -> tuple[Any, ...]:
+    return (m.id, m.session_id, m.sender, m.content, m.timestamp, m.audio, m.image, m.pdf)
+
+
+class PostgresStore:
+    """The chat store on Postgres. Owns its asyncpg pool; use it as ``async with``."""
+
+    name = "postgres"
+
+    def __init__(
+        self,
+        dsn: str,
+        *,
+        timeout: float = 5.0,
+        min_size: int = 0,
+        max_size: int = 10,
+        statement_cache_size: int = 100,
+        limits: StoreLimits | None = None,
+    ) -> None:
+        self._dsn = dsn
+        self._timeout = timeout
+        self._min_size = min_size
+        self._max_size = max_size
+        self._statement_cache_size = statement_cache_size
+        self.limits = limits or StoreLimits()
+        self._pool: asyncpg.Pool | None = None
+
+    # --- lifecycle ---------------------------------------------------------------------
+    async def __aenter__(self) -> Self:
+        with _translate("open pool"):
+            self._pool = await asyncpg.create_pool(
+                self._dsn,
+                min_size=self._min_size,
+                max_size=self._max_size,
+                timeout=self._timeout,
+                command_timeout=self._timeout,
+                statement_cache_size=self._statement_cache_size,
+                init=_init_connection,
+            )
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._pool is not None:
+            pool, self._pool = self._pool, None
+            try:
+                await asyncio.wait_for(pool.close(), self._timeout)
+            except (TimeoutError, *_UNAVAILABLE):
+                pool.terminate()
+
+    @asynccontextmanager
+    async def _conn(self, op: str) -> AsyncIterator[asyncpg.Connection]:
+        if self._pool is None:
+            raise StoreUnavailable(
+                "postgres: store is not open; use `async with PostgresStore(...)`", store="postgres"
+            )
+        with _translate(op):
+            async with self._pool.acquire(timeout=self._timeout) as conn:
+                yield conn
+
+    async def ping(self) -> float:
+        start = time.perf_counter()
+        async with self._conn("ping") as conn:
+            await conn.fetchval("SELECT 1")
+        return time.perf_counter() - start
+
+    # --- sessions ----------------------------------------------------------------------
+    async def create_session(self, session: ChatSession) -> ChatSession:
+        check_session(session, self.limits)
+        async with self._conn("create session") as conn:
+            await conn.execute(
+                f"INSERT INTO chat_sessions ({SESSION_COLS}) VALUES ($1, $2, $3, $4)",
+                *_session_row(session),
+            )
+        return session
+
+    async def get_session(self, session_id: IdLike) -> ChatSession:
+        sid = ids.parse_id(session_id, field="session_id")
+        async with self._conn("get session") as conn:
+            row = await conn.fetchrow(
+                f"SELECT {SESSION_COLS} FROM chat_sessions WHERE id = $1", sid
+            )
+        if row is None:
+            raise NotFound(f"session {sid} not found", store="postgres")
+        return _session(row)
+
+    async def rename_session(self, session_id: IdLike, title: str) -> ChatSession:
+        sid = ids.parse_id(session_id, field="session_id")
+        check_title(title, self.limits)
+        async with self._conn("rename session") as conn:
+            row = await conn.fetchrow(
+                f"UPDATE chat_sessions SET title = $2 WHERE id = $1 RETURNING {SESSION_COLS}",
+                sid,
+                title,
+            )
+        if row is None:
+            raise NotFound(f"session {sid} not found", store="postgres")
+        return _session(row)
+
+    async def delete_session(self, session_id: IdLike) -> None:
+        sid = ids.parse_id(session_id, field="session_id")
+        async with self._conn("delete session") as conn:
+            status = await conn.execute("DELETE FROM chat_sessions WHERE id = $1", sid)
+        if status == "DELETE 0":
+            raise NotFound(f"session {sid} not found", store="postgres")
+
+    async def list_sessions(
+        self,
+        user_id: str,
+        *,
+        search: str | None = None,
+        created_from: dt.datetime | None = None,
+        created_to: dt.datetime | None = None,
+        limit: int = 50,
+        after: Keyset | None = None,
+    ) -> Page[ChatSession]:
+        limit = check_limit(limit)
+        where = ["user_id = $1"]
+        args: list[Any] = [user_id]
+
+        def arg(value: Any) -> str:
+            args.append(value)
+            return f"${len(args)}"
+
+        if search:
+            escaped = search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            where.append(f"title ILIKE {arg('%' + escaped + '%')}")
+        if created_from is not None:
+            where.append(f"created_at >= {arg(created_from)}")
+        if created_to is not None:
+            where.append(f"created_at < {arg(created_to)}")
+        if after is not None:
+            where.append(f"(created_at, id) < ({arg(after.at)}, {arg(after.id)})")
+        sql = (
+            f"SELECT {SESSION_COLS} FROM chat_sessions WHERE {' AND '.join(where)} "
+            f"ORDER BY created_at DESC, id DESC LIMIT {arg(limit + 1)}"
+        )
+        async with self._conn("list sessions") as conn:
+            rows = await conn.fetch(sql, *args)
+        return Page(items=[_session(r) for r in rows[:limit]], has_more=len(rows) > limit)
+
+    # --- messages ----------------------------------------------------------------------
+    async def add_message(self, message: Message) -> Message:
+        check_message(message, self.limits)
+        async with self._conn("add message") as conn:
+            await conn.execute(
+                f"INSERT INTO messages ({MESSAGE_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                *_message_row(message),
+            )
+        return message
+
+    async def get_message(self, message_id: IdLike) -> Message:
+        mid = ids.parse_id(message_id, field="message_id")
+        async with self._conn("get message") as conn:
+            row = await conn.fetchrow(f"SELECT {MESSAGE_COLS} FROM messages WHERE id = $1", mid)
+        if row is None:
+            raise NotFound(f"message {mid} not found", store="postgres")
+        return _message(row)
+
+    async def delete_message(self, message_id: IdLike) -> None:
+        mid = ids.parse_id(message_id, field="message_id")
+        async with self._conn("delete message") as conn:
+            status = await conn.execute("DELETE FROM messages WHERE id = $1", mid)
+        if status == "DELETE 0":
+            raise NotFound(f"message {mid} not found", store="postgres")
+
+    async def history(
+        self,
+        session_id: IdLike,
+        *,
+        limit: int = 50,
+        after: Keyset | None = None,
+        before: Keyset | None = None,
+    ) -> Page[Message]:
+        sid = ids.parse_id(session_id, field="session_id")
+        limit = check_limit(limit)
+        base = f"SELECT {MESSAGE_COLS} FROM messages WHERE session_id = $1"
+        async with self._conn("history") as conn:
+            if after is not None and before is not None:
+                raise InvalidInput("give either after or before, not both")
+            if after is not None:
+                rows = await conn.fetch(
+                    f"{base} AND (timestamp, id) > ($2, $3) ORDER BY timestamp, id LIMIT $4",
+                    sid,
+                    after.at,
+                    after.id,
+                    limit + 1,
+                )
+            elif before is not None:
+                rows = await conn.fetch(
+                    f"{base} AND (timestamp, id) < ($2, $3) "
+                    "ORDER BY timestamp DESC, id DESC LIMIT $4",
+                    sid,
+                    before.at,
+                    before.id,
+                    limit + 1,
+                )
+            else:
+                rows = await conn.fetch(f"{base} ORDER BY timestamp, id LIMIT $2", sid, limit + 1)
+        items = [_message(r) for r in rows[:limit]]
+        if before is not None:
+            items.reverse()
+        return Page(items=items, has_more=len(rows) > limit)
+
+    # --- bulk and scans ----------------------------------------------------------------
+    async def _copy_merge(
+        self, table: str, cols: str, updates: str, records: list[tuple[Any, ...]], op: str
+    ) -> int:
+        columns = [c.strip() for c in cols.split(",")]
+        stage = f"_strangler_stage_{table}"
+        async with self._conn(op) as conn, conn.transaction():
+            await conn.execute(
+                f"CREATE TEMP TABLE IF NOT EXISTS {stage} "
+                f"(LIKE {table} INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
+            )
+            await conn.copy_records_to_table(stage, records=records, columns=columns)
+            await conn.execute(
+                f"INSERT INTO {table} ({cols}) SELECT DISTINCT ON (id) {cols} FROM {stage} "
+                f"ORDER BY id ON CONFLICT (id) DO UPDATE SET {updates}"
+            )
+        return len(records)
+
+    async def upsert_sessions(self, sessions: Sequence[ChatSession]) -> int:
+        if not sessions:
+            return 0
+        for s in sessions:
+            check_session(s, self.limits)
+        return await self._copy_merge(
+            "chat_sessions",
+            SESSION_COLS,
+            "title = EXCLUDED.title, created_at = EXCLUDED.created_at, user_id = EXCLUDED.user_id",
+            [_session_row(s) for s in sessions],
+            "upsert sessions",
+        )
+
+    async def upsert_messages(self, messages: Sequence[Message]) -> int:
+        if not messages:
+            return 0
+        for m in messages:
+            check_message(m, self.limits)
+        return await self._copy_merge(
+            "messages",
+            MESSAGE_COLS,
+            "session_id = EXCLUDED.session_id, sender = EXCLUDED.sender, "
+            "content = EXCLUDED.content, timestamp = EXCLUDED.timestamp, "
+            "audio = EXCLUDED.audio, image = EXCLUDED.image, pdf = EXCLUDED.pdf",
+            [_message_row(m) for m in messages],
+            "upsert messages",
+        )
+
+    def scan_sessions(
+        self, *, batch_size: int = 1000, after: uuid.UUID | None = None
+    ) -> AsyncIterator[list[ChatSession]]:
+        return self._scan("chat_sessions", SESSION_COLS, _session, batch_size, after)
+
+    def scan_messages(
+        self, *, batch_size: int = 1000, after: uuid.UUID | None = None
+    ) -> AsyncIterator[list[Message]]:
+        return self._scan("messages", MESSAGE_COLS, _message, batch_size, after)
+
+    async def _scan(
+        self,
+        table: str,
+        cols: str,
+        build: Callable[[Any], Any],
+        batch_size: int,
+        after: uuid.UUID | None,
+    ) -> AsyncIterator[list[Any]]:
+        last = after or uuid.UUID(int=0)
+        first = after is None
+        while True:
+            async with self._conn(f"scan {table}") as conn:
+                op = ">=" if first else ">"
+                rows = await conn.fetch(
+                    f"SELECT {cols} FROM {table} WHERE id {op} $1 ORDER BY id LIMIT $2",
+                    last,
+                    batch_size,
+                )
+            first = False
+            if not rows:
+                return
+            yield [build(r) for r in rows]
+            last = rows[-1][0]
+            if len(rows) < batch_size:
+                return
+
+    async def count(self, table: Table) -> int:
+        if table not in ("chat_sessions", "messages"):
+            raise InvalidInput(f"unknown table {table!r}")
+        async with self._conn(f"count {table}") as conn:
+            n: int = await conn.fetchval(f"SELECT count(*) FROM {table}")
+        return n

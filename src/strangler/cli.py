@@ -1,0 +1,114 @@
+"""The ``strangler`` command: a thin entry point over the library.
+
+It builds ``Settings()`` once, configures logging, runs one subcommand and turns
+strangler's errors into a one-line message and an exit code, never a traceback.
+
+Exit codes: 0 success, 1 the job ran and found a problem, 2 bad usage or settings,
+3 a store was unavailable, 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Sequence
+
+from pydantic import ValidationError
+
+from strangler import __version__, logs, schema
+from strangler.config import Settings
+from strangler.errors import ConfigError, InvalidInput, StoreUnavailable, StranglerError
+
+EPILOG = """\
+environment:
+  MONGO_URI           the app's MongoDB (the old store)
+  SUPABASE_DB_URL     Supabase's Postgres URL (the new store)
+  SUPABASE_URL, SUPABASE_KEY   Supabase's REST API and service-role key
+  STRANGLER_*         strangler's own settings (see README.md)
+
+Run 'strangler COMMAND --help' for a command's options.
+"""
+
+
+def _cmd_schema(args: argparse.Namespace, settings: Settings) -> int:
+    if args.action == "print":
+        sys.stdout.write(schema.render())
+        return 0
+    url = args.database_url or (
+        settings.supabase_db_url.get_secret_value() if settings.supabase_db_url else None
+    )
+    if not url:
+        raise ConfigError(
+            "no database to apply the schema to: set SUPABASE_DB_URL or pass --database-url"
+        )
+    applied = asyncio.run(schema.apply(url, statement_cache_size=settings.pg_statement_cache_size))
+    if applied:
+        print(f"applied {len(applied)} migration(s): {', '.join(applied)}")
+    else:
+        print("schema is up to date; nothing to apply")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="strangler",
+        description="Move a live chat app from MongoDB to Supabase without downtime or data "
+        "loss: a dual-write proxy, backfill, verify and repair.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"strangler {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser(
+        "schema",
+        help="print or apply the Supabase schema (tables, indexes, RLS, realtime)",
+        description="The Supabase schema, from supabase/migrations. 'apply' is idempotent: it "
+        "applies only the migrations not yet recorded in "
+        "strangler.schema_migrations, and works on Supabase or a plain Postgres.",
+    )
+    p.add_argument(
+        "action",
+        choices=["print", "apply"],
+        help="print: write the SQL to stdout; apply: run it against the database",
+    )
+    p.add_argument(
+        "--database-url", metavar="URL", help="Postgres URL to apply to (default: SUPABASE_DB_URL)"
+    )
+    p.set_defaults(func=_cmd_schema)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        settings = Settings()
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        print(
+            f"strangler: invalid setting {'.'.join(map(str, first['loc']))}: {first['msg']}",
+            file=sys.stderr,
+        )
+        return 2
+    logs.configure(settings.log_level, settings.log_format)
+    try:
+        code: int = args.func(args, settings)
+    except KeyboardInterrupt:
+        print("strangler: interrupted", file=sys.stderr)
+        return 130
+    except (ConfigError, InvalidInput) as exc:
+        print(f"strangler: {exc}", file=sys.stderr)
+        return 2
+    except StoreUnavailable as exc:
+        print(f"strangler: {exc}", file=sys.stderr)
+        return 3
+    except StranglerError as exc:
+        print(f"strangler: {exc}", file=sys.stderr)
+        return 1
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,57 @@
+"""Typed settings, read from the environment (and ``.env``) once, at the entry point.
+
+No other module reads ``os.environ``: ``cli.py`` and the app factory build ``Settings()``
+and pass it down. Secrets are ``SecretStr``, so they never print in a log or a repr.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import AliasChoices, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Every knob strangler has. The env var names are the ones the seed ticket uses
+    (``MONGO_URI``, ``SUPABASE_URL``, ``SUPABASE_KEY``) plus ``SUPABASE_DB_URL`` and
+    ``STRANGLER_*`` for strangler's own settings."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="STRANGLER_", env_file=".env", extra="ignore", populate_by_name=True
+    )
+
+    # --- the old store: the app's MongoDB -------------------------------------------
+    mongo_uri: str | None = Field(default=None, validation_alias=AliasChoices("MONGO_URI"))
+    mongo_db: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("MONGO_DB", "STRANGLER_MONGO_DB"),
+        description="database name; default: the one in MONGO_URI, else 'chat'",
+    )
+
+    # --- the new store: Supabase -------------------------------------------------------
+    supabase_db_url: SecretStr | None = Field(
+        default=None,
+        validation_alias=AliasChoices("SUPABASE_DB_URL"),
+        description="Postgres URL (direct, or Supavisor session/transaction pooler)",
+    )
+    supabase_url: str | None = Field(default=None, validation_alias=AliasChoices("SUPABASE_URL"))
+    supabase_key: SecretStr | None = Field(
+        default=None,
+        validation_alias=AliasChoices("SUPABASE_KEY"),
+        description="the service-role key",
+    )
+    pg_statement_cache_size: int = Field(
+        default=100,
+        ge=0,
+        description="asyncpg prepared-statement cache; 0 behind the transaction pooler (port 6543)",
+    )
+    pg_pool_size: int = Field(default=10, ge=1)
+
+    # --- behaviour -------------------------------------------------------------------
+    store_timeout: float = Field(
+        default=5.0, gt=0, description="seconds before a store call fails as unavailable"
+    )
+    max_content_bytes: int = Field(default=10 * 1024 * 1024, gt=0)
+    log_format: Literal["auto", "json", "console"] = "auto"
+    log_level: Literal["debug", "info", "warning", "error"] = "info"

@@ -1,0 +1,128 @@
+"""SecantusDB, a single-node server speaking MongoDB's wire protocol, run as a subprocess."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import TracebackType
+from typing import Self
+
+from strangler.errors import ConfigError
+
+
+def _port_open(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=0.2):
+            return True
+    except OSError:
+        return False
+
+
+class EmbeddedMongo:
+    """A SecantusDB server on ``127.0.0.1:port`` with its data in ``storage_path``.
+
+    ``stop(kill=True)`` sends SIGKILL (a crash); ``start()`` brings it back on the same
+    port with the same data.
+    """
+
+    def __init__(
+        self,
+        storage_path: Path,
+        *,
+        port: int | None = None,
+        host: str = "127.0.0.1",
+        log_path: Path | None = None,
+    ) -> None:
+        from strangler.embedded import free_port
+
+        self.storage_path = Path(storage_path)
+        self.host = host
+        self.port = port or free_port(host)
+        self.log_path = log_path or self.storage_path.parent / f"secantus-{self.port}.log"
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def uri(self) -> str:
+        return f"mongodb://{self.host}:{self.port}/?directConnection=true"
+
+    @property
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    def start(self, timeout: float = 30.0) -> None:
+        """Start the server and wait until it accepts connections."""
+        if self.running:
+            return
+        self.storage_path.mkdir(parents=True, exist_ok=True)
+        log = open(self.log_path, "ab")  # noqa: SIM115 - the child process owns it
+        try:
+            self._proc = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "secantus",
+                    "--host",
+                    self.host,
+                    "--port",
+                    str(self.port),
+                    "--storage-path",
+                    str(self.storage_path),
+                    "--log-level",
+                    "WARNING",
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        except FileNotFoundError as exc:
+            raise ConfigError("cannot start SecantusDB: install the 'embedded' extra") from exc
+        finally:
+            log.close()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self._proc.poll() is not None:
+                raise ConfigError(
+                    f"SecantusDB exited with code {self._proc.returncode} while starting; "
+                    f"see {self.log_path}"
+                )
+            if _port_open(self.host, self.port):
+                return
+            time.sleep(0.05)
+        self.stop(kill=True)
+        raise ConfigError(f"SecantusDB did not start within {timeout:.0f}s; see {self.log_path}")
+
+    def stop(self, *, kill: bool = False, timeout: float = 15.0) -> None:
+        """Stop the server: SIGTERM and wait (or SIGKILL at once when ``kill``)."""
+        proc, self._proc = self._proc, None
+        if proc is None or proc.poll() is not None:
+            return
+        try:
+            os.killpg(proc.pid, signal.SIGKILL if kill else signal.SIGTERM)
+        except ProcessLookupError:
+            return
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout)
+        # A restart must be able to bind the same port again.
+        deadline = time.monotonic() + timeout
+        while _port_open(self.host, self.port) and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()

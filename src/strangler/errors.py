@@ -1,0 +1,96 @@
+"""The errors every part of strangler raises.
+
+Nothing above ``strangler.backends`` sees a driver exception (pymongo, asyncpg,
+httpx/postgrest): each store translates them at its boundary and chains the
+original with ``raise ... from e``.
+
+The tree::
+
+    StranglerError
+    ├── StoreError                a store could not do what was asked
+    │   ├── StoreUnavailable      the server is unreachable, timed out or refused (HTTP 503)
+    │   ├── Conflict              the id already exists, or a constraint forbids it (HTTP 409)
+    │   ├── NotFound              the record (or the session it needs) does not exist (HTTP 404)
+    │   └── CorruptRecord         a stored document cannot be read as a domain record
+    ├── InvalidInput              the caller's input is wrong; ``.errors`` says where (HTTP 400/422)
+    │   └── PayloadTooLarge       a value is over a configured size limit (HTTP 413)
+    ├── DivergenceError           the two stores disagree where they must agree
+    └── ConfigError               the settings are incomplete or contradict each other
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class StranglerError(Exception):
+    """The root of every error strangler raises on purpose."""
+
+    #: A stable, machine-readable code (used by the HTTP problem details).
+    code = "strangler_error"
+
+
+class StoreError(StranglerError):
+    """A store could not carry out an operation."""
+
+    code = "store_error"
+
+    def __init__(self, message: str, *, store: str | None = None) -> None:
+        super().__init__(message)
+        self.store = store
+
+
+class StoreUnavailable(StoreError):
+    """The server is unreachable, timed out, or is refusing work. Retrying later may succeed."""
+
+    code = "store_unavailable"
+
+
+class Conflict(StoreError):
+    """The record already exists, or a constraint forbids the change."""
+
+    code = "conflict"
+
+
+class NotFound(StoreError):
+    """The record, or a record it refers to, does not exist."""
+
+    code = "not_found"
+
+
+class CorruptRecord(StoreError):
+    """A stored document cannot be presented as a domain record (the backfill quarantines it)."""
+
+    code = "corrupt_record"
+
+
+class InvalidInput(StranglerError):
+    """The caller's input is invalid.
+
+    ``errors`` is a list of ``{"loc": [...], "msg": str, "type": str}`` entries, the same
+    shape pydantic uses, so an API can return field-level detail.
+    """
+
+    code = "invalid_input"
+
+    def __init__(self, message: str, *, errors: list[dict[str, Any]] | None = None) -> None:
+        super().__init__(message)
+        self.errors = errors or []
+
+
+class PayloadTooLarge(InvalidInput):
+    """A value is over a configured size limit."""
+
+    code = "payload_too_large"
+
+
+class DivergenceError(StranglerError):
+    """The two stores disagree where the stage requires them to agree."""
+
+    code = "divergence"
+
+
+class ConfigError(StranglerError):
+    """The settings are incomplete or contradict each other."""
+
+    code = "config_error"

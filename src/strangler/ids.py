@@ -1,0 +1,117 @@
+"""The legacy-id → UUID mapping (a public contract, see DESIGN.md).
+
+* ObjectId, or a 24-hex string: ``o[0:6] + 80 00 80 00 + o[6:12]``, a version-8,
+  RFC-variant UUID that shows the ObjectId in its first and last 12 hex digits.
+  Reversible with :func:`objectid_from_uuid`.
+* UUID (a canonical string in any case, ``uuid.UUID``, or BSON Binary subtype 4): kept.
+* Any other string ``s``: ``uuid5(NS, s)``; an integer ``n``: ``uuid5(NS, "int:" + str(n))``.
+
+There is no lookup table: the same legacy value always maps to the same UUID, so a
+reference maps to the same UUID as the document it points at.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from typing import Any
+
+from bson import Binary, ObjectId
+from bson.binary import UUID_SUBTYPE
+
+from strangler.errors import InvalidInput
+
+NS = uuid.uuid5(uuid.NAMESPACE_OID, "strangler.legacy-id")
+_MARKER = b"\x80\x00\x80\x00"
+_HEX24 = re.compile(r"[0-9a-fA-F]{24}")
+_CANONICAL_UUID = re.compile(
+    r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
+)
+
+#: What a caller may pass wherever an id is expected.
+IdLike = uuid.UUID | ObjectId | str
+
+
+def uuid_from_objectid(oid: ObjectId) -> uuid.UUID:
+    """The UUID of an ObjectId: its 12 bytes around the constant ``80 00 80 00``."""
+    raw = oid.binary
+    return uuid.UUID(bytes=raw[:6] + _MARKER + raw[6:])
+
+
+def objectid_from_uuid(value: uuid.UUID) -> ObjectId | None:
+    """The ObjectId a UUID was made from, or None when it was not made from one."""
+    raw = value.bytes
+    if raw[6:10] != _MARKER:
+        return None
+    return ObjectId(raw[:6] + raw[10:])
+
+
+def is_objectid_hex(value: str) -> bool:
+    """True for a 24-hex-digit string, the way the legacy app stored ``session_id``."""
+    return _HEX24.fullmatch(value) is not None
+
+
+def legacy_to_uuid(value: Any) -> uuid.UUID:
+    """Map any legacy ``_id`` or reference to its UUID.
+
+    Total over ObjectId, UUID, Binary subtype 4, str and int. Raises ``InvalidInput``
+    for any other type (for example a float, a bool, None or another Binary subtype),
+    which the backfill quarantines.
+    """
+    if isinstance(value, ObjectId):
+        return uuid_from_objectid(value)
+    if isinstance(value, uuid.UUID):
+        return value
+    if isinstance(value, str):
+        if _HEX24.fullmatch(value):
+            return uuid_from_objectid(ObjectId(value.lower()))
+        if _CANONICAL_UUID.fullmatch(value):
+            return uuid.UUID(value)
+        return uuid.uuid5(NS, value)
+    if isinstance(value, Binary) and value.subtype == UUID_SUBTYPE and len(value) == 16:
+        return uuid.UUID(bytes=bytes(value))
+    if isinstance(value, int) and not isinstance(value, bool):
+        return uuid.uuid5(NS, "int:" + str(value))
+    raise InvalidInput(f"cannot map a legacy id of type {type(value).__name__} to a UUID")
+
+
+def parse_id(value: Any, *, field: str = "id") -> uuid.UUID:
+    """Parse an id given by a caller: a UUID (any case) or the legacy 24-hex ObjectId form.
+
+    Stricter than :func:`legacy_to_uuid`: an arbitrary string is a typo, not an id, so it
+    raises ``InvalidInput`` naming ``field``.
+    """
+    if isinstance(value, uuid.UUID):
+        return value
+    if isinstance(value, ObjectId):
+        return uuid_from_objectid(value)
+    if isinstance(value, str) and (_HEX24.fullmatch(value) or _CANONICAL_UUID.fullmatch(value)):
+        return legacy_to_uuid(value)
+    shown = repr(value) if len(repr(value)) <= 60 else repr(value)[:57] + "..."
+    raise InvalidInput(
+        f"invalid {field} {shown}: expected a UUID or a 24-hex-digit ObjectId",
+        errors=[{"loc": [field], "msg": "expected a UUID or a 24-hex ObjectId", "type": "id"}],
+    )
+
+
+def new_objectid_uuid() -> tuple[ObjectId, uuid.UUID]:
+    """A fresh identity for a new record: an ObjectId (for MongoDB) and its UUID."""
+    oid = ObjectId()
+    return oid, uuid_from_objectid(oid)
+
+
+def new_id() -> uuid.UUID:
+    """The UUID of a fresh ObjectId; new records use it in both stores."""
+    return new_objectid_uuid()[1]
+
+
+def legacy_candidates(value: uuid.UUID) -> list[Any]:
+    """The ``_id`` values a record with this UUID may have in MongoDB, most likely first.
+
+    Ids that were arbitrary legacy strings (uuid5) cannot be reversed; such records are
+    reached by scans only.
+    """
+    oid = objectid_from_uuid(value)
+    if oid is not None:
+        return [oid, str(oid)]
+    return [Binary.from_uuid(value), str(value)]

@@ -1,0 +1,188 @@
+"""Domain models: ``ChatSession``, ``Message`` and ``MessageContent`` (pydantic v2).
+
+JSON compatibility with the legacy backend:
+
+* Input accepts ``_id`` or ``id``, and snake_case or camelCase keys (``session_id`` or
+  ``sessionId``, ``created_at`` or ``createdAt``, ``audioFile`` or ``audio_file``).
+* Output has one documented form: the Supabase column names (``id``, ``session_id``,
+  ``created_at``, ``user_id``, ``timestamp``), UUID strings, timestamps as ISO-8601 UTC
+  with milliseconds and ``Z``. Inside ``content`` the keys keep the legacy camelCase
+  (``audioFile``, ``imageFile``, ``pdfUrl``), because content is stored verbatim as jsonb.
+* New message content is validated strictly against ``MessageContent``. Stored legacy
+  ``content`` may be any JSON value (a plain string, extra keys) and round-trips unchanged.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime as dt
+import uuid
+from typing import Annotated, Any, Literal, TypeVar
+
+from pydantic import (
+    AfterValidator,
+    AliasChoices,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    ValidationError,
+)
+from pydantic import JsonValue as PydanticJsonValue
+
+from strangler import ids
+from strangler.errors import InvalidInput
+from strangler.normalize import b64, iso_z, utc_ms
+
+Sender = Literal["user", "assistant"]
+ContentType = Literal["conversation", "audio", "image", "pdf"]
+SENDERS: tuple[str, ...] = ("user", "assistant")
+
+
+def _id_before(value: Any) -> Any:
+    try:
+        return ids.parse_id(value)
+    except InvalidInput as exc:
+        raise ValueError(str(exc)) from None
+
+
+def _b64_before(value: Any) -> Any:
+    if value is None or isinstance(value, bytes):
+        return value
+    if isinstance(value, bytearray | memoryview):
+        return bytes(value)
+    if isinstance(value, str):
+        try:
+            return base64.b64decode(value, validate=True)
+        except (binascii.Error, ValueError):
+            raise ValueError("not valid standard base64 text") from None
+    raise ValueError("expected base64 text")
+
+
+#: A UUID that also accepts the legacy 24-hex ObjectId form.
+RecordId = Annotated[uuid.UUID, BeforeValidator(_id_before)]
+#: A timezone-aware UTC datetime truncated to milliseconds, emitted as ``...T..:..:..mmmZ``.
+UtcMillis = Annotated[
+    dt.datetime,
+    AfterValidator(utc_ms),
+    PlainSerializer(iso_z, return_type=str, when_used="json"),
+]
+#: Bytes carried as standard base64 text in JSON.
+Base64Bytes = Annotated[
+    bytes,
+    BeforeValidator(_b64_before),
+    PlainSerializer(b64, return_type=str, when_used="json"),
+]
+
+
+def _now() -> dt.datetime:
+    return utc_ms(dt.datetime.now(dt.UTC))
+
+
+class ChatSession(BaseModel):
+    """One chat session (a row of ``chat_sessions``)."""
+
+    model_config = ConfigDict(frozen=True, populate_by_name=True)
+
+    id: RecordId = Field(validation_alias=AliasChoices("id", "_id"))
+    title: str
+    created_at: UtcMillis = Field(validation_alias=AliasChoices("created_at", "createdAt"))
+    user_id: str = Field(validation_alias=AliasChoices("user_id", "userId"))
+
+    @classmethod
+    def new(cls, *, title: str, user_id: str, created_at: dt.datetime | None = None) -> ChatSession:
+        """A new session with a fresh ObjectId-derived id. Raises ``InvalidInput``."""
+        return parse(
+            cls,
+            {
+                "id": ids.new_id(),
+                "title": title,
+                "user_id": user_id,
+                "created_at": created_at or _now(),
+            },
+        )
+
+
+class MessageContent(BaseModel):
+    """The strict shape of new message content. Unknown keys are refused."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    type: ContentType
+    text: str | None = None
+    audioFile: Base64Bytes | None = Field(
+        default=None, validation_alias=AliasChoices("audioFile", "audio_file")
+    )
+    imageFile: Base64Bytes | None = Field(
+        default=None, validation_alias=AliasChoices("imageFile", "image_file")
+    )
+    pdfUrl: str | None = Field(default=None, validation_alias=AliasChoices("pdfUrl", "pdf_url"))
+
+    def to_json(self) -> dict[str, Any]:
+        """The stored JSON form: camelCase keys, base64 bytes, absent fields left out."""
+        return self.model_dump(mode="json", exclude_none=True)
+
+
+class Message(BaseModel):
+    """One message (a row of ``messages``). ``content`` is JSON in its normalised form."""
+
+    model_config = ConfigDict(frozen=True, populate_by_name=True)
+
+    id: RecordId = Field(validation_alias=AliasChoices("id", "_id"))
+    session_id: RecordId = Field(validation_alias=AliasChoices("session_id", "sessionId"))
+    sender: Sender
+    content: PydanticJsonValue
+    timestamp: UtcMillis
+    audio: str | None = None
+    image: str | None = None
+    pdf: str | None = None
+
+    @classmethod
+    def new(
+        cls,
+        *,
+        session_id: Any,
+        sender: str,
+        content: MessageContent | dict[str, Any],
+        audio: str | None = None,
+        image: str | None = None,
+        pdf: str | None = None,
+        timestamp: dt.datetime | None = None,
+    ) -> Message:
+        """A new message with a fresh id; strict ``content`` validation. Raises ``InvalidInput``."""
+        if not isinstance(content, MessageContent):
+            content = parse(MessageContent, content, loc_prefix=("content",))
+        return parse(
+            cls,
+            {
+                "id": ids.new_id(),
+                "session_id": session_id,
+                "sender": sender,
+                "content": content.to_json(),
+                "timestamp": timestamp or _now(),
+                "audio": audio,
+                "image": image,
+                "pdf": pdf,
+            },
+        )
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def parse(model: type[M], data: Any, *, loc_prefix: tuple[str, ...] = ()) -> M:
+    """Validate ``data`` as ``model``; a failure raises ``InvalidInput`` with field errors."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        errors = [
+            {"loc": [*loc_prefix, *(str(p) for p in e["loc"])], "msg": e["msg"], "type": e["type"]}
+            for e in exc.errors(include_url=False, include_input=False)
+        ]
+        where = ".".join(str(p) for p in errors[0]["loc"]) if errors else model.__name__
+        raise InvalidInput(
+            f"invalid {model.__name__}: {where}: {errors[0]['msg'] if errors else exc}",
+            errors=errors,
+        ) from None

