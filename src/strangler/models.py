@@ -172,6 +172,27 @@ class Message(BaseModel):
 M = TypeVar("M", bound=BaseModel)
 
 
+_SLOTS = BaseModel.__dict__
+_set_fields_set = _SLOTS["__pydantic_fields_set__"].__set__
+_set_extra = _SLOTS["__pydantic_extra__"].__set__
+_set_private = _SLOTS["__pydantic_private__"].__set__
+
+
+def trusted(model: type[M], values: dict[str, Any]) -> M:
+    """Build ``model`` from values a store read and already holds in normalised form.
+
+    Skips validation, like ``model_construct``, but about five times faster, which matters
+    on the history hot path (50 rows a page). ``values`` must name every field with a value
+    of the field's type; the result compares equal to a validated instance.
+    """
+    instance = object.__new__(model)
+    object.__setattr__(instance, "__dict__", values)
+    _set_fields_set(instance, set(values))
+    _set_extra(instance, None)
+    _set_private(instance, None)
+    return instance
+
+
 def parse(model: type[M], data: Any, *, loc_prefix: tuple[str, ...] = ()) -> M:
     """Validate ``data`` as ``model``; a failure raises ``InvalidInput`` with field errors."""
     try:

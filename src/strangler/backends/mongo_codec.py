@@ -22,7 +22,7 @@ from bson import Binary, ObjectId
 
 from strangler import ids
 from strangler.errors import CorruptRecord, InvalidInput
-from strangler.models import SENDERS, ChatSession, Message, Sender
+from strangler.models import SENDERS, ChatSession, Message, Sender, trusted
 from strangler.normalize import b64, to_json_value, utc_ms
 
 SESSION_FIELDS = frozenset({"_id", "title", "created_at", "user_id"})
@@ -139,7 +139,9 @@ def decode_session(doc: dict[str, Any], repairs: list[str] | None = None) -> Cha
     extra = sorted(set(doc) - SESSION_FIELDS)
     if extra:
         repairs.append("extra_fields")
-    return ChatSession.model_construct(id=sid, title=title, created_at=created_at, user_id=user_id)
+    return trusted(
+        ChatSession, {"id": sid, "title": title, "created_at": created_at, "user_id": user_id}
+    )
 
 
 def read_sender(value: Any, repairs: list[str]) -> Sender:
@@ -181,15 +183,18 @@ def decode_message(doc: dict[str, Any], repairs: list[str] | None = None) -> Mes
     extra = sorted(set(doc) - MESSAGE_FIELDS)
     if extra:
         repairs.append("extra_fields")
-    return Message.model_construct(
-        id=mid,
-        session_id=session_id,
-        sender=sender,
-        content=content,
-        timestamp=timestamp,
-        audio=audio,
-        image=image,
-        pdf=pdf,
+    return trusted(
+        Message,
+        {
+            "id": mid,
+            "session_id": session_id,
+            "sender": sender,
+            "content": content,
+            "timestamp": timestamp,
+            "audio": audio,
+            "image": image,
+            "pdf": pdf,
+        },
     )
 
 

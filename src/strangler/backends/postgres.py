@@ -38,7 +38,7 @@ from strangler.errors import (
     StoreUnavailable,
 )
 from strangler.ids import IdLike
-from strangler.models import ChatSession, Message
+from strangler.models import ChatSession, Message, trusted
 from strangler.normalize import utc_ms
 
 SESSION_COLS = "id, title, created_at, user_id"
@@ -97,20 +97,30 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
     )
 
 
+def _ms(value: dt.datetime) -> dt.datetime:
+    # asyncpg gives timestamptz in UTC; rows strangler wrote are already whole milliseconds.
+    return value if value.microsecond % 1000 == 0 else utc_ms(value)
+
+
 def _session(r: Any) -> ChatSession:
-    return ChatSession.model_construct(id=r[0], title=r[1], created_at=utc_ms(r[2]), user_id=r[3])
+    return trusted(
+        ChatSession, {"id": r[0], "title": r[1], "created_at": _ms(r[2]), "user_id": r[3]}
+    )
 
 
 def _message(r: Any) -> Message:
-    return Message.model_construct(
-        id=r[0],
-        session_id=r[1],
-        sender=r[2],
-        content=r[3],
-        timestamp=utc_ms(r[4]),
-        audio=r[5],
-        image=r[6],
-        pdf=r[7],
+    return trusted(
+        Message,
+        {
+            "id": r[0],
+            "session_id": r[1],
+            "sender": r[2],
+            "content": r[3],
+            "timestamp": _ms(r[4]),
+            "audio": r[5],
+            "image": r[6],
+            "pdf": r[7],
+        },
     )
 
 

@@ -1,0 +1,138 @@
+"""``strangler demo``: everything on embedded defaults, with data kept between runs.
+
+Starts SecantusDB (MongoDB wire protocol) and embedded PostgreSQL with their data under
+``--data-dir``, seeds a legacy dataset into MongoDB the first time, applies the Supabase
+schema, prints how to connect, and runs until Ctrl-C, when it stops both servers cleanly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+
+import structlog
+from pymongo import AsyncMongoClient
+
+from strangler import schema
+from strangler.backends.mongo import MongoStore
+from strangler.backends.postgres import PostgresStore
+from strangler.embedded import EmbeddedMongo, EmbeddedPostgres, free_port
+from strangler.embedded.legacy_data import generate
+
+log = structlog.get_logger(__name__)
+DEMO_DB = "chat"
+
+
+@dataclass(frozen=True)
+class DemoOptions:
+    data_dir: Path
+    sessions: int = 2000
+    messages_per_session: int = 5
+    mongo_port: int = 27117
+    pg_port: int = 54329
+    exit_after_setup: bool = False
+
+
+def _port_or_free(port: int) -> int:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return free_port()
+    return port
+
+
+async def _seed(mongo_uri: str, opts: DemoOptions) -> int:
+    client: AsyncMongoClient[dict[str, object]] = AsyncMongoClient(mongo_uri)
+    try:
+        db = client[DEMO_DB]
+        existing: int = await db.chat_sessions.estimated_document_count()
+        if existing:
+            return 0
+        batch_s: list[dict[str, object]] = []
+        batch_m: list[dict[str, object]] = []
+        for s, msgs in generate(opts.sessions, opts.messages_per_session):
+            batch_s.append(s)
+            batch_m.extend(msgs)
+            if len(batch_m) >= 5000:
+                await db.chat_sessions.insert_many(batch_s)
+                await db.messages.insert_many(batch_m)
+                batch_s, batch_m = [], []
+        if batch_s:
+            await db.chat_sessions.insert_many(batch_s)
+            await db.messages.insert_many(batch_m)
+        return opts.sessions
+    finally:
+        await client.close()
+
+
+async def _setup(mongo: EmbeddedMongo, pg: EmbeddedPostgres, opts: DemoOptions) -> None:
+    seeded = await _seed(mongo.uri, opts)
+    applied = await schema.apply(pg.dsn)
+    async with MongoStore(mongo.uri, database=DEMO_DB) as mstore, PostgresStore(pg.dsn) as pstore:
+        await mstore.ensure_indexes()
+        counts = (
+            await mstore.count("chat_sessions"),
+            await mstore.count("messages"),
+            await pstore.count("chat_sessions"),
+            await pstore.count("messages"),
+        )
+    mongo_uri = mongo.uri.replace("/?", f"/{DEMO_DB}?")
+    seeded_note = " (seeded now)" if seeded else ""
+    print(
+        f"""
+strangler demo is running (data in {opts.data_dir}).
+
+  MongoDB (SecantusDB)   {mongo_uri}
+                         {counts[0]} sessions, {counts[1]} messages{seeded_note}
+  Postgres (Supabase)    {pg.dsn}
+                         {counts[2]} sessions, {counts[3]} messages; schema: \
+{", ".join(applied) if applied else "up to date"}
+
+Try, in another terminal:
+  export MONGO_URI='{mongo_uri}' SUPABASE_DB_URL='{pg.dsn}'
+  .venv/bin/strangler schema print | less
+  .venv/bin/strangler schema apply
+
+The dual-write facade, backfill, API and dashboard come with later releases (see README).
+Press Ctrl-C to stop both servers.
+""",
+        flush=True,
+    )
+
+
+def run(opts: DemoOptions) -> int:
+    """Start, seed, serve until Ctrl-C (or right away with ``exit_after_setup``), then stop."""
+    opts.data_dir.mkdir(parents=True, exist_ok=True)
+    mongo = EmbeddedMongo(opts.data_dir / "mongo", port=_port_or_free(opts.mongo_port))
+    pg = EmbeddedPostgres(opts.data_dir / "pg", port=_port_or_free(opts.pg_port))
+    print("starting embedded MongoDB and PostgreSQL ...", flush=True)
+    mongo.start()
+    try:
+        pg.start()
+        try:
+            asyncio.run(_setup(mongo, pg, opts))
+            if not opts.exit_after_setup:
+                _wait_for_signal()
+        finally:
+            print("stopping PostgreSQL ...", flush=True)
+            pg.stop()
+    finally:
+        print("stopping MongoDB ...", flush=True)
+        mongo.stop()
+    print("stopped cleanly; data kept in", opts.data_dir)
+    return 0
+
+
+def _wait_for_signal() -> None:
+    async def wait() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+
+    asyncio.run(wait())
