@@ -111,6 +111,18 @@ def _opt_text(doc: dict[str, Any], field: str, repairs: list[str]) -> str | None
     return converted if isinstance(converted, str) else str(converted)
 
 
+def _required_text(doc: dict[str, Any], field: str, repairs: list[str]) -> str:
+    """A NOT NULL text column: a missing value becomes "", a number its string form."""
+    value = doc.get(field)
+    if value is None:
+        repairs.append(f"{field}_missing")
+        return ""
+    if isinstance(value, str):
+        return value
+    repairs.append(f"{field}_not_string")
+    return str(to_json_value(value))
+
+
 def decode_session(doc: dict[str, Any], repairs: list[str] | None = None) -> ChatSession:
     """Present a legacy ``chat_sessions`` document as a ``ChatSession``.
 
@@ -119,20 +131,8 @@ def decode_session(doc: dict[str, Any], repairs: list[str] | None = None) -> Cha
     repairs = [] if repairs is None else repairs
     try:
         sid = _record_id(doc)
-        title = doc.get("title")
-        if title is None:
-            repairs.append("title_missing")
-            title = ""
-        elif not isinstance(title, str):
-            repairs.append("title_not_string")
-            title = str(to_json_value(title))
-        user_id = doc.get("user_id")
-        if user_id is None:
-            repairs.append("user_id_missing")
-            user_id = ""
-        elif not isinstance(user_id, str):
-            repairs.append("user_id_not_string")
-            user_id = str(to_json_value(user_id))
+        title = _required_text(doc, "title", repairs)
+        user_id = _required_text(doc, "user_id", repairs)
         created_at = _time_or_objectid(doc, "created_at", repairs)
     except _Corrupt as exc:
         raise _corrupt("chat_sessions", doc, [*repairs, exc.reason]) from None

@@ -1,0 +1,38 @@
+"""Settings come from the seed's env var names; secrets never print; selection explains itself."""
+
+from __future__ import annotations
+
+import pytest
+
+from strangler.backends.mongo import MongoStore
+from strangler.backends.postgres import PostgresStore
+from strangler.config import Settings
+from strangler.config.selection import new_store, old_store
+from strangler.errors import ConfigError
+
+
+def test_settings_read_the_seed_env_names(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MONGO_URI", "mongodb://db.internal:27017/chat")
+    monkeypatch.setenv("SUPABASE_DB_URL", "postgresql://postgres:hunter2@db.example:5432/postgres")
+    monkeypatch.setenv("SUPABASE_KEY", "service-role-secret")
+    monkeypatch.setenv("STRANGLER_STORE_TIMEOUT", "2.5")
+    monkeypatch.setenv("STRANGLER_PG_STATEMENT_CACHE_SIZE", "0")
+    settings = Settings(_env_file=None)  # type: ignore[call-arg]
+    assert settings.mongo_uri == "mongodb://db.internal:27017/chat"
+    assert settings.store_timeout == 2.5
+    assert settings.pg_statement_cache_size == 0
+    shown = repr(settings) + str(settings.model_dump())
+    assert "hunter2" not in shown
+    assert "service-role-secret" not in shown
+    assert isinstance(old_store(settings), MongoStore)
+    assert isinstance(new_store(settings), PostgresStore)
+
+
+def test_missing_urls_say_which_variable_to_set(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("MONGO_URI", "SUPABASE_DB_URL"):
+        monkeypatch.delenv(name, raising=False)
+    settings = Settings(_env_file=None)  # type: ignore[call-arg]
+    with pytest.raises(ConfigError, match="MONGO_URI"):
+        old_store(settings)
+    with pytest.raises(ConfigError, match="SUPABASE_DB_URL"):
+        new_store(settings)
