@@ -13,7 +13,6 @@ import os
 import tempfile
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -145,13 +144,6 @@ async def store(
         if isinstance(s, MongoStore):
             await s.ensure_indexes()
         yield s
-
-
-@pytest.fixture
-def artifacts_dir() -> Path:
-    path = Path(os.environ.get("STRANGLER_ARTIFACTS", "test-artifacts"))
-    path.mkdir(parents=True, exist_ok=True)
-    return path
 
 
 @pytest.fixture(autouse=True)

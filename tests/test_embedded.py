@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import subprocess
 import sys
@@ -95,6 +94,5 @@ def test_demo_sets_up_once_and_keeps_its_data(tmp_path: Path) -> None:
 
 
 def test_free_port_is_bindable() -> None:
-    asyncio.run(asyncio.sleep(0))
     port = free_port()
     assert 1024 < port < 65536
