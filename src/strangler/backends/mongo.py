@@ -7,6 +7,7 @@ and presents them through the id mapping; it writes new documents in the legacy 
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import re
 import time
@@ -62,7 +63,7 @@ _OBJECTID_TYPE = {"$type": "objectId"}
 
 
 @contextmanager
-def _translate(op: str) -> Iterator[None]:
+def translate_errors(op: str) -> Iterator[None]:
     """Turn PyMongo errors into the errors tree, chained, naming the operation."""
     try:
         yield
@@ -162,12 +163,21 @@ class MongoStore:
         tb: TracebackType | None,
     ) -> None:
         if self._client is not None:
-            await self._client.close()
-            self._client = None
+            client, self._client = self._client, None
+            try:
+                # close() ends server sessions, which selects a server; after an outage that
+                # can wait on PyMongo's topology lock indefinitely, so shutdown is bounded.
+                await asyncio.wait_for(client.close(), self._timeout)
+            except (TimeoutError, PyMongoError) as exc:
+                log.warning("mongo_close_incomplete", error=f"{type(exc).__name__}: {exc}")
 
     @property
     def database(self) -> str:
         return self._database
+
+    def collection(self, name: str) -> Any:
+        """A collection in the store's database, for strangler's own records (the journal)."""
+        return self._coll(name)
 
     def _coll(self, name: str) -> Any:
         if self._client is None:
@@ -178,7 +188,7 @@ class MongoStore:
 
     async def ensure_indexes(self) -> None:
         """Create the indexes the chat queries need (idempotent)."""
-        with _translate("create indexes"):
+        with translate_errors("create indexes"):
             await self._coll(MESSAGES).create_index(
                 [("session_id", ASCENDING), ("timestamp", ASCENDING)]
             )
@@ -188,7 +198,7 @@ class MongoStore:
 
     async def ping(self) -> float:
         start = time.perf_counter()
-        with _translate("ping"):
+        with translate_errors("ping"):
             if self._client is None:
                 raise StoreUnavailable("mongo: store is not open", store="mongo")
             await self._client.admin.command("ping")
@@ -197,12 +207,12 @@ class MongoStore:
     # --- sessions ----------------------------------------------------------------------
     async def create_session(self, session: ChatSession) -> ChatSession:
         check_session(session, self.limits)
-        with _translate("create session"):
+        with translate_errors("create session"):
             await self._coll(SESSIONS).insert_one(codec.encode_session(session))
         return session
 
     async def _find_session_doc(self, sid: uuid.UUID) -> dict[str, Any]:
-        with _translate("get session"):
+        with translate_errors("get session"):
             doc: dict[str, Any] | None = await self._coll(SESSIONS).find_one(_id_filter(sid))
         if doc is None:
             raise NotFound(f"session {sid} not found", store="mongo")
@@ -215,7 +225,7 @@ class MongoStore:
     async def rename_session(self, session_id: IdLike, title: str) -> ChatSession:
         sid = ids.parse_id(session_id, field="session_id")
         check_title(title, self.limits)
-        with _translate("rename session"):
+        with translate_errors("rename session"):
             doc = await self._coll(SESSIONS).find_one_and_update(
                 _id_filter(sid), {"$set": {"title": title}}, return_document=ReturnDocument.AFTER
             )
@@ -228,7 +238,7 @@ class MongoStore:
         doc = await self._find_session_doc(sid)
         # Messages first: if we die in between, the session is still there and a retried
         # delete finishes the job, instead of leaving invisible orphans behind.
-        with _translate("delete session"):
+        with translate_errors("delete session"):
             await self._coll(MESSAGES).delete_many(
                 {"session_id": {"$in": codec.session_ref_candidates(sid)}}
             )
@@ -270,7 +280,7 @@ class MongoStore:
                     },
                 ]
             }
-        with _translate("list sessions"):
+        with translate_errors("list sessions"):
             cursor = (
                 self._coll(SESSIONS)
                 .find(query)
@@ -285,13 +295,13 @@ class MongoStore:
     async def add_message(self, message: Message) -> Message:
         check_message(message, self.limits)
         await self._find_session_doc(message.session_id)
-        with _translate("add message"):
+        with translate_errors("add message"):
             await self._coll(MESSAGES).insert_one(codec.encode_message(message))
         return message
 
     async def get_message(self, message_id: IdLike) -> Message:
         mid = ids.parse_id(message_id, field="message_id")
-        with _translate("get message"):
+        with translate_errors("get message"):
             doc = await self._coll(MESSAGES).find_one(_id_filter(mid))
         if doc is None:
             raise NotFound(f"message {mid} not found", store="mongo")
@@ -299,7 +309,7 @@ class MongoStore:
 
     async def delete_message(self, message_id: IdLike) -> None:
         mid = ids.parse_id(message_id, field="message_id")
-        with _translate("delete message"):
+        with translate_errors("delete message"):
             result = await self._coll(MESSAGES).delete_one(_id_filter(mid))
         if result.deleted_count == 0:
             raise NotFound(f"message {mid} not found", store="mongo")
@@ -343,7 +353,7 @@ class MongoStore:
                     },
                 ]
             }
-        with _translate("history"):
+        with translate_errors("history"):
             cursor = (
                 self._coll(MESSAGES)
                 .find(query)
@@ -363,7 +373,7 @@ class MongoStore:
         if not odd:
             return {}
         wanted = [c for v in odd for c in ids.legacy_candidates(v)]
-        with _translate("look up ids"):
+        with translate_errors("look up ids"):
             docs = await self._coll(coll).find({"_id": {"$in": wanted}}, {"_id": 1}).to_list(None)
         return {ids.legacy_to_uuid(d["_id"]): d["_id"] for d in docs}
 
@@ -377,7 +387,7 @@ class MongoStore:
         for s in sessions:
             doc = codec.encode_session(s, existing.get(s.id))
             ops.append(ReplaceOne({"_id": doc["_id"]}, doc, upsert=True))
-        with _translate("upsert sessions"):
+        with translate_errors("upsert sessions"):
             await self._coll(SESSIONS).bulk_write(ops, ordered=False)
         return len(ops)
 
@@ -388,7 +398,7 @@ class MongoStore:
             check_message(m, self.limits)
         wanted = {m.session_id for m in messages}
         refs = [c for sid in wanted for c in ids.legacy_candidates(sid)]
-        with _translate("check sessions"):
+        with translate_errors("check sessions"):
             found = (
                 await self._coll(SESSIONS).find({"_id": {"$in": refs}}, {"_id": 1}).to_list(None)
             )
@@ -400,7 +410,7 @@ class MongoStore:
         for m in messages:
             doc = codec.encode_message(m, existing.get(m.id))
             ops.append(ReplaceOne({"_id": doc["_id"]}, doc, upsert=True))
-        with _translate("upsert messages"):
+        with translate_errors("upsert messages"):
             await self._coll(MESSAGES).bulk_write(ops, ordered=False)
         return len(ops)
 
@@ -420,7 +430,7 @@ class MongoStore:
         """Ascending UUID order. ObjectId ids sort the same way as their UUIDs, so they stream
         from the ``_id`` index; the rare ids of other types are read first and merged in."""
         others: list[Any] = []
-        with _translate(f"scan {coll}"):
+        with translate_errors(f"scan {coll}"):
             async for doc in self._coll(coll).find({"_id": {"$not": _OBJECTID_TYPE}}):
                 record = _decode_or_skip(decode, coll, doc)
                 if record is not None and (after is None or record.id > after):
@@ -432,7 +442,7 @@ class MongoStore:
             query = {"_id": {"$type": "objectId", "$gte": ObjectId(after.bytes[:6] + bytes(6))}}
         batch: list[Any] = []
         i = 0
-        with _translate(f"scan {coll}"):
+        with translate_errors(f"scan {coll}"):
             cursor = self._coll(coll).find(query).sort("_id", ASCENDING).batch_size(batch_size)
             async for doc in cursor:
                 record = _decode_or_skip(decode, coll, doc)
@@ -454,7 +464,7 @@ class MongoStore:
             batch = batch[batch_size:]
 
     async def count(self, table: Table) -> int:
-        with _translate(f"count {table}"):
+        with translate_errors(f"count {table}"):
             n: int = await self._coll(table).count_documents({})
         return n
 

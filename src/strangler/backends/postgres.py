@@ -55,7 +55,7 @@ _UNAVAILABLE = (
 
 
 @contextmanager
-def _translate(op: str) -> Iterator[None]:
+def translate_errors(op: str) -> Iterator[None]:
     """Turn asyncpg and socket errors into the errors tree, chained, naming the operation."""
     try:
         yield
@@ -157,7 +157,7 @@ class PostgresStore:
 
     # --- lifecycle ---------------------------------------------------------------------
     async def __aenter__(self) -> Self:
-        with _translate("open pool"):
+        with translate_errors("open pool"):
             self._pool = await asyncpg.create_pool(
                 self._dsn,
                 min_size=self._min_size,
@@ -183,12 +183,18 @@ class PostgresStore:
                 pool.terminate()
 
     @asynccontextmanager
+    async def connection(self, op: str) -> AsyncIterator[asyncpg.Connection]:
+        """A pooled connection for strangler's own tables; errors come out translated."""
+        async with self._conn(op) as conn:
+            yield conn
+
+    @asynccontextmanager
     async def _conn(self, op: str) -> AsyncIterator[asyncpg.Connection]:
         if self._pool is None:
             raise StoreUnavailable(
                 "postgres: store is not open; use `async with PostgresStore(...)`", store="postgres"
             )
-        with _translate(op):
+        with translate_errors(op):
             async with self._pool.acquire(timeout=self._timeout) as conn:
                 yield conn
 

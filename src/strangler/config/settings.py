@@ -11,6 +11,8 @@ from typing import Literal
 from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from strangler.proxy.stages import Stage
+
 
 class Settings(BaseSettings):
     """Every knob strangler has. The env var names are the ones the seed ticket uses
@@ -47,6 +49,17 @@ class Settings(BaseSettings):
         description="asyncpg prepared-statement cache; 0 behind the transaction pooler (port 6543)",
     )
     pg_pool_size: int = Field(default=10, ge=1)
+
+    # --- the facade ------------------------------------------------------------------
+    stage: Stage | None = Field(
+        default=None,
+        description="when set, fixes the stage and wins over the control table (rollback path)",
+    )
+    shadow_sample_rate: float = Field(default=1.0, ge=0, le=1)
+    shadow_max_inflight: int = Field(default=32, ge=1)
+    read_repair: bool = False
+    secondary_timeout: float = Field(default=2.0, gt=0)
+    stage_poll_seconds: float = Field(default=1.0, gt=0)
 
     # --- behaviour -------------------------------------------------------------------
     store_timeout: float = Field(

@@ -1,0 +1,96 @@
+"""``MongoJournal``: the write journal in MongoDB, next to the app's collections."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from typing import Any
+
+from pymongo import ASCENDING
+
+from strangler.backends.mongo import MongoStore, translate_errors
+from strangler.proxy.journal import PendingWrite
+from strangler.proxy.stages import Role
+
+COLLECTION = "strangler_pending_writes"
+
+
+class MongoJournal:
+    """Pending secondary writes, in the ``strangler_pending_writes`` collection."""
+
+    name = "mongo"
+
+    def __init__(self, store: MongoStore) -> None:
+        self._store = store
+        self._indexed = False
+
+    def _coll(self) -> Any:
+        return self._store.collection(COLLECTION)
+
+    async def _ensure_index(self) -> None:
+        if not self._indexed:
+            with translate_errors("journal index"):
+                await self._coll().create_index([("target", ASCENDING), ("next_at", ASCENDING)])
+            self._indexed = True
+
+    async def add(self, entries: Sequence[PendingWrite]) -> None:
+        if not entries:
+            return
+        await self._ensure_index()
+        now = dt.datetime.now(dt.UTC)
+        docs = [
+            {
+                "target": e.target,
+                "table": e.table,
+                "record_id": e.record_id,
+                "created_at": e.created_at,
+                "next_at": now,
+                "attempts": 0,
+                "last_error": None,
+            }
+            for e in entries
+        ]
+        with translate_errors("journal add"):
+            await self._coll().insert_many(docs, ordered=False)
+
+    async def due(self, targets: Sequence[Role], limit: int) -> list[PendingWrite]:
+        now = dt.datetime.now(dt.UTC)
+        with translate_errors("journal due"):
+            docs = await (
+                self._coll()
+                .find({"target": {"$in": list(targets)}, "next_at": {"$lte": now}})
+                .sort("_id", ASCENDING)
+                .limit(limit)
+                .to_list(None)
+            )
+        return [
+            PendingWrite(
+                target=d["target"],
+                table=d["table"],
+                record_id=d["record_id"],
+                key=d["_id"],
+                attempts=d.get("attempts", 0),
+                last_error=d.get("last_error"),
+                created_at=d["created_at"],
+            )
+            for d in docs
+        ]
+
+    async def done(self, entries: Sequence[PendingWrite]) -> None:
+        if entries:
+            with translate_errors("journal done"):
+                await self._coll().delete_many({"_id": {"$in": [e.key for e in entries]}})
+
+    async def retry_later(self, entry: PendingWrite, error: str, delay: float) -> None:
+        next_at = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=delay)
+        with translate_errors("journal retry"):
+            await self._coll().update_one(
+                {"_id": entry.key},
+                {"$set": {"next_at": next_at, "last_error": error[:500]}, "$inc": {"attempts": 1}},
+            )
+
+    async def depth(self, target: Role | None = None) -> int:
+        query = {} if target is None else {"target": target}
+        with translate_errors("journal depth"):
+            n: int = await self._coll().count_documents(query)
+        return n

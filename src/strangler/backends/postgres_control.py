@@ -1,0 +1,185 @@
+"""strangler's own records in Postgres: the write journal, the shared stage and its history,
+and divergence records (tables from ``20261125000100_strangler_control.sql``)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from strangler.backends.postgres import PostgresStore
+from strangler.proxy.journal import PendingWrite
+from strangler.proxy.stages import Role, Stage
+
+
+class PostgresJournal:
+    """Pending secondary writes, in ``strangler.pending_writes``."""
+
+    name = "postgres"
+
+    def __init__(self, store: PostgresStore) -> None:
+        self._store = store
+
+    async def add(self, entries: Sequence[PendingWrite]) -> None:
+        if not entries:
+            return
+        async with self._store.connection("journal add") as conn:
+            await conn.executemany(
+                "INSERT INTO strangler.pending_writes (target, table_name, record_id, created_at)"
+                " VALUES ($1, $2, $3, $4)",
+                [(e.target, e.table, e.record_id, e.created_at) for e in entries],
+            )
+
+    async def due(self, targets: Sequence[Role], limit: int) -> list[PendingWrite]:
+        async with self._store.connection("journal due") as conn:
+            rows = await conn.fetch(
+                "SELECT id, target, table_name, record_id, attempts, last_error, created_at"
+                " FROM strangler.pending_writes WHERE target = ANY($1::text[]) AND next_at <= now()"
+                " ORDER BY id LIMIT $2",
+                list(targets),
+                limit,
+            )
+        return [
+            PendingWrite(
+                target=r[1],
+                table=r[2],
+                record_id=r[3],
+                key=r[0],
+                attempts=r[4],
+                last_error=r[5],
+                created_at=r[6],
+            )
+            for r in rows
+        ]
+
+    async def done(self, entries: Sequence[PendingWrite]) -> None:
+        if entries:
+            async with self._store.connection("journal done") as conn:
+                await conn.execute(
+                    "DELETE FROM strangler.pending_writes WHERE id = ANY($1::bigint[])",
+                    [e.key for e in entries],
+                )
+
+    async def retry_later(self, entry: PendingWrite, error: str, delay: float) -> None:
+        async with self._store.connection("journal retry") as conn:
+            await conn.execute(
+                "UPDATE strangler.pending_writes SET attempts = attempts + 1, last_error = $2,"
+                " next_at = now() + make_interval(secs => $3) WHERE id = $1",
+                entry.key,
+                error[:500],
+                delay,
+            )
+
+    async def depth(self, target: Role | None = None) -> int:
+        async with self._store.connection("journal depth") as conn:
+            if target is None:
+                n: int = await conn.fetchval("SELECT count(*) FROM strangler.pending_writes")
+            else:
+                n = await conn.fetchval(
+                    "SELECT count(*) FROM strangler.pending_writes WHERE target = $1", target
+                )
+        return n
+
+
+@dataclass(frozen=True)
+class StageRecord:
+    stage: Stage
+    changed_at: dt.datetime
+    origin: str
+    reason: str | None
+
+
+class PostgresControl:
+    """The stage every instance converges on, its transitions, and divergence records."""
+
+    def __init__(self, store: PostgresStore, *, divergence_retention: int = 10_000) -> None:
+        self._store = store
+        self._retention = divergence_retention
+        self._since_prune = 0
+
+    async def read_stage(self) -> StageRecord | None:
+        async with self._store.connection("read stage") as conn:
+            row = await conn.fetchrow(
+                "SELECT stage, changed_at, origin, reason FROM strangler.stage_control WHERE id = 1"
+            )
+        if row is None:
+            return None
+        return StageRecord(Stage(row[0]), row[1], row[2], row[3])
+
+    async def write_stage(
+        self, target: Stage, *, origin: str, reason: str | None, forced: bool, expected: Stage
+    ) -> StageRecord:
+        """Move the stage from ``expected`` to ``target`` and record the transition.
+
+        Raises ``Conflict`` if another operator changed it first.
+        """
+        from strangler.errors import Conflict
+
+        async with self._store.connection("write stage") as conn, conn.transaction():
+            row = await conn.fetchrow(
+                "SELECT stage FROM strangler.stage_control WHERE id = 1 FOR UPDATE"
+            )
+            current = Stage(row[0]) if row else Stage.OFF
+            if current != expected:
+                raise Conflict(f"the stage changed to {current} meanwhile; check and try again")
+            await conn.execute(
+                "INSERT INTO strangler.stage_control (id, stage, changed_at, origin, reason)"
+                " VALUES (1, $1, now(), $2, $3) ON CONFLICT (id) DO UPDATE SET stage = $1,"
+                " changed_at = now(), origin = $2, reason = $3",
+                target.value,
+                origin,
+                reason,
+            )
+            await conn.execute(
+                "INSERT INTO strangler.stage_transitions (from_stage, to_stage, origin, reason,"
+                " forced) VALUES ($1, $2, $3, $4, $5)",
+                current.value,
+                target.value,
+                origin,
+                reason,
+                forced,
+            )
+        record = await self.read_stage()
+        assert record is not None
+        return record
+
+    async def transitions(self, limit: int = 50) -> list[dict[str, Any]]:
+        async with self._store.connection("stage history") as conn:
+            rows = await conn.fetch(
+                "SELECT at, from_stage, to_stage, origin, reason, forced"
+                " FROM strangler.stage_transitions ORDER BY id DESC LIMIT $1",
+                limit,
+            )
+        return [dict(r) for r in rows]
+
+    async def record_divergence(
+        self, *, stage: Stage, table: str, record_id: str, kind: str, diff: Any
+    ) -> None:
+        async with self._store.connection("record divergence") as conn:
+            await conn.execute(
+                "INSERT INTO strangler.divergences (stage, table_name, record_id, kind, diff)"
+                " VALUES ($1, $2, $3, $4, $5)",
+                stage.value,
+                table,
+                record_id,
+                kind,
+                diff,
+            )
+            self._since_prune += 1
+            if self._since_prune >= 100:
+                self._since_prune = 0
+                await conn.execute(
+                    "DELETE FROM strangler.divergences WHERE id <= "
+                    "(SELECT max(id) FROM strangler.divergences) - $1",
+                    self._retention,
+                )
+
+    async def divergences(self, limit: int = 50) -> list[dict[str, Any]]:
+        async with self._store.connection("list divergences") as conn:
+            rows = await conn.fetch(
+                "SELECT id, at, stage, table_name, record_id, kind, diff"
+                " FROM strangler.divergences ORDER BY id DESC LIMIT $1",
+                limit,
+            )
+        return [dict(r) for r in rows]

@@ -1,0 +1,65 @@
+"""Compare two stores' answers after normalisation (DESIGN.md): field-level diffs.
+
+Records are compared in their JSON form (UTC millisecond timestamps, UUID strings, base64
+bytes). U+0000 counts as equal to U+FFFD, because the backfill stores the replacement
+where Postgres cannot hold the original.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel
+
+from strangler.backends.base import Page
+
+ABSENT = "<absent>"
+
+
+def _nul_to_fffd(value: Any) -> Any:
+    if isinstance(value, str):
+        return value.replace("\x00", "\ufffd")
+    if isinstance(value, dict):
+        return {_nul_to_fffd(k): _nul_to_fffd(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_nul_to_fffd(v) for v in value]
+    return value
+
+
+def normalise(record: BaseModel | None) -> dict[str, Any] | None:
+    """A record's comparable form, or None when it is absent."""
+    if record is None:
+        return None
+    dumped: dict[str, Any] = _nul_to_fffd(record.model_dump(mode="json"))
+    return dumped
+
+
+def diff_records(a: BaseModel | None, b: BaseModel | None) -> dict[str, Any]:
+    """``{field: {"authoritative": x, "other": y}}`` for every field that differs."""
+    na, nb = normalise(a), normalise(b)
+    if na is None or nb is None:
+        if na is None and nb is None:
+            return {}
+        return {
+            "record": {
+                "authoritative": ABSENT if na is None else "present",
+                "other": ABSENT if nb is None else "present",
+            }
+        }
+    return {
+        k: {"authoritative": na.get(k, ABSENT), "other": nb.get(k, ABSENT)}
+        for k in sorted(set(na) | set(nb))
+        if na.get(k, ABSENT) != nb.get(k, ABSENT)
+    }
+
+
+def diff_pages(a: Page[Any], b: Page[Any]) -> dict[str, dict[str, Any]]:
+    """Per-id diffs between two pages of records (ids only in one page count as absent)."""
+    by_a = {str(r.id): r for r in a.items}
+    by_b = {str(r.id): r for r in b.items}
+    out: dict[str, dict[str, Any]] = {}
+    for key in sorted(set(by_a) | set(by_b)):
+        d = diff_records(by_a.get(key), by_b.get(key))
+        if d:
+            out[key] = d
+    return out

@@ -1,0 +1,134 @@
+"""Stage control: which stage this instance runs in, and how operators change it.
+
+* ``STRANGLER_STAGE``, when set, wins: the stage is fixed for the life of the process, so a
+  restart with an older value is always a rollback path.
+* Otherwise the stage lives in ``strangler.stage_control`` in Postgres. Every instance polls
+  it (every ``poll_interval`` seconds, 1 by default), so all converge within seconds of a
+  change, without a restart. If Postgres cannot be reached the last known stage is kept.
+* A change skips stages only with ``force``; it is refused while journal entries are
+  pending for the store that the new stage makes authoritative (or, for ``complete``,
+  for any store), and every transition is recorded with its time, origin and reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+
+import structlog
+
+from strangler.backends.postgres_control import PostgresControl, StageRecord
+from strangler.errors import Conflict, InvalidInput, StranglerError
+from strangler.proxy.stages import Role, Stage, check_transition
+
+log = structlog.get_logger(__name__)
+
+PendingCount = Callable[[Role], Awaitable[int]]
+
+
+class StageController:
+    def __init__(
+        self,
+        control: PostgresControl | None,
+        *,
+        override: Stage | None = None,
+        pending: PendingCount | None = None,
+        poll_interval: float = 1.0,
+        on_change: Callable[[Stage], None] | None = None,
+    ) -> None:
+        if control is None and override is None:
+            raise InvalidInput("no stage: set STRANGLER_STAGE or give a Postgres control table")
+        self._control = control
+        self.override = override
+        self._pending = pending
+        self._poll_interval = poll_interval
+        self._on_change = on_change
+        self._stage = override or Stage.OFF
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def stage(self) -> Stage:
+        return self._stage
+
+    def _set_local(self, stage: Stage) -> None:
+        if stage != self._stage:
+            log.info("stage_changed", stage=stage.value, previous=self._stage.value)
+            self._stage = stage
+            if self._on_change is not None:
+                self._on_change(stage)
+
+    async def refresh(self) -> Stage:
+        """Read the shared stage now (no-op under an override)."""
+        if self.override is None and self._control is not None:
+            record = await self._control.read_stage()
+            self._set_local(record.stage if record else Stage.OFF)
+        return self._stage
+
+    async def start(self) -> None:
+        try:
+            await self.refresh()
+        except StranglerError as exc:
+            log.warning("stage_unreadable", error=str(exc), using=self._stage.value)
+        if self.override is None and self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._poll(), name="stage-poll")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+
+    async def _poll(self) -> None:
+        while True:
+            await asyncio.sleep(self._poll_interval)
+            try:
+                await self.refresh()
+            except StranglerError as exc:
+                log.debug("stage_unreadable", error=str(exc), using=self._stage.value)
+
+    async def set(
+        self, target: Stage, *, reason: str | None = None, origin: str = "cli", force: bool = False
+    ) -> StageRecord:
+        """Move the shared stage to ``target``. ``InvalidInput`` or ``Conflict`` says why not."""
+        if self.override is not None:
+            raise Conflict(
+                f"STRANGLER_STAGE={self.override} is set and wins over the control table; "
+                "change or unset the environment variable and restart instead"
+            )
+        assert self._control is not None
+        current = await self.refresh()
+        if target == current:
+            raise InvalidInput(f"the stage is already {current}")
+        check_transition(current, target, force=force)
+        if not force and self._pending is not None:
+            await self._check_pending(current, target)
+        record = await self._control.write_stage(
+            target, origin=origin, reason=reason, forced=force, expected=current
+        )
+        log.info(
+            "stage_set",
+            stage=target.value,
+            previous=current.value,
+            origin=origin,
+            reason=reason,
+            forced=force,
+        )
+        self._set_local(target)
+        return record
+
+    async def _check_pending(self, current: Stage, target: Stage) -> None:
+        assert self._pending is not None
+        if target == Stage.COMPLETE:
+            roles: list[Role] = ["old", "new"]
+        elif target.authoritative != current.authoritative:
+            roles = [target.authoritative]
+        else:
+            return
+        for role in roles:
+            n = await self._pending(role)
+            if n:
+                store = "MongoDB" if role == "old" else "Supabase"
+                raise Conflict(
+                    f"refusing to move to {target}: {n} write(s) have not reached {store} yet; "
+                    "wait for the repair queue to drain (or pass --force)"
+                )

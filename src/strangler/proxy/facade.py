@@ -1,0 +1,375 @@
+"""``DualWriteStore``: the staged dual-write facade, itself a ``ChatStore``.
+
+Writes go to the authoritative store first; once it holds the write, the same write goes
+to the secondary store (``Stage.secondary``), inline and bounded by ``secondary_timeout``.
+If that fails, the record is journaled in the authoritative store's database and the
+replayer brings it over later, so the request still succeeds and no acknowledged write is
+lost. A write that fails on the authoritative store is never sent to the other one.
+
+Reads are served by the authoritative store; in ``shadow`` and ``live`` a sampled read of
+the other store is compared off the request path (``shadow.py``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from types import TracebackType
+from typing import Any, Self, TypeVar
+
+import structlog
+
+from strangler import ids
+from strangler.backends.base import ChatStore, Keyset, Page, Table
+from strangler.backends.postgres_control import PostgresControl
+from strangler.errors import Conflict, NotFound, StranglerError
+from strangler.ids import IdLike
+from strangler.models import ChatSession, Message
+from strangler.proxy.compare import diff_pages, diff_records
+from strangler.proxy.control import StageController
+from strangler.proxy.journal import PendingWrite, WriteJournal
+from strangler.proxy.metrics import FacadeMetrics
+from strangler.proxy.mirror import mirror
+from strangler.proxy.replay import Replayer
+from strangler.proxy.shadow import ShadowReader
+from strangler.proxy.stages import Role, Stage
+
+log = structlog.get_logger(__name__)
+T = TypeVar("T")
+
+
+class DualWriteStore:
+    """A ``ChatStore`` over two stores, routed by stage. Use it as ``async with``: that
+    starts (and on exit stops) the stage poller, the replayer and the shadow tasks. The
+    two stores are opened and closed by the caller (``strangler.connect`` does both)."""
+
+    name = "dualwrite"
+
+    def __init__(
+        self,
+        old: ChatStore,
+        new: ChatStore,
+        *,
+        controller: StageController,
+        journals: dict[Role, WriteJournal],
+        metrics: FacadeMetrics | None = None,
+        shadow: ShadowReader | None = None,
+        secondary_timeout: float = 2.0,
+        replay_interval: float = 0.5,
+        control: PostgresControl | None = None,
+    ) -> None:
+        self.old = old
+        self.new = new
+        self.controller = controller
+        self.journals = journals
+        self.metrics = metrics or FacadeMetrics()
+        self.shadow = shadow or ShadowReader(self.metrics)
+        self.secondary_timeout = secondary_timeout
+        self._stores: dict[Role, ChatStore] = {"old": old, "new": new}
+        self.replayer = Replayer(
+            self._stores, journals, lambda: self.stage, self.metrics, interval=replay_interval
+        )
+        #: Divergence records and stage history, when the new store is Postgres.
+        self.control = control
+
+    # --- lifecycle -------------------------------------------------------------------
+    @property
+    def stage(self) -> Stage:
+        return self.controller.stage
+
+    async def __aenter__(self) -> Self:
+        await self.controller.start()
+        self.metrics.stage.labels(self.stage.value).set(1)
+        self.replayer.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.shadow.drain()
+        await self.replayer.stop()
+        await self.controller.stop()
+
+    def store(self, role: Role) -> ChatStore:
+        return self._stores[role]
+
+    async def pending(self, role: Role) -> int:
+        """Journal entries still to land in ``role``'s store, across both journals."""
+        return sum([await j.depth(role) for j in self.journals.values()])
+
+    async def ping(self) -> float:
+        return await self._read("ping", lambda s: s.ping())
+
+    # --- routing -----------------------------------------------------------------------
+    async def _call(self, store: ChatStore, op: str, fn: Callable[[ChatStore], Awaitable[T]]) -> T:
+        async with self.metrics.timed(store.name, op):
+            return await fn(store)
+
+    async def _read(self, op: str, fn: Callable[[ChatStore], Awaitable[T]]) -> T:
+        return await self._call(self.store(self.stage.authoritative), op, fn)
+
+    def _shadow(
+        self,
+        stage: Stage,
+        table: str,
+        key: str,
+        result: Any,
+        fn: Callable[[ChatStore], Awaitable[Any]],
+        differ: Any,
+    ) -> None:
+        if not stage.shadow_reads:
+            return
+        auth = self.store(stage.authoritative)
+        other = self.store("new" if stage.authoritative == "old" else "old")
+        self.shadow.submit(table, key, result, lambda: fn(auth), lambda: fn(other), differ)
+
+    async def _read_record(
+        self, table: str, record_id: uuid.UUID, fn: Callable[[ChatStore], Awaitable[T]]
+    ) -> T:
+        stage = self.stage
+        try:
+            result = await self._call(self.store(stage.authoritative), f"get_{table}", fn)
+        except NotFound:
+            self._shadow(stage, table, str(record_id), None, fn, diff_records)
+            raise
+        self._shadow(stage, table, str(record_id), result, fn, diff_records)
+        return result
+
+    async def _write(
+        self,
+        op: str,
+        table: Table,
+        record_ids: Sequence[uuid.UUID],
+        primary: Callable[[ChatStore], Awaitable[T]],
+        secondary: Callable[[ChatStore, ChatStore, T], Awaitable[None]],
+    ) -> T:
+        stage = self.stage
+        auth_role = stage.authoritative
+        auth = self.store(auth_role)
+        result = await self._call(auth, op, primary)
+        target = stage.secondary
+        if target is None:
+            if stage == Stage.COMPLETE:
+                # Park the ids for MongoDB, so a rollback from complete can catch it up.
+                await self._journal(auth_role, "old", table, record_ids, park=True)
+            return result
+        done_at = time.perf_counter()
+        try:
+            async with asyncio.timeout(self.secondary_timeout):
+                await secondary(auth, self.store(target), result)
+        except (StranglerError, TimeoutError) as exc:
+            log.bind(stage=stage.value, table=table, op=op, target=target).warning(
+                "secondary_write_failed",
+                error=f"{type(exc).__name__}: {exc}",
+                ids=[str(i) for i in record_ids[:5]],
+            )
+            self.metrics.secondary_writes.labels("journaled").inc()
+            await self._journal(auth_role, target, table, record_ids)
+            return result
+        self.metrics.secondary_writes.labels("ok").inc()
+        self.metrics.lag.observe(time.perf_counter() - done_at)
+        return result
+
+    async def _journal(
+        self,
+        journal_role: Role,
+        target: Role,
+        table: Table,
+        record_ids: Sequence[uuid.UUID],
+        *,
+        park: bool = False,
+    ) -> None:
+        entries = [PendingWrite(target=target, table=table, record_id=i) for i in record_ids]
+        try:
+            await self.journals[journal_role].add(entries)
+        except StranglerError as exc:
+            # The authoritative store took the write a moment ago but not the journal entry.
+            # The request still succeeds; verify/repair will find this record.
+            log.error(
+                "journal_write_failed",
+                target=target,
+                table=table,
+                error=str(exc),
+                ids=[str(i) for i in record_ids[:20]],
+                parked=park,
+            )
+            return
+        if not park:
+            self.replayer.wake()
+
+    # --- sessions ------------------------------------------------------------------------
+    async def create_session(self, session: ChatSession) -> ChatSession:
+        async def secondary(auth: ChatStore, sec: ChatStore, s: ChatSession) -> None:
+            try:
+                await sec.create_session(s)
+            except Conflict:
+                await mirror(auth, sec, "chat_sessions", s.id, known=s)
+
+        return await self._write(
+            "create_session",
+            "chat_sessions",
+            [session.id],
+            lambda st: st.create_session(session),
+            secondary,
+        )
+
+    async def get_session(self, session_id: IdLike) -> ChatSession:
+        sid = ids.parse_id(session_id, field="session_id")
+        return await self._read_record("chat_sessions", sid, lambda st: st.get_session(sid))
+
+    async def rename_session(self, session_id: IdLike, title: str) -> ChatSession:
+        sid = ids.parse_id(session_id, field="session_id")
+
+        async def secondary(auth: ChatStore, sec: ChatStore, renamed: ChatSession) -> None:
+            try:
+                await sec.rename_session(sid, title)
+            except NotFound:
+                await mirror(auth, sec, "chat_sessions", sid)
+                return
+            # Concurrent renames: whoever writes the secondary last must write the final
+            # value, so check the authoritative store again after writing.
+            try:
+                now = await auth.get_session(sid)
+            except NotFound:
+                now = None
+            if now != renamed:
+                await mirror(auth, sec, "chat_sessions", sid, known=now)
+
+        return await self._write(
+            "rename_session",
+            "chat_sessions",
+            [sid],
+            lambda st: st.rename_session(sid, title),
+            secondary,
+        )
+
+    async def delete_session(self, session_id: IdLike) -> None:
+        sid = ids.parse_id(session_id, field="session_id")
+
+        async def secondary(auth: ChatStore, sec: ChatStore, _: None) -> None:
+            with contextlib.suppress(NotFound):
+                await sec.delete_session(sid)
+
+        await self._write(
+            "delete_session", "chat_sessions", [sid], lambda st: st.delete_session(sid), secondary
+        )
+
+    async def list_sessions(
+        self,
+        user_id: str,
+        *,
+        search: str | None = None,
+        created_from: dt.datetime | None = None,
+        created_to: dt.datetime | None = None,
+        limit: int = 50,
+        after: Keyset | None = None,
+    ) -> Page[ChatSession]:
+        stage = self.stage
+
+        def fn(st: ChatStore) -> Awaitable[Page[ChatSession]]:
+            return st.list_sessions(
+                user_id,
+                search=search,
+                created_from=created_from,
+                created_to=created_to,
+                limit=limit,
+                after=after,
+            )
+
+        page = await self._call(self.store(stage.authoritative), "list_sessions", fn)
+        self._shadow(stage, "chat_sessions", f"list:{user_id}", page, fn, diff_pages)
+        return page
+
+    # --- messages --------------------------------------------------------------------------
+    async def add_message(self, message: Message) -> Message:
+        async def secondary(auth: ChatStore, sec: ChatStore, m: Message) -> None:
+            try:
+                await sec.add_message(m)
+            except (Conflict, NotFound):
+                await mirror(auth, sec, "messages", m.id)
+
+        return await self._write(
+            "add_message", "messages", [message.id], lambda st: st.add_message(message), secondary
+        )
+
+    async def get_message(self, message_id: IdLike) -> Message:
+        mid = ids.parse_id(message_id, field="message_id")
+        return await self._read_record("messages", mid, lambda st: st.get_message(mid))
+
+    async def delete_message(self, message_id: IdLike) -> None:
+        mid = ids.parse_id(message_id, field="message_id")
+
+        async def secondary(auth: ChatStore, sec: ChatStore, _: None) -> None:
+            with contextlib.suppress(NotFound):
+                await sec.delete_message(mid)
+
+        await self._write(
+            "delete_message", "messages", [mid], lambda st: st.delete_message(mid), secondary
+        )
+
+    async def history(
+        self,
+        session_id: IdLike,
+        *,
+        limit: int = 50,
+        after: Keyset | None = None,
+        before: Keyset | None = None,
+    ) -> Page[Message]:
+        sid = ids.parse_id(session_id, field="session_id")
+        stage = self.stage
+
+        def fn(st: ChatStore) -> Awaitable[Page[Message]]:
+            return st.history(sid, limit=limit, after=after, before=before)
+
+        page = await self._call(self.store(stage.authoritative), "history", fn)
+        self._shadow(stage, "messages", f"history:{sid}", page, fn, diff_pages)
+        return page
+
+    # --- bulk and scans ---------------------------------------------------------------------
+    async def upsert_sessions(self, sessions: Sequence[ChatSession]) -> int:
+        async def secondary(auth: ChatStore, sec: ChatStore, _: int) -> None:
+            await sec.upsert_sessions(sessions)
+
+        return await self._write(
+            "upsert_sessions",
+            "chat_sessions",
+            [s.id for s in sessions],
+            lambda st: st.upsert_sessions(sessions),
+            secondary,
+        )
+
+    async def upsert_messages(self, messages: Sequence[Message]) -> int:
+        async def secondary(auth: ChatStore, sec: ChatStore, _: int) -> None:
+            await sec.upsert_messages(messages)
+
+        return await self._write(
+            "upsert_messages",
+            "messages",
+            [m.id for m in messages],
+            lambda st: st.upsert_messages(messages),
+            secondary,
+        )
+
+    def scan_sessions(
+        self, *, batch_size: int = 1000, after: uuid.UUID | None = None
+    ) -> AsyncIterator[list[ChatSession]]:
+        return self.store(self.stage.authoritative).scan_sessions(
+            batch_size=batch_size, after=after
+        )
+
+    def scan_messages(
+        self, *, batch_size: int = 1000, after: uuid.UUID | None = None
+    ) -> AsyncIterator[list[Message]]:
+        return self.store(self.stage.authoritative).scan_messages(
+            batch_size=batch_size, after=after
+        )
+
+    async def count(self, table: Table) -> int:
+        return await self._read(f"count_{table}", lambda s: s.count(table))

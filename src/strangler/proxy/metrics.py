@@ -1,0 +1,102 @@
+"""Prometheus metrics of the facade, on a registry of its own (one per facade).
+
+* ``strangler_store_op_seconds{store,op}``: latency of each backend operation
+* ``strangler_store_errors_total{store,op,error}``: errors by backend, operation and class
+* ``strangler_shadow_comparisons_total{table,result}``: ``match`` / ``diverged`` (the
+  consistency rate is match / total)
+* ``strangler_shadow_dropped_total``: shadow reads skipped because too many were in flight
+* ``strangler_secondary_lag_seconds``: from the authoritative write to the secondary one
+* ``strangler_secondary_writes_total{result}``: ``ok`` / ``journaled``
+* ``strangler_repair_queue_depth{target}``: journal entries still to land
+* ``strangler_repairs_total{result}``: replayed entries, ``landed`` / ``retry``
+* ``strangler_divergences_total{table}``: recorded divergences
+* ``strangler_stage{stage}``: 1 for the current stage
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+from strangler.errors import StranglerError
+
+LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+
+
+class FacadeMetrics:
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.op_seconds = Histogram(
+            "strangler_store_op_seconds",
+            "Backend operation latency",
+            ["store", "op"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.errors = Counter(
+            "strangler_store_errors_total",
+            "Backend operation errors",
+            ["store", "op", "error"],
+            registry=r,
+        )
+        self.comparisons = Counter(
+            "strangler_shadow_comparisons_total",
+            "Shadow comparisons by result",
+            ["table", "result"],
+            registry=r,
+        )
+        self.shadow_dropped = Counter(
+            "strangler_shadow_dropped_total", "Shadow reads dropped under overload", registry=r
+        )
+        self.lag = Histogram(
+            "strangler_secondary_lag_seconds",
+            "Time from the authoritative write to the secondary write",
+            buckets=(*LATENCY_BUCKETS, 30, 60, 300),
+            registry=r,
+        )
+        self.secondary_writes = Counter(
+            "strangler_secondary_writes_total",
+            "Secondary writes by outcome",
+            ["result"],
+            registry=r,
+        )
+        self.queue_depth = Gauge(
+            "strangler_repair_queue_depth", "Journal entries still to land", ["target"], registry=r
+        )
+        self.repairs = Counter(
+            "strangler_repairs_total", "Replayed journal entries", ["result"], registry=r
+        )
+        self.divergences = Counter(
+            "strangler_divergences_total", "Recorded divergences", ["table"], registry=r
+        )
+        self.stage = Gauge("strangler_stage", "1 for the current stage", ["stage"], registry=r)
+
+    @asynccontextmanager
+    async def timed(self, store: str, op: str) -> AsyncIterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        except StranglerError as exc:
+            self.errors.labels(store, op, type(exc).__name__).inc()
+            raise
+        finally:
+            self.op_seconds.labels(store, op).observe(time.perf_counter() - start)
+
+    def consistency_rate(self) -> float | None:
+        match = diverged = 0.0
+        for metric in self.comparisons.collect():
+            for s in metric.samples:
+                if s.name.endswith("_total"):
+                    if s.labels.get("result") == "match":
+                        match += s.value
+                    else:
+                        diverged += s.value
+        total = match + diverged
+        return None if total == 0 else match / total
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

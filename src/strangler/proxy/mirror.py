@@ -1,0 +1,73 @@
+"""State-based replication of one record: make the target's copy equal the source's.
+
+``mirror`` reads the record from the source and writes that state (or its absence) to the
+target, then reads the source again; if the source changed meanwhile it goes round again.
+Because each writer re-reads after writing, the last one to write the target always writes
+the final value, so concurrent updates converge; and because only the source's state is
+copied, a replay can never create a write the source does not hold.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from strangler.backends.base import ChatStore, Table
+from strangler.errors import DivergenceError, NotFound
+from strangler.models import ChatSession, Message
+
+MAX_ROUNDS = 5
+
+
+async def read_state(store: ChatStore, table: Table, record_id: uuid.UUID) -> Any:
+    """The record, or None when the store does not hold it."""
+    try:
+        if table == "chat_sessions":
+            return await store.get_session(record_id)
+        return await store.get_message(record_id)
+    except NotFound:
+        return None
+
+
+async def apply_state(
+    source: ChatStore, target: ChatStore, table: Table, record_id: uuid.UUID, state: Any
+) -> None:
+    """Write ``state`` (a record, or None for absent) into ``target``."""
+    if state is None:
+        try:
+            if table == "chat_sessions":
+                await target.delete_session(record_id)
+            else:
+                await target.delete_message(record_id)
+        except NotFound:
+            pass
+        return
+    if isinstance(state, ChatSession):
+        await target.upsert_sessions([state])
+        return
+    assert isinstance(state, Message)
+    try:
+        await target.upsert_messages([state])
+    except NotFound:
+        # The target lacks the session: bring it over first (or learn that it is gone).
+        await mirror(source, target, "chat_sessions", state.session_id)
+        await target.upsert_messages([state])
+
+
+async def mirror(
+    source: ChatStore, target: ChatStore, table: Table, record_id: uuid.UUID, *, known: Any = ...
+) -> None:
+    """Make ``target`` hold what ``source`` holds for the record (or nothing).
+
+    ``known`` skips the first read when the caller already has the source's state. Raises
+    ``DivergenceError`` if the source keeps changing, and the stores' errors as they come;
+    the caller journals the record and replays it later.
+    """
+    state = await read_state(source, table, record_id) if known is ... else known
+    for _ in range(MAX_ROUNDS):
+        await apply_state(source, target, table, record_id, state)
+        again = await read_state(source, table, record_id)
+        if again == state:
+            return
+        state = again
+    raise DivergenceError(f"{table} {record_id} kept changing while it was mirrored")

@@ -1,0 +1,110 @@
+"""Replays the write journals until every pending secondary write has landed.
+
+One tracked background task per facade. It wakes every ``interval`` seconds, or at once
+when a write was journaled, takes the due entries for the stores the current stage writes
+to (entries for a store the stage does not use wait, parked, for the rollback that needs
+them), mirrors each record from the other store, and backs off exponentially on failure.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+from collections.abc import Callable
+
+import structlog
+
+from strangler.backends.base import ChatStore
+from strangler.errors import StranglerError
+from strangler.proxy.journal import PendingWrite, WriteJournal
+from strangler.proxy.metrics import FacadeMetrics
+from strangler.proxy.mirror import mirror
+from strangler.proxy.stages import Role, Stage, other
+
+log = structlog.get_logger(__name__)
+
+
+class Replayer:
+    def __init__(
+        self,
+        stores: dict[Role, ChatStore],
+        journals: dict[Role, WriteJournal],
+        stage: Callable[[], Stage],
+        metrics: FacadeMetrics,
+        *,
+        interval: float = 0.5,
+        batch: int = 200,
+        max_backoff: float = 30.0,
+    ) -> None:
+        self._stores = stores
+        self._journals = journals
+        self._stage = stage
+        self._metrics = metrics
+        self._interval = interval
+        self._batch = batch
+        self._max_backoff = max_backoff
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._run(), name="replayer")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+
+    async def _run(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self._interval)
+            self._wake.clear()
+            await self.run_once()
+
+    async def run_once(self) -> int:
+        """One pass over both journals; returns how many entries landed."""
+        stage = self._stage()
+        roles: tuple[Role, Role] = ("old", "new")
+        targets = [r for r in roles if stage.writes_to(r)]
+        landed = 0
+        for role, journal in self._journals.items():
+            try:
+                if targets:
+                    landed += await self._drain(journal, targets)
+                for target in roles:
+                    self._metrics.queue_depth.labels(target).set(await journal.depth(target))
+            except StranglerError as exc:
+                log.debug("journal_unavailable", journal=role, error=str(exc))
+        return landed
+
+    async def _drain(self, journal: WriteJournal, targets: list[Role]) -> int:
+        landed = 0
+        entries = await journal.due(targets, self._batch)
+        done: list[PendingWrite] = []
+        for entry in entries:
+            try:
+                await mirror(
+                    self._stores[other(entry.target)],
+                    self._stores[entry.target],
+                    entry.table,
+                    entry.record_id,
+                )
+            except StranglerError as exc:
+                delay = min(self._max_backoff, 0.5 * 2 ** min(entry.attempts, 10))
+                self._metrics.repairs.labels("retry").inc()
+                await journal.retry_later(entry, f"{type(exc).__name__}: {exc}", delay)
+                continue
+            done.append(entry)
+            self._metrics.repairs.labels("landed").inc()
+            self._metrics.lag.observe((dt.datetime.now(dt.UTC) - entry.created_at).total_seconds())
+        await journal.done(done)
+        landed += len(done)
+        if done:
+            log.info("secondary_writes_replayed", journal=journal.name, count=len(done))
+        return landed

@@ -1,0 +1,80 @@
+"""The six migration stages (LaunchDarkly's migration-flag stages) and what each one routes.
+
+"old" is MongoDB and "new" is Supabase.
+
+| stage     | writes (authoritative first) | reads | shadow compare             |
+| --------- | ---------------------------- | ----- | -------------------------- |
+| off       | old                          | old   | no                         |
+| dualwrite | old, then new                | old   | no                         |
+| shadow    | old, then new                | old   | sampled read of new        |
+| live      | new, then old                | new   | sampled read of old        |
+| rampdown  | new, then old                | new   | no                         |
+| complete  | new                          | new   | no                         |
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Literal
+
+from strangler.errors import InvalidInput
+
+Role = Literal["old", "new"]
+
+
+class Stage(StrEnum):
+    OFF = "off"
+    DUALWRITE = "dualwrite"
+    SHADOW = "shadow"
+    LIVE = "live"
+    RAMPDOWN = "rampdown"
+    COMPLETE = "complete"
+
+    @classmethod
+    def parse(cls, value: str) -> Stage:
+        try:
+            return cls(value.strip().lower())
+        except ValueError:
+            raise InvalidInput(
+                f"unknown stage {value!r}: expected one of {', '.join(s.value for s in cls)}",
+                errors=[{"loc": ["stage"], "msg": "unknown stage", "type": "enum"}],
+            ) from None
+
+    @property
+    def order(self) -> int:
+        return list(Stage).index(self)
+
+    @property
+    def authoritative(self) -> Role:
+        """The store that is written first and serves reads."""
+        return "old" if self.order <= Stage.SHADOW.order else "new"
+
+    @property
+    def secondary(self) -> Role | None:
+        """The store written second, or None when only one store is in use."""
+        if self in (Stage.OFF, Stage.COMPLETE):
+            return None
+        return "new" if self.authoritative == "old" else "old"
+
+    @property
+    def shadow_reads(self) -> bool:
+        """Whether reads are sampled from the other store and compared."""
+        return self in (Stage.SHADOW, Stage.LIVE)
+
+    def writes_to(self, role: Role) -> bool:
+        return role in (self.authoritative, self.secondary)
+
+
+def other(role: Role) -> Role:
+    return "new" if role == "old" else "old"
+
+
+def check_transition(current: Stage, target: Stage, *, force: bool) -> None:
+    """Refuse a move that skips stages unless ``force``; ``InvalidInput`` explains why."""
+    if abs(target.order - current.order) > 1 and not force:
+        raise InvalidInput(
+            f"moving from {current} to {target} skips "
+            f"{abs(target.order - current.order) - 1} stage(s); step one stage at a time "
+            "or pass --force",
+            errors=[{"loc": ["stage"], "msg": "skips stages", "type": "transition"}],
+        )
