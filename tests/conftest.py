@@ -134,6 +134,17 @@ def make_store(mongo_server: Any, mongo_db: str, clean_pg: str) -> StoreFactory:
     """Build (not enter) a store of a given kind on this test's clean state."""
 
     def make(kind: str, limits: StoreLimits | None = None, timeout: float = 5.0) -> Any:
+        if kind == "facade:shared":  # the stage lives in the control table
+            return FacadeHandle(
+                MongoStore(mongo_server.uri, database=mongo_db, timeout=timeout, limits=limits),
+                PostgresStore(clean_pg, timeout=timeout, limits=limits),
+                FacadeOptions(
+                    stage=None,
+                    stage_poll_seconds=0.2,
+                    shadow_recheck_delay=0.05,
+                    replay_interval=0.1,
+                ),
+            )
         if kind.startswith("facade:"):
             return FacadeHandle(
                 MongoStore(mongo_server.uri, database=mongo_db, timeout=timeout, limits=limits),

@@ -96,3 +96,18 @@ def test_demo_sets_up_once_and_keeps_its_data(tmp_path: Path) -> None:
 def test_free_port_is_bindable() -> None:
     port = free_port()
     assert 1024 < port < 65536
+
+
+def test_a_server_orphaned_by_a_dead_process_is_replaced(tmp_path: Path) -> None:
+    first = EmbeddedMongo(tmp_path / "mongo")
+    first.start()
+    orphan, first._proc = first._proc, None  # as if the process that started it had died
+    assert orphan is not None
+    second = EmbeddedMongo(tmp_path / "mongo", port=free_port())
+    second.start()
+    try:
+        assert orphan.wait(15) is not None  # the stale server was stopped, not left behind
+        with MongoClient(second.uri, serverSelectionTimeoutMS=3000) as client:
+            client.d.c.insert_one({"_id": 1})
+    finally:
+        second.stop()

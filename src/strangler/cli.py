@@ -64,6 +64,33 @@ def _cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     )
 
 
+def _cmd_stage(args: argparse.Namespace, settings: Settings) -> int:
+    from strangler import operate
+    from strangler.proxy.stages import Stage
+
+    if args.action == "get":
+        return asyncio.run(operate.stage_get(settings, as_json=args.json))
+    if not args.stage:
+        raise ConfigError(
+            "strangler stage set needs a STAGE (off, dualwrite, shadow, live, rampdown, complete)"
+        )
+    return asyncio.run(
+        operate.stage_set(settings, Stage.parse(args.stage), reason=args.reason, force=args.force)
+    )
+
+
+def _cmd_verify(args: argparse.Namespace, settings: Settings) -> int:
+    from strangler import operate
+
+    return asyncio.run(operate.verify(settings, as_json=args.json))
+
+
+def _cmd_repair(args: argparse.Namespace, settings: Settings) -> int:
+    from strangler import operate
+
+    return asyncio.run(operate.run_repair(settings, dry_run=args.dry_run))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="strangler",
@@ -115,6 +142,45 @@ def build_parser() -> argparse.ArgumentParser:
         help="stop right after seeding and printing (for scripts and CI)",
     )
     p.set_defaults(func=_cmd_demo)
+
+    p = sub.add_parser(
+        "stage",
+        help="show or change the migration stage every instance follows",
+        description="Stages, in order: off, dualwrite, shadow, live, rampdown, complete. "
+        "'set' moves one step at a time (--force to skip), refuses while repairs are pending "
+        "for the store that becomes authoritative, and records who, when and why. Running "
+        "instances follow within STRANGLER_STAGE_POLL_SECONDS. If STRANGLER_STAGE is set, it "
+        "wins: change it and restart instead (the env-var rollback path).",
+    )
+    p.add_argument("action", choices=["get", "set"])
+    p.add_argument("stage", nargs="?", help="with 'set': the stage to move to")
+    p.add_argument("--reason", help="why (recorded with the transition)")
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="skip stages or ignore pending repairs (you accept the risk)",
+    )
+    p.add_argument("--json", action="store_true", help="with 'get': machine-readable output")
+    p.set_defaults(func=_cmd_stage)
+
+    p = sub.add_parser(
+        "verify",
+        help="diff the two stores table by table (exit 1 when they differ)",
+        description="Streams both stores in id order and compares every row after "
+        "normalisation: rows missing from the non-authoritative store, extra rows, and rows "
+        "that differ, with samples and field-level diffs. Exit 0: equal; 1: they differ.",
+    )
+    p.add_argument("--json", action="store_true", help="print the full result as JSON")
+    p.set_defaults(func=_cmd_verify)
+
+    p = sub.add_parser(
+        "repair",
+        help="make the non-authoritative store match the authoritative one",
+        description="Diffs the stores, then inserts what is missing, deletes what is extra and "
+        "overwrites what differs in the store that is not authoritative for the stage.",
+    )
+    p.add_argument("--dry-run", action="store_true", help="only count what would change")
+    p.set_defaults(func=_cmd_repair)
     return parser
 
 

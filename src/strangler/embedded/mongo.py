@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -63,6 +64,7 @@ class EmbeddedMongo:
         if self.running:
             return
         self.storage_path.mkdir(parents=True, exist_ok=True)
+        self._stop_stale()
         log = open(self.log_path, "ab")  # noqa: SIM115 - the child process owns it
         try:
             self._proc = subprocess.Popen(
@@ -88,6 +90,7 @@ class EmbeddedMongo:
             raise ConfigError("cannot start SecantusDB: install the 'embedded' extra") from exc
         finally:
             log.close()
+        self._pidfile.write_text(str(self._proc.pid))
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self._proc.poll() is not None:
@@ -100,6 +103,27 @@ class EmbeddedMongo:
             time.sleep(0.05)
         self.stop(kill=True)
         raise ConfigError(f"SecantusDB did not start within {timeout:.0f}s; see {self.log_path}")
+
+    @property
+    def _pidfile(self) -> Path:
+        return self.storage_path / "secantus.pid"
+
+    def _stop_stale(self) -> None:
+        """Stop a server left running on this data directory by a process that died."""
+        try:
+            pid = int(self._pidfile.read_text())
+        except (OSError, ValueError):
+            return
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            return
+        if b"secantus" in cmdline and str(self.storage_path).encode() in cmdline:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pid, signal.SIGTERM)
+            deadline = time.monotonic() + 15
+            while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+                time.sleep(0.05)
 
     def stop(self, *, kill: bool = False, timeout: float = 15.0) -> None:
         """Stop the server: SIGTERM and wait (or SIGKILL at once when ``kill``)."""

@@ -44,6 +44,7 @@ class StageController:
         self._poll_interval = poll_interval
         self._on_change = on_change
         self._stage = override or Stage.OFF
+        self._loaded = override is not None
         self._task: asyncio.Task[None] | None = None
 
     @property
@@ -51,6 +52,12 @@ class StageController:
         return self._stage
 
     def _set_local(self, stage: Stage) -> None:
+        if not self._loaded:  # the first read is where we start, not a change
+            self._loaded = True
+            self._stage = stage
+            if self._on_change is not None:
+                self._on_change(stage)
+            return
         if stage != self._stage:
             log.info("stage_changed", stage=stage.value, previous=self._stage.value)
             self._stage = stage
