@@ -32,6 +32,7 @@ fmt: $(STAMP)
 
 bench: $(STAMP)  ## the benchmarks (figures go in README.md)
 	$(BIN)/python bench/stores.py
+	$(BIN)/python bench/facade.py
 
 demo: $(STAMP)  ## start embedded MongoDB + Postgres with legacy data and the schema applied
 	$(BIN)/strangler demo

@@ -17,7 +17,7 @@ import contextlib
 import datetime as dt
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
@@ -40,6 +40,12 @@ from strangler.proxy.stages import Role, Stage
 
 log = structlog.get_logger(__name__)
 T = TypeVar("T")
+
+
+def _retrieve(task: asyncio.Task[None]) -> None:
+    """Mark a secondary write's failure as seen: its request already journaled the record."""
+    if not task.cancelled() and task.exception() is not None:
+        log.debug("late_secondary_write_failed", error=repr(task.exception()))
 
 
 class DualWriteStore:
@@ -75,6 +81,7 @@ class DualWriteStore:
         )
         #: Divergence records and stage history, when the new store is Postgres.
         self.control = control
+        self._background: set[asyncio.Task[None]] = set()
 
     # --- lifecycle -------------------------------------------------------------------
     @property
@@ -94,6 +101,8 @@ class DualWriteStore:
         tb: TracebackType | None,
     ) -> None:
         await self.shadow.drain()
+        if self._background:  # secondary writes that outlived their request
+            await asyncio.wait(set(self._background), timeout=self.secondary_timeout * 5)
         await self.replayer.stop()
         await self.controller.stop()
 
@@ -148,7 +157,7 @@ class DualWriteStore:
         table: Table,
         record_ids: Sequence[uuid.UUID],
         primary: Callable[[ChatStore], Awaitable[T]],
-        secondary: Callable[[ChatStore, ChatStore, T], Awaitable[None]],
+        secondary: Callable[[ChatStore, ChatStore, T], Coroutine[Any, Any, None]],
     ) -> T:
         stage = self.stage
         auth_role = stage.authoritative
@@ -161,10 +170,17 @@ class DualWriteStore:
                 await self._journal(auth_role, "old", table, record_ids, park=True)
             return result
         done_at = time.perf_counter()
+        # The secondary write runs as a tracked task that is never cancelled: cancelling a
+        # PyMongo operation mid-server-selection corrupts its topology lock. The request waits
+        # at most secondary_timeout; past that the record is journaled and the task finishes
+        # on its own, bounded by the store's own timeouts (replay is idempotent either way).
+        task = asyncio.get_running_loop().create_task(secondary(auth, self.store(target), result))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+        task.add_done_callback(_retrieve)
         try:
-            async with asyncio.timeout(self.secondary_timeout):
-                await secondary(auth, self.store(target), result)
-        except (StranglerError, TimeoutError) as exc:
+            await asyncio.wait_for(asyncio.shield(task), self.secondary_timeout)
+        except Exception as exc:  # no secondary failure, of any kind, may fail the request
             log.bind(stage=stage.value, table=table, op=op, target=target).warning(
                 "secondary_write_failed",
                 error=f"{type(exc).__name__}: {exc}",
@@ -174,7 +190,7 @@ class DualWriteStore:
             await self._journal(auth_role, target, table, record_ids)
             return result
         self.metrics.secondary_writes.labels("ok").inc()
-        self.metrics.lag.observe(time.perf_counter() - done_at)
+        self.metrics.observe_lag(time.perf_counter() - done_at)
         return result
 
     async def _journal(

@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import time
+from collections import deque
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -74,6 +75,12 @@ class FacadeMetrics:
             "strangler_divergences_total", "Recorded divergences", ["table"], registry=r
         )
         self.stage = Gauge("strangler_stage", "1 for the current stage", ["stage"], registry=r)
+        #: The most recent lag samples, for exact percentiles (benchmarks, dashboard).
+        self.recent_lag: deque[float] = deque(maxlen=10_000)
+
+    def observe_lag(self, seconds: float) -> None:
+        self.lag.observe(seconds)
+        self.recent_lag.append(seconds)
 
     @asynccontextmanager
     async def timed(self, store: str, op: str) -> AsyncIterator[None]:

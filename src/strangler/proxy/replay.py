@@ -46,6 +46,7 @@ class Replayer:
         self._max_backoff = max_backoff
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._stopping = False
 
     def wake(self) -> None:
         self._wake.set()
@@ -54,17 +55,27 @@ class Replayer:
         if self._task is None:
             self._task = asyncio.get_running_loop().create_task(self._run(), name="replayer")
 
-    async def stop(self) -> None:
-        if self._task is not None:
+    async def stop(self, wait: float = 10.0) -> None:
+        """Finish the pass in progress, then stop (cancelling only as a last resort, since
+        cancelling a store call mid-flight can upset its driver)."""
+        if self._task is None:
+            return
+        self._stopping = True
+        self._wake.set()
+        done, _ = await asyncio.wait({self._task}, timeout=wait)
+        if not done:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
-            self._task = None
+        self._task = None
+        self._stopping = False
 
     async def _run(self) -> None:
-        while True:
+        while not self._stopping:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self._interval)
             self._wake.clear()
+            if self._stopping:
+                return
             await self.run_once()
 
     async def run_once(self) -> int:
@@ -102,7 +113,7 @@ class Replayer:
                 continue
             done.append(entry)
             self._metrics.repairs.labels("landed").inc()
-            self._metrics.lag.observe((dt.datetime.now(dt.UTC) - entry.created_at).total_seconds())
+            self._metrics.observe_lag((dt.datetime.now(dt.UTC) - entry.created_at).total_seconds())
         await journal.done(done)
         landed += len(done)
         if done:
