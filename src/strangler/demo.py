@@ -96,10 +96,13 @@ strangler demo is running (data in {opts.data_dir}).
 
 Try, in another terminal:
   export MONGO_URI='{mongo_uri}' SUPABASE_DB_URL='{pg.dsn}'
-  .venv/bin/strangler schema print | less
-  .venv/bin/strangler schema apply
+  .venv/bin/strangler stage get                    # the migration stage and pending repairs
+  .venv/bin/strangler stage set dualwrite --reason "start dual writes"
+  .venv/bin/strangler verify                       # diff MongoDB and Supabase (exit 1: differ)
+  .venv/bin/strangler repair                       # copy what Supabase is missing
+  .venv/bin/strangler verify
 
-The dual-write facade, backfill, API and dashboard come with later releases (see README).
+The HTTP API, the dashboard and the fast backfill come with later releases (see README).
 Press Ctrl-C to stop both servers.
 """,
         flush=True,
