@@ -228,3 +228,22 @@ async def test_a_row_changed_behind_the_facades_back_is_recorded(
         await facade.shadow.drain()
         await _drained(facade)
         assert (await facade.new.get_session(s.id)).title == "s1"
+
+
+async def test_shadow_reads_are_dropped_and_counted_under_overload(
+    make_store: StoreFactory,
+) -> None:
+    async with make_store("facade:shadow") as facade:
+        facade.shadow.max_inflight = 2
+        s = await facade.create_session(_session(1))
+        await asyncio.gather(*[facade.history(s.id) for _ in range(40)])
+        assert facade.shadow.inflight <= 2
+        await facade.shadow.drain()
+        text = facade.metrics.render().decode()
+        dropped = facade.metrics.shadow_dropped._value.get()
+        assert dropped > 0
+        assert f"strangler_shadow_dropped_total {dropped}" in text
+        matches = 'strangler_shadow_comparisons_total{result="match",table="messages"}'
+        assert matches in text
+        assert 'strangler_store_op_seconds_count{op="history",store="mongo"} 40.0' in text
+        assert facade.metrics.consistency_rate() == 1.0
