@@ -471,3 +471,26 @@ async def test_objectid_born_record_keeps_one_identity(store: ChatStore) -> None
     await store.create_session(s)
     assert s.id == ids.uuid_from_objectid(oid)
     assert (await store.get_session(oid)).id == s.id
+
+
+async def test_upsert_without_overwrite_keeps_existing_rows(store: ChatStore) -> None:
+    s = await store.create_session(session("current title"))
+    stale = s.model_copy(update={"title": "stale legacy title"})
+    fresh = session("brand new")
+    assert await store.upsert_sessions([stale, fresh], overwrite=False) == 1
+    assert (await store.get_session(s.id)).title == "current title"
+    assert await store.get_session(fresh.id) == fresh
+    m = await store.add_message(message(s.id, "current"))
+    old = m.model_copy(update={"content": "stale"})
+    assert await store.upsert_messages([old], overwrite=False) == 0
+    assert (await store.get_message(m.id)).content == m.content
+
+
+async def test_bulk_writes_of_existing_data_ignore_new_input_limits(store: ChatStore) -> None:
+    """Legacy data over the limits for new input still loads; only what no store can hold
+    (U+0000) is refused."""
+    long = ChatSession(id=ids.new_id(), title="t" * 5000, created_at=T0, user_id="u")
+    assert await store.upsert_sessions([long]) == 1
+    assert (await store.get_session(long.id)).title == "t" * 5000
+    with pytest.raises(InvalidInput, match="title"):
+        await store.create_session(ChatSession.new(title="t" * 5000, user_id="u"))

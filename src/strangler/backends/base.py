@@ -207,12 +207,16 @@ class ChatStore(Protocol):
         ...
 
     # --- bulk and scans (backfill, verify, repair) ---------------------------------
-    async def upsert_sessions(self, sessions: Sequence[ChatSession]) -> int:
-        """Insert or overwrite sessions by id; returns how many were written."""
+    async def upsert_sessions(
+        self, sessions: Sequence[ChatSession], *, overwrite: bool = True
+    ) -> int:
+        """Insert or overwrite sessions by id. With ``overwrite=False`` an existing row is
+        left as it is (the backfill never replaces a newer value). Returns how many rows
+        were written (with ``overwrite=False``: inserted)."""
         ...
 
-    async def upsert_messages(self, messages: Sequence[Message]) -> int:
-        """Insert or overwrite messages by id; ``NotFound`` if a referenced session is missing."""
+    async def upsert_messages(self, messages: Sequence[Message], *, overwrite: bool = True) -> int:
+        """As :meth:`upsert_sessions`; ``NotFound`` if a referenced session is missing."""
         ...
 
     def scan_sessions(

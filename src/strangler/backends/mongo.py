@@ -19,7 +19,7 @@ from typing import Any, Self
 
 import structlog
 from bson import ObjectId
-from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, ReplaceOne, ReturnDocument
+from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, ReplaceOne, ReturnDocument, UpdateOne
 from pymongo.errors import (
     BulkWriteError,
     ConnectionFailure,
@@ -60,6 +60,8 @@ log = structlog.get_logger(__name__)
 SESSIONS = "chat_sessions"
 MESSAGES = "messages"
 _OBJECTID_TYPE = {"$type": "objectId"}
+#: Client closes still running after their store gave up waiting (kept referenced).
+_CLOSING: set[asyncio.Task[None]] = set()
 
 
 @contextmanager
@@ -164,10 +166,14 @@ class MongoStore:
     ) -> None:
         if self._client is not None:
             client, self._client = self._client, None
+            # close() ends server sessions, which selects a server; after an outage that can
+            # wait on PyMongo's topology lock indefinitely. Shutdown waits at most the store
+            # timeout, and never cancels close() (cancelling PyMongo mid-selection breaks it).
+            closing = asyncio.get_running_loop().create_task(client.close())
+            _CLOSING.add(closing)
+            closing.add_done_callback(_CLOSING.discard)
             try:
-                # close() ends server sessions, which selects a server; after an outage that
-                # can wait on PyMongo's topology lock indefinitely, so shutdown is bounded.
-                await asyncio.wait_for(client.close(), self._timeout)
+                await asyncio.wait_for(asyncio.shield(closing), self._timeout)
             except (TimeoutError, PyMongoError) as exc:
                 log.warning("mongo_close_incomplete", error=f"{type(exc).__name__}: {exc}")
 
@@ -377,25 +383,22 @@ class MongoStore:
             docs = await self._coll(coll).find({"_id": {"$in": wanted}}, {"_id": 1}).to_list(None)
         return {ids.legacy_to_uuid(d["_id"]): d["_id"] for d in docs}
 
-    async def upsert_sessions(self, sessions: Sequence[ChatSession]) -> int:
+    async def upsert_sessions(
+        self, sessions: Sequence[ChatSession], *, overwrite: bool = True
+    ) -> int:
         if not sessions:
             return 0
         for s in sessions:
-            check_session(s, self.limits)
+            check_session(s, None)
         existing = await self._existing_ids(SESSIONS, [s.id for s in sessions])
-        ops = []
-        for s in sessions:
-            doc = codec.encode_session(s, existing.get(s.id))
-            ops.append(ReplaceOne({"_id": doc["_id"]}, doc, upsert=True))
-        with translate_errors("upsert sessions"):
-            await self._coll(SESSIONS).bulk_write(ops, ordered=False)
-        return len(ops)
+        docs = [codec.encode_session(s, existing.get(s.id)) for s in sessions]
+        return await self._bulk_upsert(SESSIONS, docs, overwrite, "upsert sessions")
 
-    async def upsert_messages(self, messages: Sequence[Message]) -> int:
+    async def upsert_messages(self, messages: Sequence[Message], *, overwrite: bool = True) -> int:
         if not messages:
             return 0
         for m in messages:
-            check_message(m, self.limits)
+            check_message(m, None)
         wanted = {m.session_id for m in messages}
         refs = [c for sid in wanted for c in ids.legacy_candidates(sid)]
         with translate_errors("check sessions"):
@@ -406,13 +409,19 @@ class MongoStore:
         if missing:
             raise NotFound(f"sessions not found: {sorted(map(str, missing))[:5]}", store="mongo")
         existing = await self._existing_ids(MESSAGES, [m.id for m in messages])
-        ops = []
-        for m in messages:
-            doc = codec.encode_message(m, existing.get(m.id))
-            ops.append(ReplaceOne({"_id": doc["_id"]}, doc, upsert=True))
-        with translate_errors("upsert messages"):
-            await self._coll(MESSAGES).bulk_write(ops, ordered=False)
-        return len(ops)
+        docs = [codec.encode_message(m, existing.get(m.id)) for m in messages]
+        return await self._bulk_upsert(MESSAGES, docs, overwrite, "upsert messages")
+
+    async def _bulk_upsert(
+        self, coll: str, docs: list[dict[str, Any]], overwrite: bool, op: str
+    ) -> int:
+        if overwrite:
+            ops: list[Any] = [ReplaceOne({"_id": d["_id"]}, d, upsert=True) for d in docs]
+        else:  # leave existing documents exactly as they are
+            ops = [UpdateOne({"_id": d["_id"]}, {"$setOnInsert": d}, upsert=True) for d in docs]
+        with translate_errors(op):
+            result = await self._coll(coll).bulk_write(ops, ordered=False)
+        return len(ops) if overwrite else int(result.upserted_count)
 
     def scan_sessions(
         self, *, batch_size: int = 1000, after: uuid.UUID | None = None

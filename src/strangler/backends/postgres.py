@@ -344,7 +344,13 @@ class PostgresStore:
 
     # --- bulk and scans ----------------------------------------------------------------
     async def _copy_merge(
-        self, table: str, cols: str, updates: str, records: list[tuple[Any, ...]], op: str
+        self,
+        table: str,
+        cols: str,
+        updates: str,
+        records: list[tuple[Any, ...]],
+        op: str,
+        overwrite: bool,
     ) -> int:
         columns = [c.strip() for c in cols.split(",")]
         stage = f"_strangler_stage_{table}"
@@ -354,30 +360,34 @@ class PostgresStore:
                 f"(LIKE {table} INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
             )
             await conn.copy_records_to_table(stage, records=records, columns=columns)
-            await conn.execute(
+            action = f"DO UPDATE SET {updates}" if overwrite else "DO NOTHING"
+            status = await conn.execute(
                 f"INSERT INTO {table} ({cols}) SELECT DISTINCT ON (id) {cols} FROM {stage} "
-                f"ORDER BY id ON CONFLICT (id) DO UPDATE SET {updates}"
+                f"ORDER BY id ON CONFLICT (id) {action}"
             )
-        return len(records)
+        return int(status.rsplit(" ", 1)[-1])
 
-    async def upsert_sessions(self, sessions: Sequence[ChatSession]) -> int:
+    async def upsert_sessions(
+        self, sessions: Sequence[ChatSession], *, overwrite: bool = True
+    ) -> int:
         if not sessions:
             return 0
         for s in sessions:
-            check_session(s, self.limits)
+            check_session(s, None)
         return await self._copy_merge(
             "chat_sessions",
             SESSION_COLS,
             "title = EXCLUDED.title, created_at = EXCLUDED.created_at, user_id = EXCLUDED.user_id",
             [_session_row(s) for s in sessions],
             "upsert sessions",
+            overwrite,
         )
 
-    async def upsert_messages(self, messages: Sequence[Message]) -> int:
+    async def upsert_messages(self, messages: Sequence[Message], *, overwrite: bool = True) -> int:
         if not messages:
             return 0
         for m in messages:
-            check_message(m, self.limits)
+            check_message(m, None)
         return await self._copy_merge(
             "messages",
             MESSAGE_COLS,
@@ -386,6 +396,7 @@ class PostgresStore:
             "audio = EXCLUDED.audio, image = EXCLUDED.image, pdf = EXCLUDED.pdf",
             [_message_row(m) for m in messages],
             "upsert messages",
+            overwrite,
         )
 
     def scan_sessions(

@@ -32,9 +32,16 @@ def _check_title(title: str, limits: StoreLimits) -> None:
         )
 
 
-def check_session(session: ChatSession, limits: StoreLimits) -> None:
-    """Raise ``InvalidInput`` if the session cannot be stored as it is."""
-    _check_title(session.title, limits)
+def check_session(session: ChatSession, limits: StoreLimits | None) -> None:
+    """Raise ``InvalidInput`` if the session cannot be stored as it is.
+
+    ``limits`` apply to new input; bulk writes of existing data (backfill, repair, replay)
+    pass None and are checked only for what the stores cannot hold.
+    """
+    if limits is not None:
+        _check_title(session.title, limits)
+    elif has_nul(session.title):
+        raise _nul("title")
     if has_nul(session.user_id):
         raise _nul("user_id")
 
@@ -44,8 +51,9 @@ def check_title(title: str, limits: StoreLimits) -> None:
     _check_title(title, limits)
 
 
-def check_message(message: Message, limits: StoreLimits) -> None:
-    """Raise ``InvalidInput`` / ``PayloadTooLarge`` if the message cannot be stored as it is."""
+def check_message(message: Message, limits: StoreLimits | None) -> None:
+    """Raise ``InvalidInput`` / ``PayloadTooLarge`` if the message cannot be stored as it is
+    (``limits``: as for :func:`check_session`)."""
     if message.sender not in SENDERS:
         raise InvalidInput(
             f"sender must be one of {', '.join(SENDERS)}, got {message.sender!r}",
@@ -56,6 +64,8 @@ def check_message(message: Message, limits: StoreLimits) -> None:
             raise _nul(name)
     if has_nul(message.content):
         raise _nul("content")
+    if limits is None:
+        return
     size = len(orjson.dumps(message.content))
     if size > limits.max_content_bytes:
         raise PayloadTooLarge(

@@ -349,27 +349,29 @@ class DualWriteStore:
         return page
 
     # --- bulk and scans ---------------------------------------------------------------------
-    async def upsert_sessions(self, sessions: Sequence[ChatSession]) -> int:
+    async def upsert_sessions(
+        self, sessions: Sequence[ChatSession], *, overwrite: bool = True
+    ) -> int:
         async def secondary(auth: ChatStore, sec: ChatStore, _: int) -> None:
-            await sec.upsert_sessions(sessions)
+            await sec.upsert_sessions(sessions, overwrite=overwrite)
 
         return await self._write(
             "upsert_sessions",
             "chat_sessions",
             [s.id for s in sessions],
-            lambda st: st.upsert_sessions(sessions),
+            lambda st: st.upsert_sessions(sessions, overwrite=overwrite),
             secondary,
         )
 
-    async def upsert_messages(self, messages: Sequence[Message]) -> int:
+    async def upsert_messages(self, messages: Sequence[Message], *, overwrite: bool = True) -> int:
         async def secondary(auth: ChatStore, sec: ChatStore, _: int) -> None:
-            await sec.upsert_messages(messages)
+            await sec.upsert_messages(messages, overwrite=overwrite)
 
         return await self._write(
             "upsert_messages",
             "messages",
             [m.id for m in messages],
-            lambda st: st.upsert_messages(messages),
+            lambda st: st.upsert_messages(messages, overwrite=overwrite),
             secondary,
         )
 
