@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -89,6 +90,22 @@ def _cmd_repair(args: argparse.Namespace, settings: Settings) -> int:
     from strangler import operate
 
     return asyncio.run(operate.run_repair(settings, dry_run=args.dry_run))
+
+
+def _cmd_backfill(args: argparse.Namespace, settings: Settings) -> int:
+    from strangler import operate
+
+    report = args.report or Path(f"backfill-report-{time.strftime('%Y%m%d-%H%M%S')}.jsonl")
+    return asyncio.run(
+        operate.backfill(
+            settings,
+            source=args.source,
+            report=report,
+            orphans=args.orphans,
+            dry_run=args.dry_run,
+            batch_size=args.batch_size,
+        )
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -181,6 +198,42 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--dry-run", action="store_true", help="only count what would change")
     p.set_defaults(func=_cmd_repair)
+
+    p = sub.add_parser(
+        "backfill",
+        help="copy the legacy data into Supabase, reporting what it had to repair",
+        description="Copies chat_sessions, then messages, from a live MongoDB or from "
+        "mongoexport files into Supabase (SUPABASE_DB_URL). Rows are inserted, never "
+        "overwritten, so it is safe during dualwrite. Every document is stored, or written to "
+        "the report (JSON Lines) with its reasons and its original, or both when it was "
+        "repaired. Progress goes to the log as JSON lines.",
+    )
+    p.add_argument(
+        "--source",
+        metavar="SRC",
+        help="a MongoDB URI, or a directory with chat_sessions.json and "
+        "messages.json (JSON Lines or --jsonArray, optionally .gz); default MONGO_URI",
+    )
+    p.add_argument(
+        "--report",
+        type=Path,
+        metavar="PATH",
+        help="report file (default: backfill-report-<time>.jsonl)",
+    )
+    p.add_argument(
+        "--orphans",
+        choices=["quarantine", "adopt"],
+        default="quarantine",
+        help="messages whose session is missing: report them (default) or create "
+        "a placeholder session",
+    )
+    p.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="transform and validate everything, write nothing (the report is written)",
+    )
+    p.add_argument("--batch-size", type=int, default=2000, metavar="N")
+    p.set_defaults(func=_cmd_backfill)
     return parser
 
 

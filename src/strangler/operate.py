@@ -6,18 +6,30 @@ only parses arguments and prints.
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import json
 import socket
 import sys
+import time
+from pathlib import Path
 from typing import Any
 
+import structlog
+
+from strangler.backends.mongo import MongoStore
 from strangler.config import Settings
 from strangler.config.selection import new_store, old_store
+from strangler.errors import ConfigError
+from strangler.migrate.backfill import Backfill, Counts, summary_table
 from strangler.migrate.repair import repair
+from strangler.migrate.report import Report
+from strangler.migrate.sources import FileSource, MongoSource, Source
 from strangler.migrate.verify import diff_stores
 from strangler.proxy.stages import Stage
 from strangler.proxy.wiring import FacadeOptions, assemble
+
+log = structlog.get_logger(__name__)
 
 
 def _origin() -> str:
@@ -121,4 +133,66 @@ async def run_repair(settings: Settings, *, dry_run: bool) -> int:
     for r in results:
         print(f"{r.table:<14} {verb} {r.repaired}")
     sys.stdout.flush()
+    return 0
+
+
+def _is_directory(path: str) -> bool:
+    return Path(path).is_dir()
+
+
+async def backfill(
+    settings: Settings,
+    *,
+    source: str | None,
+    report: Path,
+    orphans: str,
+    dry_run: bool,
+    batch_size: int,
+) -> int:
+    src = source or settings.mongo_uri
+    if not src:
+        raise ConfigError(
+            "no source: pass --source (a MongoDB URI or a directory of "
+            "mongoexport files) or set MONGO_URI"
+        )
+    started = time.monotonic()
+
+    def progress(collection: str, c: Counts) -> None:
+        rate = c.read / max(time.monotonic() - started, 1e-9)
+        log.info(
+            "backfill_progress",
+            collection=collection,
+            read=c.read,
+            written=c.written,
+            repaired=c.repaired,
+            quarantined=c.quarantined,
+            rows_per_s=round(rate),
+        )
+
+    async with contextlib.AsyncExitStack() as stack:
+        if _is_directory(src):
+            origin: Source = FileSource(Path(src))
+        elif src.startswith(("mongodb://", "mongodb+srv://")):
+            mongo = await stack.enter_async_context(
+                MongoStore(src, database=settings.mongo_db, timeout=settings.store_timeout)
+            )
+            origin = MongoSource(mongo)
+        else:
+            raise ConfigError(f"--source {src!r} is neither a MongoDB URI nor a directory")
+        target = await stack.enter_async_context(new_store(settings))
+        rep = stack.enter_context(Report(report))
+        result = await Backfill(
+            origin,
+            target,
+            rep,
+            orphans=orphans,  # type: ignore[arg-type]
+            dry_run=dry_run,
+            batch_size=batch_size,
+            progress=progress,
+        ).run()
+    print(summary_table(result, dry_run=dry_run))
+    print(
+        f"{result.seconds:.1f}s; report: {report} ({rep.lines} lines: repaired or "
+        "quarantined documents, with their originals)"
+    )
     return 0

@@ -147,6 +147,8 @@ class MongoStore:
             self._uri,
             tz_aware=True,
             uuidRepresentation="standard",
+            # A legacy date beyond year 9999 arrives as DatetimeMS instead of failing the batch.
+            datetime_conversion="DATETIME_AUTO",
             serverSelectionTimeoutMS=ms,
             connectTimeoutMS=ms,
             socketTimeoutMS=ms,

@@ -19,6 +19,7 @@ import uuid
 from typing import Any, cast
 
 from bson import Binary, ObjectId
+from bson.datetime_ms import DatetimeMS
 
 from strangler import ids
 from strangler.errors import CorruptRecord, InvalidInput
@@ -75,6 +76,8 @@ def read_datetime(value: Any, field: str, repairs: list[str]) -> dt.datetime:
             raise _Corrupt(f"{field}_unparseable") from None
         repairs.append(f"{field}_from_string")
         return utc_ms(parsed)
+    if isinstance(value, DatetimeMS):  # a BSON date outside Python's datetime range
+        raise _Corrupt(f"{field}_out_of_range")
     if isinstance(value, int | float) and not isinstance(value, bool):
         if not -62135596800000 <= value <= _MAX_EPOCH_MS:
             raise _Corrupt(f"{field}_out_of_range")

@@ -1,0 +1,224 @@
+"""Backfill: copy every legacy document into the new store, or report why not.
+
+* Sessions load before the messages that reference them.
+* Rows are inserted, never overwritten (``overwrite=False``): a value the facade wrote
+  during ``dualwrite`` is newer than the legacy one, so it wins.
+* With a live source, each batch is re-checked against MongoDB after it is written, and
+  any session or message deleted meanwhile is deleted again, so no delete is resurrected.
+* Every source document ends up stored (equal after normalisation), or in the report, or
+  both when it was repaired: ``read == written + quarantined`` for each collection.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Literal
+
+import structlog
+
+from strangler.backends.base import ChatStore
+from strangler.errors import NotFound
+from strangler.migrate.report import Report
+from strangler.migrate.sources import BadInput, Item, MongoSource, Source
+from strangler.migrate.transform import Collection, Outcome, transform_message, transform_session
+from strangler.models import ChatSession, Message
+from strangler.proxy.mirror import mirror
+
+log = structlog.get_logger(__name__)
+Orphans = Literal["quarantine", "adopt"]
+
+
+@dataclass
+class Counts:
+    """``read == written + quarantined + vanished``; ``repaired`` is part of ``written``."""
+
+    read: int = 0
+    written: int = 0
+    repaired: int = 0
+    quarantined: int = 0
+    #: Deleted from the live source while the backfill ran; the delete is respected.
+    vanished: int = 0
+
+
+@dataclass
+class BackfillResult:
+    counts: dict[Collection, Counts] = field(
+        default_factory=lambda: {"chat_sessions": Counts(), "messages": Counts()}
+    )
+    seconds: float = 0.0
+
+
+Progress = Callable[[str, Counts], None]
+
+
+class Backfill:
+    def __init__(
+        self,
+        source: Source,
+        target: ChatStore,
+        report: Report,
+        *,
+        orphans: Orphans = "quarantine",
+        dry_run: bool = False,
+        batch_size: int = 2000,
+        progress: Progress | None = None,
+    ) -> None:
+        self.source = source
+        self.target = target
+        self.report = report
+        self.orphans = orphans
+        self.dry_run = dry_run
+        self.batch_size = batch_size
+        self.progress = progress
+        self.result = BackfillResult()
+        self._seen: dict[Collection, set[uuid.UUID]] = {"chat_sessions": set(), "messages": set()}
+        self._sessions: set[uuid.UUID] = set()
+
+    async def run(self) -> BackfillResult:
+        start = time.monotonic()
+        collections: tuple[Collection, Collection] = ("chat_sessions", "messages")
+        for collection in collections:
+            async for batch in self.source.documents(collection, self.batch_size):
+                await self._batch(collection, batch)
+                if self.progress is not None:
+                    self.progress(collection, self.result.counts[collection])
+        self.result.seconds = time.monotonic() - start
+        return self.result
+
+    def _account(self, out: Outcome, counts: Counts) -> None:
+        target_id = out.record.id if out.record is not None else None
+        if out.action == "quarantined":
+            counts.quarantined += 1
+        elif out.action == "repaired":
+            counts.repaired += 1
+        if out.action != "ok":
+            self.report.write(
+                collection=out.collection,
+                original=out.original,
+                target_id=target_id,
+                action=out.action,
+                reasons=out.reasons,
+            )
+
+    async def _batch(self, collection: Collection, items: list[Item]) -> None:
+        counts = self.result.counts[collection]
+        outcomes: list[Outcome] = []
+        for item in items:
+            counts.read += 1
+            if isinstance(item, BadInput):
+                outcomes.append(Outcome(collection, item, None, ["unparseable"]))
+                continue
+            out = (
+                transform_session(item)
+                if collection == "chat_sessions"
+                else transform_message(item)
+            )
+            if out.record is not None:
+                if out.record.id in self._seen[collection]:
+                    out.quarantine("duplicate_id")
+                else:
+                    self._seen[collection].add(out.record.id)
+            outcomes.append(out)
+        if collection == "messages":
+            await self._orphans(outcomes)
+        records = [o.record for o in outcomes if o.record is not None]
+        vanished = 0
+        if records and not self.dry_run:
+            sessions = [r for r in records if isinstance(r, ChatSession)]
+            messages = [r for r in records if isinstance(r, Message)]
+            if sessions:
+                await self.target.upsert_sessions(sessions, overwrite=False)
+            if messages:
+                try:
+                    await self.target.upsert_messages(messages, overwrite=False)
+                except NotFound:
+                    if not isinstance(self.source, MongoSource):
+                        raise
+                    # A session was deleted while we held its messages: settle each
+                    # message from the source's current state instead.
+                    for m in messages:
+                        await mirror(self.source.store, self.target, "messages", m.id)
+            vanished = await self._undo_deleted(collection, outcomes)
+        if collection == "chat_sessions":
+            self._sessions.update(r.id for r in records)
+        counts.written += len(records) - vanished
+        counts.vanished += vanished
+        for out in outcomes:
+            self._account(out, counts)
+
+    async def _orphans(self, outcomes: list[Outcome]) -> None:
+        """Messages whose session is neither in the source nor in the target."""
+        unknown = {
+            o.record.session_id
+            for o in outcomes
+            if isinstance(o.record, Message) and o.record.session_id not in self._sessions
+        }
+        for sid in unknown:
+            with contextlib.suppress(NotFound):
+                await self.target.get_session(sid)
+                self._sessions.add(sid)  # created in the new store (by the facade)
+        adopted: list[ChatSession] = []
+        for out in outcomes:
+            msg = out.record
+            if not isinstance(msg, Message) or msg.session_id in self._sessions:
+                continue
+            if self.orphans == "quarantine":
+                out.quarantine("orphan_session")
+                continue
+            adopted.append(
+                ChatSession(
+                    id=msg.session_id,
+                    title="(recovered session)",
+                    created_at=msg.timestamp,
+                    user_id="",
+                )
+            )
+            self._sessions.add(msg.session_id)
+            out.reasons.append("orphan_adopted")
+        if adopted and not self.dry_run:
+            await self.target.upsert_sessions(adopted, overwrite=False)
+
+    async def _undo_deleted(self, collection: Collection, outcomes: list[Outcome]) -> int:
+        """With a live source: delete again what was deleted there while we copied it.
+
+        Returns how many of the batch's records had vanished from the source."""
+        if not isinstance(self.source, MongoSource):
+            return 0
+        stored = {
+            o.original["_id"]: o.record.id
+            for o in outcomes
+            if o.record is not None and isinstance(o.original, dict)
+        }
+        if not stored:
+            return 0
+        coll = self.source.store.collection(collection)
+        present = {d["_id"] async for d in coll.find({"_id": {"$in": list(stored)}}, {"_id": 1})}
+        gone = [record_id for legacy_id, record_id in stored.items() if legacy_id not in present]
+        for record_id in gone:
+            log.info("backfill_delete_replayed", collection=collection, id=str(record_id))
+            with contextlib.suppress(NotFound):
+                if collection == "chat_sessions":
+                    await self.target.delete_session(record_id)
+                else:
+                    await self.target.delete_message(record_id)
+        return len(gone)
+
+
+def summary_table(result: BackfillResult, *, dry_run: bool) -> str:
+    head = (
+        f"{'collection':<14} {'read':>10} {'written':>10} {'repaired':>10} "
+        f"{'quarantined':>12} {'vanished':>9}"
+    )
+    lines = [head, "-" * len(head)]
+    for name, c in result.counts.items():
+        lines.append(
+            f"{name:<14} {c.read:>10} {c.written:>10} {c.repaired:>10} {c.quarantined:>12}"
+        )
+    lines.append("vanished: deleted from MongoDB while the backfill ran (the delete is kept)")
+    if dry_run:
+        lines.append("(dry run: nothing was written; 'written' counts what would be)")
+    return "\n".join(lines)

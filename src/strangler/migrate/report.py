@@ -1,0 +1,70 @@
+"""The backfill report: one JSON line per repaired or quarantined document.
+
+``{"collection", "source_id", "target_id", "action", "reasons", "original"}``, where
+``source_id`` and ``original`` are relaxed Extended JSON, so nothing about the source
+document is lost, and ``target_id`` is the UUID it was stored under (or null).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from types import TracebackType
+from typing import IO, Any, Self
+
+from bson import json_util
+
+from strangler.migrate.sources import BadInput
+
+_RELAXED = json_util.JSONOptions(json_mode=json_util.JSONMode.RELAXED, uuid_representation=4)
+
+
+def relaxed(value: Any) -> Any:
+    """A BSON value as relaxed Extended JSON (parsed, ready to embed in a JSON line)."""
+    return json.loads(json_util.dumps(value, json_options=_RELAXED))
+
+
+class Report:
+    """Writes report lines to ``path``; a context manager. ``path=None`` writes nothing."""
+
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+        self.lines = 0
+        self._fh: IO[str] | None = None
+
+    def __enter__(self) -> Self:
+        if self.path is not None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._fh = open(self.path, "w", encoding="utf-8")
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._fh is not None:
+            self._fh.close()
+
+    def write(
+        self, *, collection: str, original: Any, target_id: Any, action: str, reasons: list[str]
+    ) -> None:
+        if isinstance(original, BadInput):
+            source_id, body = (
+                None,
+                {"where": original.where, "text": original.text, "error": original.error},
+            )
+        else:
+            source_id, body = relaxed(original.get("_id")), relaxed(original)
+        line = {
+            "collection": collection,
+            "source_id": source_id,
+            "target_id": None if target_id is None else str(target_id),
+            "action": action,
+            "reasons": reasons,
+            "original": body,
+        }
+        self.lines += 1
+        if self._fh is not None:
+            self._fh.write(json.dumps(line, ensure_ascii=False) + "\n")

@@ -1,0 +1,81 @@
+"""The backfill's transform: one legacy document → a record to store, or quarantine.
+
+Built on the lenient reader in ``backends.mongo_codec`` (the id mapping, timestamps from
+BSON dates, ISO strings or epoch milliseconds, nested BSON types to JSON, sender case),
+plus what only the backfill does: U+0000 becomes U+FFFD, because Postgres cannot store it.
+Every coercion is a reason code; the caller reports the document with them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from strangler.backends.mongo_codec import decode_message, decode_session
+from strangler.errors import CorruptRecord
+from strangler.models import ChatSession, Message
+from strangler.normalize import has_nul
+
+Collection = Literal["chat_sessions", "messages"]
+
+
+@dataclass
+class Outcome:
+    """What became of one source document."""
+
+    collection: Collection
+    original: Any
+    record: ChatSession | Message | None = None
+    reasons: list[str] = field(default_factory=list)
+
+    @property
+    def action(self) -> Literal["ok", "repaired", "quarantined"]:
+        if self.record is None:
+            return "quarantined"
+        return "repaired" if self.reasons else "ok"
+
+    def quarantine(self, reason: str) -> Outcome:
+        self.record = None
+        self.reasons.append(reason)
+        return self
+
+
+def _fffd(value: Any) -> Any:
+    if isinstance(value, str):
+        return value.replace("\x00", "\ufffd")
+    if isinstance(value, dict):
+        return {_fffd(k): _fffd(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_fffd(v) for v in value]
+    return value
+
+
+def transform_session(doc: dict[str, Any]) -> Outcome:
+    out = Outcome("chat_sessions", doc)
+    try:
+        record = decode_session(doc, out.reasons)
+    except CorruptRecord as exc:
+        out.reasons = list(getattr(exc, "reasons", ["unreadable"]))
+        return out
+    if has_nul(record.title) or has_nul(record.user_id):
+        out.reasons.append("nul_replaced")
+        record = record.model_copy(
+            update={"title": _fffd(record.title), "user_id": _fffd(record.user_id)}
+        )
+    out.record = record
+    return out
+
+
+def transform_message(doc: dict[str, Any]) -> Outcome:
+    out = Outcome("messages", doc)
+    try:
+        record = decode_message(doc, out.reasons)
+    except CorruptRecord as exc:
+        out.reasons = list(getattr(exc, "reasons", ["unreadable"]))
+        return out
+    fields = ("content", "audio", "image", "pdf")
+    if any(has_nul(getattr(record, f)) for f in fields):
+        out.reasons.append("nul_replaced")
+        record = record.model_copy(update={f: _fffd(getattr(record, f)) for f in fields})
+    out.record = record
+    return out

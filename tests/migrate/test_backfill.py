@@ -1,0 +1,253 @@
+"""Backfill of a hostile legacy corpus, from a live MongoDB and from mongoexport files.
+
+Every source document must be accounted for: stored (equal to its transform after
+normalisation), or in the report, or both when it was repaired.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from bson import json_util
+from pymongo import AsyncMongoClient
+
+from strangler.backends.mongo import MongoStore
+from strangler.backends.postgres import PostgresStore
+from strangler.errors import NotFound
+from strangler.migrate.backfill import Backfill, BackfillResult
+from strangler.migrate.report import Report, relaxed
+from strangler.migrate.sources import FileSource, MongoSource
+from strangler.migrate.transform import transform_message, transform_session
+from strangler.proxy.compare import normalise
+from tests.migrate.corpus import Case, build
+
+
+async def _insert(mongo_uri: str, db: str, sessions: list[Case], messages: list[Case]) -> None:
+    client: AsyncMongoClient[Any] = AsyncMongoClient(mongo_uri, uuidRepresentation="standard")
+    try:
+        await client[db].chat_sessions.insert_many([c.doc for c in sessions])
+        await client[db].messages.insert_many([c.doc for c in messages])
+    finally:
+        await client.close()
+
+
+def _export(directory: Path, sessions: list[Case], messages: list[Case]) -> None:
+    """chat_sessions as canonical JSON Lines, messages as a gzipped relaxed --jsonArray."""
+    canonical = json_util.JSONOptions(json_mode=json_util.JSONMode.CANONICAL, uuid_representation=4)
+    relaxed_opts = json_util.JSONOptions(
+        json_mode=json_util.JSONMode.RELAXED, uuid_representation=4
+    )
+    with open(directory / "chat_sessions.json", "w", encoding="utf-8") as fh:
+        for c in sessions:
+            fh.write(json_util.dumps(c.doc, json_options=canonical) + "\n")
+    with gzip.open(directory / "messages.json.gz", "wt", encoding="utf-8") as fh:
+        fh.write(
+            "[\n"
+            + ",\n".join(json_util.dumps(c.doc, json_options=relaxed_opts) for c in messages)
+            + "\n]\n"
+        )
+
+
+def _report(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+async def _check_accounting(
+    result: BackfillResult,
+    lines: list[dict[str, Any]],
+    store: PostgresStore,
+    sessions: list[Case],
+    messages: list[Case],
+) -> None:
+    by_source = {
+        (ln["collection"], json.dumps(ln["source_id"], sort_keys=True)): ln for ln in lines
+    }
+    assert len(by_source) == len(lines), "one report line per document"
+    for collection, cases, transform in (
+        ("chat_sessions", sessions, transform_session),
+        ("messages", messages, transform_message),
+    ):
+        counts = result.counts[collection]  # type: ignore[index]
+        assert counts.read == len(cases)
+        assert counts.written + counts.quarantined == counts.read
+        assert counts.repaired == sum(c.action == "repaired" for c in cases)
+        assert counts.quarantined == sum(c.action == "quarantined" for c in cases)
+        pair = [c for c in cases if c.name in ("objectid", "duplicate-of-objectid")]
+        if pair:
+            # Two ids that map to one UUID: whichever the source yields first is stored
+            # (MongoDB sorts strings before ObjectIds), the other is reported; never both lost.
+            keys = [(collection, json.dumps(relaxed(c.doc["_id"]), sort_keys=True)) for c in pair]
+            reported = [by_source.get(k) for k in keys]
+            assert sum(r is not None for r in reported) == 1
+            dup = next(r for r in reported if r is not None)
+            assert dup["reasons"] == ["duplicate_id"]
+            kept = pair[reported.index(None)]
+            stored = await store.get_session(transform_session(kept.doc).record.id)  # type: ignore[union-attr]
+            assert normalise(stored) == normalise(transform_session(kept.doc).record)
+            cases = [c for c in cases if c not in pair]
+        for case in cases:
+            key = (collection, json.dumps(relaxed(case.doc["_id"]), sort_keys=True))
+            line = by_source.get(key)
+            if case.action == "ok":
+                assert line is None, f"{case.name}: unexpected report line {line}"
+            else:
+                assert line is not None, f"{case.name}: missing from the report"
+                assert line["action"] == case.action, case.name
+                assert case.reason in line["reasons"], (case.name, line["reasons"])
+                assert line["original"] is not None
+            expected = transform(case.doc).record
+            if case.action == "quarantined":
+                if expected is not None and case.reason != "duplicate_id":
+                    with pytest.raises(NotFound):
+                        await (
+                            store.get_session(expected.id)
+                            if collection == "chat_sessions"
+                            else store.get_message(expected.id)
+                        )
+                continue
+            assert expected is not None
+            stored = await (
+                store.get_session(expected.id)
+                if collection == "chat_sessions"
+                else store.get_message(expected.id)
+            )
+            assert normalise(stored) == normalise(expected), case.name
+
+
+async def test_hostile_corpus_from_live_mongo_is_fully_accounted_for(
+    mongo_server: Any, mongo_db: str, clean_pg: str, tmp_path: Path
+) -> None:
+    sessions, messages = build()
+    await _insert(mongo_server.uri, mongo_db, sessions, messages)
+    async with (
+        MongoStore(mongo_server.uri, database=mongo_db) as mongo,
+        PostgresStore(clean_pg) as pg,
+    ):
+        with Report(tmp_path / "report.jsonl") as report:
+            result = await Backfill(MongoSource(mongo), pg, report, batch_size=7).run()
+        await _check_accounting(result, _report(tmp_path / "report.jsonl"), pg, sessions, messages)
+        nul = next(c for c in sessions if c.name == "nul-title")
+        stored = await pg.get_session(transform_session(nul.doc).record.id)  # type: ignore[union-attr]
+        assert stored.title == "bad\ufffdtitle"
+
+
+async def test_hostile_corpus_from_mongoexport_files_is_fully_accounted_for(
+    clean_pg: str, tmp_path: Path
+) -> None:
+    sessions, messages = build()
+    _export(tmp_path, sessions, messages)
+    async with PostgresStore(clean_pg) as pg:
+        with Report(tmp_path / "report.jsonl") as report:
+            result = await Backfill(FileSource(tmp_path), pg, report, batch_size=5).run()
+        await _check_accounting(result, _report(tmp_path / "report.jsonl"), pg, sessions, messages)
+
+
+async def test_corrupt_and_truncated_files_become_report_lines(
+    clean_pg: str, tmp_path: Path
+) -> None:
+    sessions, messages = build()
+    _export(tmp_path, sessions[:3], messages[:1])
+    sessions_file = tmp_path / "chat_sessions.json"
+    sessions_file.write_text(
+        sessions_file.read_text()
+        + '{"_id": {"$oid": "not-hex"}, "title": \n'  # broken JSON
+        + "[1, 2]\n"  # not an object
+    )
+    raw = gzip.decompress((tmp_path / "messages.json.gz").read_bytes()).decode()
+    (tmp_path / "messages.json.gz").unlink()
+    (tmp_path / "messages.json").write_text(raw.rstrip().rstrip("]")[:-20])  # truncated
+    async with PostgresStore(clean_pg) as pg:
+        with Report(tmp_path / "report.jsonl") as report:
+            result = await Backfill(FileSource(tmp_path), pg, report).run()
+    lines = _report(tmp_path / "report.jsonl")
+    assert result.counts["chat_sessions"].read == 5
+    assert result.counts["chat_sessions"].quarantined == 2
+    assert result.counts["messages"].quarantined == 1
+    assert all(ln["reasons"] == ["unparseable"] for ln in lines)
+    assert {ln["original"]["where"] for ln in lines} >= {
+        "chat_sessions.json:4",
+        "chat_sessions.json:5",
+    }
+
+
+async def test_dry_run_writes_nothing_but_reports_everything(
+    mongo_server: Any, mongo_db: str, clean_pg: str, tmp_path: Path
+) -> None:
+    sessions, messages = build()
+    await _insert(mongo_server.uri, mongo_db, sessions, messages)
+    async with (
+        MongoStore(mongo_server.uri, database=mongo_db) as mongo,
+        PostgresStore(clean_pg) as pg,
+    ):
+        with Report(tmp_path / "report.jsonl") as report:
+            result = await Backfill(MongoSource(mongo), pg, report, dry_run=True).run()
+        assert await pg.count("chat_sessions") == 0
+        assert await pg.count("messages") == 0
+    expected_lines = sum(c.action != "ok" for c in sessions + messages)
+    assert len(_report(tmp_path / "report.jsonl")) == expected_lines
+    assert result.counts["messages"].written == sum(c.action != "quarantined" for c in messages)
+
+
+async def test_orphans_can_be_adopted_into_placeholder_sessions(
+    mongo_server: Any, mongo_db: str, clean_pg: str, tmp_path: Path
+) -> None:
+    sessions, messages = build()
+    await _insert(mongo_server.uri, mongo_db, sessions, messages)
+    async with (
+        MongoStore(mongo_server.uri, database=mongo_db) as mongo,
+        PostgresStore(clean_pg) as pg,
+    ):
+        with Report(tmp_path / "report.jsonl") as report:
+            await Backfill(MongoSource(mongo), pg, report, orphans="adopt").run()
+        orphan = next(c for c in messages if c.name == "orphan")
+        record = transform_message(orphan.doc).record
+        assert record is not None
+        assert (await pg.get_message(record.id)).session_id == record.session_id  # type: ignore[union-attr]
+        assert (await pg.get_session(record.session_id)).title == "(recovered session)"  # type: ignore[union-attr]
+    line = next(
+        ln for ln in _report(tmp_path / "report.jsonl") if ln["target_id"] == str(record.id)
+    )
+    assert "orphan_adopted" in line["reasons"]
+
+
+def test_cli_backfill_prints_a_summary_and_never_a_traceback(clean_pg: str, tmp_path: Path) -> None:
+    sessions, messages = build()
+    _export(tmp_path, sessions, messages)
+    env = {**os.environ, "SUPABASE_DB_URL": clean_pg, "STRANGLER_LOG_FORMAT": "json"}
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "strangler.cli",
+            "backfill",
+            "--source",
+            str(tmp_path),
+            "--report",
+            str(tmp_path / "r.jsonl"),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr
+    assert "chat_sessions" in out.stdout and "quarantined" in out.stdout
+    assert "Traceback" not in out.stderr
+    bad = subprocess.run(
+        [sys.executable, "-m", "strangler.cli", "backfill", "--source", str(tmp_path / "nope")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert bad.returncode == 2
+    assert "neither a MongoDB URI nor a directory" in bad.stderr
