@@ -104,6 +104,8 @@ def _cmd_backfill(args: argparse.Namespace, settings: Settings) -> int:
             orphans=args.orphans,
             dry_run=args.dry_run,
             batch_size=args.batch_size,
+            checkpoint=args.checkpoint,
+            resume=args.resume,
         )
     )
 
@@ -233,6 +235,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="transform and validate everything, write nothing (the report is written)",
     )
     p.add_argument("--batch-size", type=int, default=2000, metavar="N")
+    p.add_argument(
+        "--checkpoint",
+        type=Path,
+        metavar="PATH",
+        default=Path(".strangler-backfill.checkpoint.json"),
+        help="where progress is saved after every batch",
+    )
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue from the checkpoint after a crash or Ctrl-C (the report is appended to)",
+    )
     p.set_defaults(func=_cmd_backfill)
     return parser
 

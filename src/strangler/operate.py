@@ -21,7 +21,8 @@ from strangler.backends.mongo import MongoStore
 from strangler.config import Settings
 from strangler.config.selection import new_store, old_store
 from strangler.errors import ConfigError
-from strangler.migrate.backfill import Backfill, Counts, summary_table
+from strangler.migrate.backfill import Backfill, Counts, Orphans, summary_table
+from strangler.migrate.checkpoint import Checkpoint
 from strangler.migrate.repair import repair
 from strangler.migrate.report import Report
 from strangler.migrate.sources import FileSource, MongoSource, Source
@@ -145,9 +146,11 @@ async def backfill(
     *,
     source: str | None,
     report: Path,
-    orphans: str,
+    orphans: Orphans,
     dry_run: bool,
     batch_size: int,
+    checkpoint: Path,
+    resume: bool,
 ) -> int:
     src = source or settings.mongo_uri
     if not src:
@@ -156,9 +159,21 @@ async def backfill(
             "mongoexport files) or set MONGO_URI"
         )
     started = time.monotonic()
+    totals: dict[str, int | None] = {}
+    tty = sys.stderr.isatty()
 
     def progress(collection: str, c: Counts) -> None:
         rate = c.read / max(time.monotonic() - started, 1e-9)
+        total = totals.get(collection)
+        eta = (total - c.read) / rate if total and rate and total > c.read else None
+        if tty:
+            of = f"/{total:,}" if total else ""
+            left = f"  ETA {eta:,.0f}s" if eta is not None else ""
+            sys.stderr.write(
+                f"\r{collection:<14} {c.read:>10,}{of} rows {rate:>9,.0f} rows/s{left}   "
+            )
+            sys.stderr.flush()
+            return
         log.info(
             "backfill_progress",
             collection=collection,
@@ -166,7 +181,9 @@ async def backfill(
             written=c.written,
             repaired=c.repaired,
             quarantined=c.quarantined,
+            total=total,
             rows_per_s=round(rate),
+            eta_s=None if eta is None else round(eta),
         )
 
     async with contextlib.AsyncExitStack() as stack:
@@ -179,17 +196,24 @@ async def backfill(
             origin = MongoSource(mongo)
         else:
             raise ConfigError(f"--source {src!r} is neither a MongoDB URI nor a directory")
+        saved = Checkpoint.load(checkpoint, origin.name) if resume else None
         target = await stack.enter_async_context(new_store(settings))
-        rep = stack.enter_context(Report(report))
+        rep = stack.enter_context(Report(report, append=resume))
+        for name in ("chat_sessions", "messages"):
+            totals[name] = await origin.estimate(name)
         result = await Backfill(
             origin,
             target,
             rep,
-            orphans=orphans,  # type: ignore[arg-type]
+            orphans=orphans,
             dry_run=dry_run,
             batch_size=batch_size,
             progress=progress,
+            checkpoint=saved,
+            checkpoint_path=checkpoint,
         ).run()
+    if tty:
+        sys.stderr.write("\n")
     print(summary_table(result, dry_run=dry_run))
     print(
         f"{result.seconds:.1f}s; report: {report} ({rep.lines} lines: repaired or "

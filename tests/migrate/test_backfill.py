@@ -22,6 +22,7 @@ from strangler.backends.mongo import MongoStore
 from strangler.backends.postgres import PostgresStore
 from strangler.errors import NotFound
 from strangler.migrate.backfill import Backfill, BackfillResult
+from strangler.migrate.checkpoint import Checkpoint
 from strangler.migrate.report import Report, relaxed
 from strangler.migrate.sources import FileSource, MongoSource
 from strangler.migrate.transform import transform_message, transform_session
@@ -251,3 +252,42 @@ def test_cli_backfill_prints_a_summary_and_never_a_traceback(clean_pg: str, tmp_
     )
     assert bad.returncode == 2
     assert "neither a MongoDB URI nor a directory" in bad.stderr
+
+
+async def test_an_interrupted_backfill_resumes_from_its_checkpoint(
+    clean_pg: str, tmp_path: Path
+) -> None:
+    sessions, messages = build()
+    _export(tmp_path, sessions, messages)
+    checkpoint = tmp_path / "cp.json"
+    batches = {"n": 0}
+
+    def interrupt_after_a_message_batch(collection: str, _: Any) -> None:
+        if collection == "messages":
+            batches["n"] += 1
+            if batches["n"] == 2:
+                raise KeyboardInterrupt  # Ctrl-C after a committed batch
+
+    async with PostgresStore(clean_pg) as pg:
+        with Report(tmp_path / "report.jsonl") as report, pytest.raises(KeyboardInterrupt):
+            await Backfill(
+                FileSource(tmp_path),
+                pg,
+                report,
+                batch_size=4,
+                checkpoint_path=checkpoint,
+                progress=interrupt_after_a_message_batch,
+            ).run()
+        saved = Checkpoint.load(checkpoint, FileSource(tmp_path).name)
+        assert (saved.collection, saved.offset, saved.done) == ("messages", 8, False)
+        with Report(tmp_path / "report.jsonl", append=True) as report:
+            result = await Backfill(
+                FileSource(tmp_path),
+                pg,
+                report,
+                batch_size=4,
+                checkpoint=saved,
+                checkpoint_path=checkpoint,
+            ).run()
+        assert Checkpoint.load(checkpoint, FileSource(tmp_path).name).done
+        await _check_accounting(result, _report(tmp_path / "report.jsonl"), pg, sessions, messages)

@@ -15,13 +15,15 @@ import contextlib
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Literal
 
 import structlog
 
 from strangler.backends.base import ChatStore
 from strangler.errors import NotFound
+from strangler.migrate.checkpoint import Checkpoint
 from strangler.migrate.report import Report
 from strangler.migrate.sources import BadInput, Item, MongoSource, Source
 from strangler.migrate.transform import Collection, Outcome, transform_message, transform_session
@@ -66,6 +68,8 @@ class Backfill:
         dry_run: bool = False,
         batch_size: int = 2000,
         progress: Progress | None = None,
+        checkpoint: Checkpoint | None = None,
+        checkpoint_path: Path | None = None,
     ) -> None:
         self.source = source
         self.target = target
@@ -77,17 +81,36 @@ class Backfill:
         self.result = BackfillResult()
         self._seen: dict[Collection, set[uuid.UUID]] = {"chat_sessions": set(), "messages": set()}
         self._sessions: set[uuid.UUID] = set()
+        self.checkpoint = checkpoint or Checkpoint(source=source.name)
+        self.checkpoint_path = checkpoint_path
+        for name, saved in self.checkpoint.counts.items():
+            self.result.counts[name] = Counts(**saved)  # type: ignore[index]
 
     async def run(self) -> BackfillResult:
         start = time.monotonic()
         collections: tuple[Collection, Collection] = ("chat_sessions", "messages")
-        for collection in collections:
-            async for batch in self.source.documents(collection, self.batch_size):
+        cp = self.checkpoint
+        if cp.done:
+            return self.result
+        for collection in collections[collections.index(cp.collection) :]:
+            skip = cp.offset if collection == cp.collection else 0
+            cp.collection, cp.offset = collection, skip
+            async for batch in self.source.documents(collection, self.batch_size, skip):
                 await self._batch(collection, batch)
+                cp.offset += len(batch)
+                self._save_checkpoint()
                 if self.progress is not None:
                     self.progress(collection, self.result.counts[collection])
+        cp.done = True
+        self._save_checkpoint()
         self.result.seconds = time.monotonic() - start
         return self.result
+
+    def _save_checkpoint(self) -> None:
+        if self.checkpoint_path is None or self.dry_run:
+            return
+        self.checkpoint.counts = {k: asdict(v) for k, v in self.result.counts.items()}
+        self.checkpoint.save(self.checkpoint_path)
 
     def _account(self, out: Outcome, counts: Counts) -> None:
         target_id = out.record.id if out.record is not None else None

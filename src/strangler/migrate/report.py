@@ -27,15 +27,16 @@ def relaxed(value: Any) -> Any:
 class Report:
     """Writes report lines to ``path``; a context manager. ``path=None`` writes nothing."""
 
-    def __init__(self, path: Path | None) -> None:
+    def __init__(self, path: Path | None, *, append: bool = False) -> None:
         self.path = path
+        self.append = append
         self.lines = 0
         self._fh: IO[str] | None = None
 
     def __enter__(self) -> Self:
         if self.path is not None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._fh = open(self.path, "w", encoding="utf-8")
+            self._fh = open(self.path, "a" if self.append else "w", encoding="utf-8")
         return self
 
     def __exit__(

@@ -48,7 +48,13 @@ Item = dict[str, Any] | BadInput
 class Source(Protocol):
     name: str
 
-    def documents(self, collection: str, batch: int) -> AsyncIterator[list[Item]]: ...
+    def documents(
+        self, collection: str, batch: int, skip: int = 0
+    ) -> AsyncIterator[list[Item]]: ...
+
+    async def estimate(self, collection: str) -> int | None:
+        """About how many documents ``collection`` holds (for the ETA), if cheap to know."""
+        ...
 
 
 class MongoSource:
@@ -58,10 +64,17 @@ class MongoSource:
         self.store = store
         self.name = f"mongodb database {store.database!r}"
 
-    async def documents(self, collection: str, batch: int) -> AsyncIterator[list[Item]]:
+    async def estimate(self, collection: str) -> int | None:
+        with translate_errors(f"count {collection}"):
+            n: int = await self.store.collection(collection).estimated_document_count()
+        return n
+
+    async def documents(
+        self, collection: str, batch: int, skip: int = 0
+    ) -> AsyncIterator[list[Item]]:
         out: list[Item] = []
         with translate_errors(f"read {collection}"):
-            cursor = self.store.collection(collection).find({}).sort("_id", ASCENDING)
+            cursor = self.store.collection(collection).find({}).sort("_id", ASCENDING).skip(skip)
             async for doc in cursor.batch_size(batch):
                 out.append(doc)
                 if len(out) >= batch:
@@ -178,14 +191,21 @@ class FileSource:
             f"(export it with: mongoexport --collection={collection} --out={collection}.json)"
         )
 
-    async def documents(self, collection: str, batch: int) -> AsyncIterator[list[Item]]:
+    async def estimate(self, collection: str) -> int | None:
+        return None  # counting would mean reading the whole file once more
+
+    async def documents(
+        self, collection: str, batch: int, skip: int = 0
+    ) -> AsyncIterator[list[Item]]:
         path = self.path(collection)
         with _open(path) as probe:
             is_array = probe.read(4096).lstrip()[:1] == b"["
         with _open(path) as handle:
             items = _array(handle, path) if is_array else _jsonl(handle, path)
             out: list[Item] = []
-            for item in items:
+            for n, item in enumerate(items):
+                if n < skip:
+                    continue
                 out.append(item)
                 if len(out) >= batch:
                     yield out
