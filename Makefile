@@ -33,6 +33,7 @@ fmt: $(STAMP)
 bench: $(STAMP)  ## the benchmarks (figures go in README.md)
 	$(BIN)/python bench/stores.py
 	$(BIN)/python bench/facade.py
+	$(BIN)/python bench/backfill.py
 
 demo: $(STAMP)  ## start embedded MongoDB + Postgres with legacy data and the schema applied
 	$(BIN)/strangler demo

@@ -1,0 +1,202 @@
+"""Backfill and verify throughput, side by side in one run.
+
+Generates ``--sessions`` sessions with ``--messages`` messages in the legacy shape, then:
+
+* file source → Postgres: ``strangler backfill`` on mongoexport JSON Lines, rows/s, against a
+  raw ``COPY`` of the same already-transformed rows (target >= 0.6x), and the naive
+  row-by-row INSERT the seed ticket suggests;
+* live MongoDB (SecantusDB) → Postgres: rows/s against a bare scan of the source (>= 0.8x);
+* peak RSS of the backfill process (<= 400 MB), measured on the real CLI in a subprocess;
+* verify of both stores: rows/s against the slower store's bare scan (>= 0.5x).
+
+    python bench/backfill.py [--sessions 20000] [--messages 1000000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+from bson import json_util
+from pymongo import MongoClient
+
+from _common import conditions, save, servers
+from strangler import schema
+from strangler.backends.mongo import MongoStore
+from strangler.backends.postgres import MESSAGE_COLS, PostgresStore, _message_row
+from strangler.embedded.legacy_data import generate
+from strangler.migrate.transform import transform_message
+from strangler.migrate.verify import diff_stores
+
+RELAXED = json_util.JSONOptions(json_mode=json_util.JSONMode.RELAXED, uuid_representation=4)
+
+
+def _cli_backfill(source: str, dsn: str, workdir: Path) -> tuple[float, int]:
+    """Run the real CLI; returns (seconds, peak RSS in MB of that process)."""
+    env = {
+        **os.environ,
+        "SUPABASE_DB_URL": dsn,
+        "STRANGLER_LOG_FORMAT": "json",
+        "STRANGLER_LOG_LEVEL": "warning",
+    }
+    start = time.perf_counter()
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "strangler.cli",
+            "backfill",
+            "--source",
+            source,
+            "--report",
+            str(workdir / "report.jsonl"),
+            "--checkpoint",
+            str(workdir / "cp.json"),
+        ],
+        env=env,
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
+    seconds = time.perf_counter() - start
+    return seconds, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss // 1024
+
+
+def _generate(mongo_uri: str, work: Path, sessions: int, per: int) -> None:
+    """The same legacy data into MongoDB and into mongoexport JSON Lines files."""
+    with (
+        MongoClient(mongo_uri) as client,
+        open(work / "chat_sessions.json", "w") as fs,
+        open(work / "messages.json", "w") as fm,
+    ):
+        db = client.chat
+        for s, msgs in generate(sessions, per, seed=5):
+            fs.write(json_util.dumps(s, json_options=RELAXED) + "\n")
+            for m in msgs:
+                fm.write(json_util.dumps(m, json_options=RELAXED) + "\n")
+            db.chat_sessions.insert_one(s)
+            db.messages.insert_many(msgs)
+
+
+async def _reset(dsn: str) -> None:
+    conn = await asyncpg.connect(dsn)
+    await conn.execute("TRUNCATE chat_sessions, messages CASCADE")
+    await conn.close()
+
+
+async def main(args: argparse.Namespace) -> int:
+    per = max(1, args.messages // args.sessions)
+    results: dict[str, Any] = {}
+    with servers() as (mongo, pg), tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        await schema.apply(pg.dsn)
+        print(f"generating {args.sessions} sessions x {per} messages ...", flush=True)
+        _generate(mongo.uri, work, args.sessions, per)
+        total = args.sessions * (per + 1)
+
+        # Raw COPY ceiling: the same rows, transformed beforehand, straight into Postgres.
+        rows = []
+        with MongoClient(mongo.uri, tz_aware=True, uuidRepresentation="standard") as client:
+            for doc in client.chat.messages.find({}):
+                record = transform_message(doc).record
+                if record is not None:
+                    rows.append(_message_row(record))
+        async with PostgresStore(pg.dsn) as store:
+            async with MongoStore(mongo.uri, database="chat") as m:
+                sessions = [s async for chunk in m.scan_sessions() for s in chunk]
+            await store.upsert_sessions(sessions)
+            async with store.connection("bench copy") as conn:
+                start = time.perf_counter()
+                await conn.copy_records_to_table(
+                    "messages", records=rows, columns=[c.strip() for c in MESSAGE_COLS.split(",")]
+                )
+                copy_rate = len(rows) / (time.perf_counter() - start)
+            # The naive row-by-row INSERT the seed ticket suggests, on a sample.
+            await _reset(pg.dsn)
+            await store.upsert_sessions(sessions)
+            sample = rows[:5000]
+            async with store.connection("bench naive") as conn:
+                start = time.perf_counter()
+                for r in sample:
+                    await conn.execute(
+                        f"INSERT INTO messages ({MESSAGE_COLS}) VALUES "
+                        "($1, $2, $3, $4, $5, $6, $7, $8)",
+                        *r,
+                    )
+                naive_rate = len(sample) / (time.perf_counter() - start)
+
+        await _reset(pg.dsn)
+        seconds, rss_files = _cli_backfill(str(work), pg.dsn, work)
+        file_rate = total / seconds
+
+        # Live MongoDB: the backfill against a bare scan of the source.
+        await _reset(pg.dsn)
+        with MongoClient(mongo.uri) as client:
+            start = time.perf_counter()
+            n = sum(1 for _ in client.chat.messages.find({}).sort("_id", 1).batch_size(2000))
+            n += sum(1 for _ in client.chat.chat_sessions.find({}).sort("_id", 1))
+            scan_rate = n / (time.perf_counter() - start)
+        seconds, rss_live = _cli_backfill(mongo.uri.replace("/?", "/chat?"), pg.dsn, work)
+        live_rate = total / seconds
+
+        async with MongoStore(mongo.uri, database="chat") as m, PostgresStore(pg.dsn) as p:
+            start = time.perf_counter()
+            diffs = await diff_stores(m, p)
+            verify_rate = sum(d.compared for d in diffs.values()) / (time.perf_counter() - start)
+            equal = all(d.equal for d in diffs.values())
+            start = time.perf_counter()
+            scanned = sum([len(c) async for c in m.scan_messages(batch_size=2000)])
+            slower_scan = scanned / (time.perf_counter() - start)
+
+    results = {
+        "rows": total,
+        "copy_ceiling_rows_per_s": copy_rate,
+        "naive_insert_rows_per_s": naive_rate,
+        "file_backfill_rows_per_s": file_rate,
+        "file_vs_copy": file_rate / copy_rate,
+        "live_backfill_rows_per_s": live_rate,
+        "bare_scan_rows_per_s": scan_rate,
+        "live_vs_scan": live_rate / scan_rate,
+        "peak_rss_mb": max(rss_files, rss_live),
+        "verify_rows_per_s": verify_rate,
+        "slower_store_scan_rows_per_s": slower_scan,
+        "verify_vs_scan": verify_rate / slower_scan,
+        "verify_equal": equal,
+    }
+    print(f"\n{total:,} rows ({args.sessions:,} sessions, {args.sessions * per:,} messages)")
+    print(f"  raw COPY ceiling            {copy_rate:>10,.0f} rows/s")
+    print(f"  naive row-by-row INSERT     {naive_rate:>10,.0f} rows/s")
+    print(
+        f"  backfill from files         {file_rate:>10,.0f} rows/s  {file_rate / copy_rate:5.2f}x "
+        f"COPY  (target >= 0.6x)"
+    )
+    print(f"  bare scan of MongoDB        {scan_rate:>10,.0f} rows/s")
+    print(
+        f"  backfill from live MongoDB  {live_rate:>10,.0f} rows/s  {live_rate / scan_rate:5.2f}x "
+        f"scan  (target >= 0.8x)"
+    )
+    print(f"  peak RSS of the backfill    {results['peak_rss_mb']:>10} MB  (target <= 400 MB)")
+    print(
+        f"  verify                      {verify_rate:>10,.0f} rows/s  "
+        f"{verify_rate / slower_scan:5.2f}x slower store's scan  (target >= 0.5x); "
+        f"equal={equal}"
+    )
+    print(f"saved {save('backfill', {'conditions': conditions(), **results})}")
+    return 0
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--sessions", type=int, default=20_000)
+    parser.add_argument("--messages", type=int, default=1_000_000)
+    sys.exit(asyncio.run(main(parser.parse_args())))
