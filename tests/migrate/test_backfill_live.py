@@ -75,9 +75,11 @@ async def test_backfill_under_dualwrite_traffic_ends_with_equal_stores(
         await asyncio.gather(*workers)
         assert failures == []
         assert done["renamed"] > 10 and done["deleted"] > 3
-        for _ in range(20):
-            if await facade.replayer.run_once() == 0 and await facade.pending("new") == 0:
+        for _ in range(100):
+            await facade.replayer.run_once()
+            if await facade.pending("new") == 0:
                 break
+            await asyncio.sleep(0.1)
         diffs = await diff_stores(facade.old, facade.new)
         assert all(d.equal for d in diffs.values()), {t: d.summary() for t, d in diffs.items()}
         c = result.counts["messages"]

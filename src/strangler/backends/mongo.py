@@ -245,12 +245,13 @@ class MongoStore:
         sid = ids.parse_id(session_id, field="session_id")
         doc = await self._find_session_doc(sid)
         # Messages first: if we die in between, the session is still there and a retried
-        # delete finishes the job, instead of leaving invisible orphans behind.
+        # delete finishes the job. Messages again last: one added concurrently, between
+        # the first sweep and the session's delete, goes too (add_message covers the rest).
+        refs = {"session_id": {"$in": codec.session_ref_candidates(sid)}}
         with translate_errors("delete session"):
-            await self._coll(MESSAGES).delete_many(
-                {"session_id": {"$in": codec.session_ref_candidates(sid)}}
-            )
+            await self._coll(MESSAGES).delete_many(refs)
             await self._coll(SESSIONS).delete_one({"_id": doc["_id"]})
+            await self._coll(MESSAGES).delete_many(refs)
 
     async def list_sessions(
         self,
@@ -303,8 +304,17 @@ class MongoStore:
     async def add_message(self, message: Message) -> Message:
         check_message(message, self.limits)
         await self._find_session_doc(message.session_id)
+        doc = codec.encode_message(message)
         with translate_errors("add message"):
-            await self._coll(MESSAGES).insert_one(codec.encode_message(message))
+            await self._coll(MESSAGES).insert_one(doc)
+        # Without a transaction the session may have been deleted since the check: take the
+        # message back rather than leave an orphan that Postgres could never hold.
+        try:
+            await self._find_session_doc(message.session_id)
+        except NotFound:
+            with translate_errors("add message"):
+                await self._coll(MESSAGES).delete_one({"_id": doc["_id"]})
+            raise
         return message
 
     async def get_message(self, message_id: IdLike) -> Message:
