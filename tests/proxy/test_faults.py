@@ -7,6 +7,7 @@ subprocess running the facade) and then proves with a full diff that nothing was
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import json
 import os
 import signal
@@ -241,3 +242,40 @@ async def test_shadow_reads_are_dropped_and_counted_under_overload(
         assert matches in text
         assert 'strangler_store_op_seconds_count{op="history",store="mongo"} 40.0' in text
         assert facade.metrics.consistency_rate() == 1.0
+
+
+async def test_an_orphan_in_the_source_is_dead_lettered_not_retried_forever(
+    make_store: StoreFactory, mongo_server: Any, mongo_db: str
+) -> None:
+    from bson import ObjectId
+    from pymongo import AsyncMongoClient
+
+    from strangler import ids
+    from strangler.proxy.journal import PendingWrite
+
+    orphan = ObjectId()
+    client: AsyncMongoClient[Any] = AsyncMongoClient(mongo_server.uri)
+    await client[mongo_db].messages.insert_one(
+        {
+            "_id": orphan,
+            "session_id": str(ObjectId()),
+            "sender": "user",
+            "content": "x",
+            "timestamp": dt.datetime(2024, 1, 1),
+        }
+    )
+    await client.close()
+    async with make_store("facade:dualwrite") as facade:
+        await facade.replayer.stop()
+        await facade.journals["old"].add(
+            [PendingWrite(target="new", table="messages", record_id=ids.uuid_from_objectid(orphan))]
+        )
+        with structlog.testing.capture_logs() as logs:
+            assert await facade.replayer.run_once() == 0
+        assert await facade.pending("new") == 0
+        assert [e["event"] for e in logs if e["log_level"] == "error"] == [
+            "secondary_write_dead_lettered"
+        ]
+        assert (
+            'strangler_repairs_total{result="dead_letter"} 1.0' in facade.metrics.render().decode()
+        )

@@ -13,7 +13,7 @@ import uuid
 from typing import Any
 
 from strangler.backends.base import ChatStore, Table
-from strangler.errors import DivergenceError, NotFound
+from strangler.errors import CorruptRecord, DivergenceError, NotFound
 from strangler.models import ChatSession, Message
 
 MAX_ROUNDS = 5
@@ -51,6 +51,11 @@ async def apply_state(
     except NotFound:
         # The target lacks the session: bring it over first (or learn that it is gone).
         await mirror(source, target, "chat_sessions", state.session_id)
+        if await read_state(source, "chat_sessions", state.session_id) is None:
+            raise CorruptRecord(
+                f"message {record_id} refers to session {state.session_id}, which the source "
+                "does not hold either: an orphan that cannot be copied"
+            ) from None
         await target.upsert_messages([state])
 
 

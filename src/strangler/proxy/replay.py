@@ -16,7 +16,7 @@ from collections.abc import Callable
 import structlog
 
 from strangler.backends.base import ChatStore
-from strangler.errors import StranglerError
+from strangler.errors import CorruptRecord, StranglerError
 from strangler.proxy.journal import PendingWrite, WriteJournal
 from strangler.proxy.metrics import FacadeMetrics
 from strangler.proxy.mirror import mirror
@@ -98,6 +98,7 @@ class Replayer:
         landed = 0
         entries = await journal.due(targets, self._batch)
         done: list[PendingWrite] = []
+        dead: list[PendingWrite] = []
         for entry in entries:
             try:
                 await mirror(
@@ -106,6 +107,19 @@ class Replayer:
                     entry.table,
                     entry.record_id,
                 )
+            except CorruptRecord as exc:
+                # It can never land (an orphan in the source): set it aside, loudly, rather
+                # than retry forever and block the move to complete. Verify still shows it.
+                log.error(
+                    "secondary_write_dead_lettered",
+                    table=entry.table,
+                    id=str(entry.record_id),
+                    target=entry.target,
+                    error=str(exc),
+                )
+                self._metrics.repairs.labels("dead_letter").inc()
+                dead.append(entry)
+                continue
             except StranglerError as exc:
                 delay = min(self._max_backoff, 0.5 * 2 ** min(entry.attempts, 10))
                 self._metrics.repairs.labels("retry").inc()
@@ -114,7 +128,7 @@ class Replayer:
             done.append(entry)
             self._metrics.repairs.labels("landed").inc()
             self._metrics.observe_lag((dt.datetime.now(dt.UTC) - entry.created_at).total_seconds())
-        await journal.done(done)
+        await journal.done(done + dead)
         landed += len(done)
         if done:
             log.info("secondary_writes_replayed", journal=journal.name, count=len(done))
