@@ -38,7 +38,7 @@ STORE_KINDS = ["mongo", "postgres"]
 FACADE_KINDS = ["facade:dualwrite", "facade:shadow", "facade:live", "facade:complete"]
 CONTROL_TABLES = (
     "strangler.pending_writes, strangler.divergences, strangler.stage_control, "
-    "strangler.stage_transitions"
+    "strangler.stage_transitions, strangler.tombstones"
 )
 
 

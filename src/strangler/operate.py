@@ -18,6 +18,7 @@ from typing import Any
 import structlog
 
 from strangler.backends.mongo import MongoStore
+from strangler.backends.postgres_control import PostgresControl
 from strangler.config import Settings
 from strangler.config.selection import new_store, old_store
 from strangler.errors import ConfigError
@@ -211,6 +212,7 @@ async def backfill(
             progress=progress,
             checkpoint=saved,
             checkpoint_path=checkpoint,
+            tombstones=PostgresControl(target).tombstoned,
         ).run()
     if tty:
         sys.stderr.write("\n")

@@ -6,8 +6,11 @@ from __future__ import annotations
 
 import asyncio
 import random
+from pathlib import Path
 from typing import Any
 
+import pytest
+from bson import json_util
 from pymongo import AsyncMongoClient
 
 from strangler import ids
@@ -15,21 +18,31 @@ from strangler.embedded.legacy_data import generate
 from strangler.errors import NotFound, StranglerError
 from strangler.migrate.backfill import Backfill
 from strangler.migrate.report import Report
-from strangler.migrate.sources import MongoSource
+from strangler.migrate.sources import FileSource, MongoSource
 from strangler.migrate.verify import diff_stores
 from strangler.models import ChatSession, Message
 from tests.conftest import StoreFactory
 
 
+@pytest.mark.parametrize("source", ["live-recheck", "live-tombstones", "files-tombstones"])
 async def test_backfill_under_dualwrite_traffic_ends_with_equal_stores(
-    make_store: StoreFactory, mongo_server: Any, mongo_db: str
+    make_store: StoreFactory, mongo_server: Any, mongo_db: str, tmp_path: Path, source: str
 ) -> None:
+    """Deletes made during the backfill are not resurrected, whether they are caught by
+    re-reading a live source or by the facade's tombstones (the only way for files)."""
     pairs = list(generate(300, 4, seed=11))
     client: AsyncMongoClient[Any] = AsyncMongoClient(mongo_server.uri)
     await client[mongo_db].chat_sessions.insert_many([s for s, _ in pairs])
     await client[mongo_db].messages.insert_many([m for _, ms in pairs for m in ms])
     await client.close()
     legacy = [ids.uuid_from_objectid(s["_id"]) for s, _ in pairs]
+    opts = json_util.JSONOptions(json_mode=json_util.JSONMode.RELAXED, uuid_representation=4)
+    (tmp_path / "chat_sessions.json").write_text(
+        "".join(json_util.dumps(s, json_options=opts) + "\n" for s, _ in pairs)
+    )
+    (tmp_path / "messages.json").write_text(
+        "".join(json_util.dumps(m, json_options=opts) + "\n" for _, ms in pairs for m in ms)
+    )
     rng = random.Random(3)
 
     async with make_store("facade:dualwrite") as facade:
@@ -63,12 +76,16 @@ async def test_backfill_under_dualwrite_traffic_ends_with_equal_stores(
                 await asyncio.sleep(0)
 
         workers = [asyncio.create_task(traffic()) for _ in range(3)]
+        origin = FileSource(tmp_path) if source.startswith("files") else MongoSource(facade.old)  # type: ignore[arg-type]
+        assert facade.control is not None
+        tombstones = facade.control.tombstoned if source.endswith("tombstones") else None
         with Report(None) as report:
             result = await Backfill(
-                MongoSource(facade.old),
+                origin,
                 facade.new,
-                report,  # type: ignore[arg-type]
-                batch_size=25,
+                report,
+                batch_size=25,  # type: ignore[arg-type]
+                tombstones=tombstones,
             ).run()
         await asyncio.sleep(0.2)
         stop.set()

@@ -4,6 +4,7 @@ and divergence records (tables from ``20261125000100_strangler_control.sql``).""
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -174,6 +175,28 @@ class PostgresControl:
                     "(SELECT max(id) FROM strangler.divergences) - $1",
                     self._retention,
                 )
+
+    async def tombstone(self, table: str, record_ids: Sequence[uuid.UUID]) -> None:
+        """Record that these rows were deleted (before the delete reaches this database)."""
+        async with self._store.connection("write tombstone") as conn:
+            await conn.executemany(
+                "INSERT INTO strangler.tombstones (table_name, record_id) VALUES ($1, $2)"
+                " ON CONFLICT (table_name, record_id) DO UPDATE SET deleted_at = now()",
+                [(table, i) for i in record_ids],
+            )
+
+    async def tombstoned(self, table: str, record_ids: Sequence[uuid.UUID]) -> set[uuid.UUID]:
+        """Which of ``record_ids`` were deleted through the facade."""
+        if not record_ids:
+            return set()
+        async with self._store.connection("read tombstones") as conn:
+            rows = await conn.fetch(
+                "SELECT record_id FROM strangler.tombstones"
+                " WHERE table_name = $1 AND record_id = ANY($2::uuid[])",
+                table,
+                list(record_ids),
+            )
+        return {r[0] for r in rows}
 
     async def divergences(self, limit: int = 50) -> list[dict[str, Any]]:
         async with self._store.connection("list divergences") as conn:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import contextlib
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -30,7 +30,6 @@ from strangler.migrate.report import Report
 from strangler.migrate.sources import BadInput, Item, MongoSource, Source
 from strangler.migrate.transform import Collection, Outcome, transform_message, transform_session
 from strangler.models import ChatSession, Message
-from strangler.proxy.mirror import mirror
 
 log = structlog.get_logger(__name__)
 Orphans = Literal["quarantine", "adopt"]
@@ -57,6 +56,8 @@ class BackfillResult:
 
 
 Progress = Callable[[str, Counts], None]
+#: Which of these ids were deleted through the facade (``PostgresControl.tombstoned``).
+Tombstones = Callable[[str, list[uuid.UUID]], Awaitable[set[uuid.UUID]]]
 
 
 class Backfill:
@@ -72,8 +73,10 @@ class Backfill:
         progress: Progress | None = None,
         checkpoint: Checkpoint | None = None,
         checkpoint_path: Path | None = None,
+        tombstones: Tombstones | None = None,
     ) -> None:
         self.source = source
+        self.tombstones = tombstones
         self.target = target
         self.report = report
         self.orphans = orphans
@@ -116,11 +119,16 @@ class Backfill:
 
     def _account(self, out: Outcome, counts: Counts) -> None:
         target_id = out.record.id if out.record is not None else None
-        if out.action == "quarantined":
+        action = out.action
+        if action == "vanished":
+            counts.vanished += 1
+            return  # gone from the source: nothing to store, nothing to report
+        if action == "quarantined":
             counts.quarantined += 1
-        elif out.action == "repaired":
-            counts.repaired += 1
-        if out.action != "ok":
+        else:
+            counts.written += 1
+            counts.repaired += action == "repaired"
+        if action != "ok":
             self.report.write(
                 collection=out.collection,
                 original=out.original,
@@ -151,7 +159,6 @@ class Backfill:
         if collection == "messages":
             await self._orphans(outcomes)
         records = [o.record for o in outcomes if o.record is not None]
-        vanished = 0
         if records and not self.dry_run:
             sessions = [r for r in records if isinstance(r, ChatSession)]
             messages = [r for r in records if isinstance(r, Message)]
@@ -161,17 +168,13 @@ class Backfill:
                 try:
                     await self.target.upsert_messages(messages, overwrite=False)
                 except NotFound:
-                    if not isinstance(self.source, MongoSource):
-                        raise
-                    # A session was deleted while we held its messages: settle each
-                    # message from the source's current state instead.
-                    for m in messages:
-                        await mirror(self.source.store, self.target, "messages", m.id)
-            vanished = await self._undo_deleted(collection, outcomes)
+                    # A session was deleted while we held its messages.
+                    await self._messages_without_session(messages, outcomes)
+            await self._undo_deleted(collection, outcomes)
         if collection == "chat_sessions":
-            self._sessions.update(r.id for r in records)
-        counts.written += len(records) - vanished
-        counts.vanished += vanished
+            self._sessions.update(
+                o.record.id for o in outcomes if o.record is not None and not o.vanished
+            )
         for out in outcomes:
             self._account(out, counts)
 
@@ -207,29 +210,57 @@ class Backfill:
         if adopted and not self.dry_run:
             await self.target.upsert_sessions(adopted, overwrite=False)
 
-    async def _undo_deleted(self, collection: Collection, outcomes: list[Outcome]) -> int:
-        """With a live source: delete again what was deleted there while we copied it.
+    async def _messages_without_session(
+        self, messages: list[Message], outcomes: list[Outcome]
+    ) -> None:
+        """Store the messages whose session still exists. The others had a session when
+        the batch was read (orphans are caught before), so it was deleted meanwhile: they
+        vanished with it."""
+        present: set[uuid.UUID] = set()
+        for sid in {m.session_id for m in messages}:
+            with contextlib.suppress(NotFound):
+                await self.target.get_session(sid)
+                present.add(sid)
+        keep = [m for m in messages if m.session_id in present]
+        if keep:
+            await self.target.upsert_messages(keep, overwrite=False)
+        for out in outcomes:
+            if isinstance(out.record, Message) and out.record.session_id not in present:
+                out.vanished = True
 
-        Returns how many of the batch's records had vanished from the source."""
-        if not isinstance(self.source, MongoSource):
-            return 0
+    async def _gone(self, collection: Collection, outcomes: list[Outcome]) -> list[uuid.UUID]:
+        """Records of this batch deleted (through the facade, or in the live source) since
+        they were read."""
         stored = {
             o.original["_id"]: o.record.id
             for o in outcomes
-            if o.record is not None and isinstance(o.original, dict)
+            if o.record is not None and not o.vanished and isinstance(o.original, dict)
         }
         if not stored:
-            return 0
-        present = await _present(self.source.store.collection(collection), list(stored))
-        gone = [record_id for legacy_id, record_id in stored.items() if legacy_id not in present]
-        for record_id in gone:
-            log.info("backfill_delete_replayed", collection=collection, id=str(record_id))
+            return []
+        if self.tombstones is not None:
+            dead = await self.tombstones(collection, list(stored.values()))
+            return [i for i in stored.values() if i in dead]
+        if isinstance(self.source, MongoSource):
+            present = await _present(self.source.store.collection(collection), list(stored))
+            return [
+                record_id for legacy_id, record_id in stored.items() if legacy_id not in present
+            ]
+        return []
+
+    async def _undo_deleted(self, collection: Collection, outcomes: list[Outcome]) -> None:
+        """Delete again what was deleted while we copied it, and mark it vanished."""
+        gone = set(await self._gone(collection, outcomes))
+        for out in outcomes:
+            if out.record is None or out.record.id not in gone:
+                continue
+            out.vanished = True
+            log.info("backfill_delete_replayed", collection=collection, id=str(out.record.id))
             with contextlib.suppress(NotFound):
                 if collection == "chat_sessions":
-                    await self.target.delete_session(record_id)
+                    await self.target.delete_session(out.record.id)
                 else:
-                    await self.target.delete_message(record_id)
-        return len(gone)
+                    await self.target.delete_message(out.record.id)
 
 
 async def _present(coll: Any, legacy_ids: list[Any]) -> set[Any]:

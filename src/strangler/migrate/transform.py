@@ -27,9 +27,13 @@ class Outcome:
     original: Any
     record: ChatSession | Message | None = None
     reasons: list[str] = field(default_factory=list)
+    #: Deleted from the source (or through the facade) while the backfill ran.
+    vanished: bool = False
 
     @property
-    def action(self) -> Literal["ok", "repaired", "quarantined"]:
+    def action(self) -> Literal["ok", "repaired", "quarantined", "vanished"]:
+        if self.vanished:
+            return "vanished"
         if self.record is None:
             return "quarantined"
         return "repaired" if self.reasons else "ok"

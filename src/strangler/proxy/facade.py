@@ -220,6 +220,12 @@ class DualWriteStore:
         if not park:
             self.replayer.wake()
 
+    async def _tombstone(self, target: ChatStore, table: Table, record_id: uuid.UUID) -> None:
+        """Before deleting from the new store while it is secondary (backfill time), leave a
+        tombstone there, so a backfill running now cannot bring the row back."""
+        if target is self.new and self.control is not None:
+            await self.control.tombstone(table, [record_id])
+
     # --- sessions ------------------------------------------------------------------------
     async def create_session(self, session: ChatSession) -> ChatSession:
         async def secondary(auth: ChatStore, sec: ChatStore, s: ChatSession) -> None:
@@ -270,6 +276,7 @@ class DualWriteStore:
         sid = ids.parse_id(session_id, field="session_id")
 
         async def secondary(auth: ChatStore, sec: ChatStore, _: None) -> None:
+            await self._tombstone(sec, "chat_sessions", sid)
             with contextlib.suppress(NotFound):
                 await sec.delete_session(sid)
 
@@ -323,6 +330,7 @@ class DualWriteStore:
         mid = ids.parse_id(message_id, field="message_id")
 
         async def secondary(auth: ChatStore, sec: ChatStore, _: None) -> None:
+            await self._tombstone(sec, "messages", mid)
             with contextlib.suppress(NotFound):
                 await sec.delete_message(mid)
 
