@@ -91,3 +91,15 @@ def has_nul(value: Any) -> bool:
     if isinstance(value, list | tuple):
         return any(has_nul(v) for v in value)
     return False
+
+
+def replace_nul(value: Any) -> Any:
+    """``value`` with every U+0000 replaced by U+FFFD, in strings and mapping keys: what the
+    backfill stores where Postgres cannot hold the original, and so what compares equal."""
+    if isinstance(value, str):
+        return value.replace("\x00", "\ufffd")
+    if isinstance(value, Mapping):
+        return {replace_nul(k): replace_nul(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [replace_nul(v) for v in value]
+    return value

@@ -14,7 +14,7 @@ from typing import Any, Literal
 from strangler.backends.mongo_codec import decode_message, decode_session
 from strangler.errors import CorruptRecord
 from strangler.models import ChatSession, Message
-from strangler.normalize import has_nul
+from strangler.normalize import has_nul, replace_nul
 
 Collection = Literal["chat_sessions", "messages"]
 
@@ -44,16 +44,6 @@ class Outcome:
         return self
 
 
-def _fffd(value: Any) -> Any:
-    if isinstance(value, str):
-        return value.replace("\x00", "\ufffd")
-    if isinstance(value, dict):
-        return {_fffd(k): _fffd(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_fffd(v) for v in value]
-    return value
-
-
 def transform_session(doc: dict[str, Any]) -> Outcome:
     out = Outcome("chat_sessions", doc)
     try:
@@ -64,7 +54,7 @@ def transform_session(doc: dict[str, Any]) -> Outcome:
     if has_nul(record.title) or has_nul(record.user_id):
         out.reasons.append("nul_replaced")
         record = record.model_copy(
-            update={"title": _fffd(record.title), "user_id": _fffd(record.user_id)}
+            update={"title": replace_nul(record.title), "user_id": replace_nul(record.user_id)}
         )
     out.record = record
     return out
@@ -80,6 +70,6 @@ def transform_message(doc: dict[str, Any]) -> Outcome:
     fields = ("content", "audio", "image", "pdf")
     if any(has_nul(getattr(record, f)) for f in fields):
         out.reasons.append("nul_replaced")
-        record = record.model_copy(update={f: _fffd(getattr(record, f)) for f in fields})
+        record = record.model_copy(update={f: replace_nul(getattr(record, f)) for f in fields})
     out.record = record
     return out

@@ -12,25 +12,16 @@ from typing import Any
 from pydantic import BaseModel
 
 from strangler.backends.base import Page
+from strangler.normalize import replace_nul
 
 ABSENT = "<absent>"
-
-
-def _nul_to_fffd(value: Any) -> Any:
-    if isinstance(value, str):
-        return value.replace("\x00", "\ufffd")
-    if isinstance(value, dict):
-        return {_nul_to_fffd(k): _nul_to_fffd(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_nul_to_fffd(v) for v in value]
-    return value
 
 
 def normalise(record: BaseModel | None) -> dict[str, Any] | None:
     """A record's comparable form, or None when it is absent."""
     if record is None:
         return None
-    dumped: dict[str, Any] = _nul_to_fffd(record.model_dump(mode="json"))
+    dumped: dict[str, Any] = replace_nul(record.model_dump(mode="json"))
     return dumped
 
 
