@@ -59,9 +59,18 @@ class NotFound(StoreError):
 
 
 class CorruptRecord(StoreError):
-    """A stored document cannot be presented as a domain record (the backfill quarantines it)."""
+    """A stored document cannot be presented as a domain record (the backfill quarantines it).
+
+    ``reasons`` holds the reason codes (``sender_invalid``, ``id_unmappable``, ...).
+    """
 
     code = "corrupt_record"
+
+    def __init__(
+        self, message: str, *, store: str | None = None, reasons: list[str] | None = None
+    ) -> None:
+        super().__init__(message, store=store)
+        self.reasons = reasons or []
 
 
 class InvalidInput(StranglerError):

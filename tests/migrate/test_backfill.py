@@ -6,11 +6,13 @@ normalisation), or in the report, or both when it was repaired.
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import json
 import os
 import subprocess
 import sys
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +56,18 @@ def _export(directory: Path, sessions: list[Case], messages: list[Case]) -> None
             + ",\n".join(json_util.dumps(c.doc, json_options=relaxed_opts) for c in messages)
             + "\n]\n"
         )
+
+
+@contextlib.asynccontextmanager
+async def _live_backfill(
+    mongo_uri: str, db: str, dsn: str, report_path: Path, **options: Any
+) -> AsyncIterator[tuple[BackfillResult, PostgresStore]]:
+    """The corpus loaded into MongoDB is backfilled into Postgres; yields the result and the
+    still-open target store."""
+    async with MongoStore(mongo_uri, database=db) as mongo, PostgresStore(dsn) as pg:
+        with Report(report_path) as report:
+            result = await Backfill(MongoSource(mongo), pg, report, **options).run()
+        yield result, pg
 
 
 def _report(path: Path) -> list[dict[str, Any]]:
@@ -127,12 +141,9 @@ async def test_hostile_corpus_from_live_mongo_is_fully_accounted_for(
 ) -> None:
     sessions, messages = build()
     await _insert(mongo_server.uri, mongo_db, sessions, messages)
-    async with (
-        MongoStore(mongo_server.uri, database=mongo_db) as mongo,
-        PostgresStore(clean_pg) as pg,
-    ):
-        with Report(tmp_path / "report.jsonl") as report:
-            result = await Backfill(MongoSource(mongo), pg, report, batch_size=7).run()
+    async with _live_backfill(
+        mongo_server.uri, mongo_db, clean_pg, tmp_path / "report.jsonl", batch_size=7
+    ) as (result, pg):
         await _check_accounting(result, _report(tmp_path / "report.jsonl"), pg, sessions, messages)
         nul = next(c for c in sessions if c.name == "nul-title")
         stored = await pg.get_session(transform_session(nul.doc).record.id)  # type: ignore[union-attr]
@@ -183,12 +194,9 @@ async def test_dry_run_writes_nothing_but_reports_everything(
 ) -> None:
     sessions, messages = build()
     await _insert(mongo_server.uri, mongo_db, sessions, messages)
-    async with (
-        MongoStore(mongo_server.uri, database=mongo_db) as mongo,
-        PostgresStore(clean_pg) as pg,
-    ):
-        with Report(tmp_path / "report.jsonl") as report:
-            result = await Backfill(MongoSource(mongo), pg, report, dry_run=True).run()
+    async with _live_backfill(
+        mongo_server.uri, mongo_db, clean_pg, tmp_path / "report.jsonl", dry_run=True
+    ) as (result, pg):
         assert await pg.count("chat_sessions") == 0
         assert await pg.count("messages") == 0
     expected_lines = sum(c.action != "ok" for c in sessions + messages)
@@ -201,12 +209,9 @@ async def test_orphans_can_be_adopted_into_placeholder_sessions(
 ) -> None:
     sessions, messages = build()
     await _insert(mongo_server.uri, mongo_db, sessions, messages)
-    async with (
-        MongoStore(mongo_server.uri, database=mongo_db) as mongo,
-        PostgresStore(clean_pg) as pg,
-    ):
-        with Report(tmp_path / "report.jsonl") as report:
-            await Backfill(MongoSource(mongo), pg, report, orphans="adopt").run()
+    async with _live_backfill(
+        mongo_server.uri, mongo_db, clean_pg, tmp_path / "report.jsonl", orphans="adopt"
+    ) as (_, pg):
         orphan = next(c for c in messages if c.name == "orphan")
         record = transform_message(orphan.doc).record
         assert record is not None

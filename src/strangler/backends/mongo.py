@@ -499,6 +499,6 @@ def _decode_or_skip(decode: Any, coll: str, doc: dict[str, Any]) -> Any:
             "legacy_document_skipped",
             collection=coll,
             id=str(doc.get("_id")),
-            reasons=getattr(exc, "reasons", []),
+            reasons=exc.reasons,
         )
         return None

@@ -202,12 +202,11 @@ def decode_message(doc: dict[str, Any], repairs: list[str] | None = None) -> Mes
 
 
 def _corrupt(collection: str, doc: dict[str, Any], reasons: list[str]) -> CorruptRecord:
-    err = CorruptRecord(
+    return CorruptRecord(
         f"{collection} document {doc.get('_id')!r} cannot be read: {', '.join(reasons)}",
         store="mongo",
+        reasons=reasons,
     )
-    err.reasons = reasons  # type: ignore[attr-defined]
-    return err
 
 
 # --- writing ------------------------------------------------------------------------

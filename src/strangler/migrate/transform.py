@@ -8,6 +8,7 @@ Every coercion is a reason code; the caller reports the document with them.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -44,32 +45,28 @@ class Outcome:
         return self
 
 
-def transform_session(doc: dict[str, Any]) -> Outcome:
-    out = Outcome("chat_sessions", doc)
+def _transform(
+    collection: Collection,
+    doc: dict[str, Any],
+    decode: Callable[[dict[str, Any], list[str]], ChatSession | Message],
+    text_fields: tuple[str, ...],
+) -> Outcome:
+    out = Outcome(collection, doc)
     try:
-        record = decode_session(doc, out.reasons)
+        record = decode(doc, out.reasons)
     except CorruptRecord as exc:
-        out.reasons = list(getattr(exc, "reasons", ["unreadable"]))
+        out.reasons = list(exc.reasons)
         return out
-    if has_nul(record.title) or has_nul(record.user_id):
+    if any(has_nul(getattr(record, f)) for f in text_fields):
         out.reasons.append("nul_replaced")
-        record = record.model_copy(
-            update={"title": replace_nul(record.title), "user_id": replace_nul(record.user_id)}
-        )
+        record = record.model_copy(update={f: replace_nul(getattr(record, f)) for f in text_fields})
     out.record = record
     return out
+
+
+def transform_session(doc: dict[str, Any]) -> Outcome:
+    return _transform("chat_sessions", doc, decode_session, ("title", "user_id"))
 
 
 def transform_message(doc: dict[str, Any]) -> Outcome:
-    out = Outcome("messages", doc)
-    try:
-        record = decode_message(doc, out.reasons)
-    except CorruptRecord as exc:
-        out.reasons = list(getattr(exc, "reasons", ["unreadable"]))
-        return out
-    fields = ("content", "audio", "image", "pdf")
-    if any(has_nul(getattr(record, f)) for f in fields):
-        out.reasons.append("nul_replaced")
-        record = record.model_copy(update={f: replace_nul(getattr(record, f)) for f in fields})
-    out.record = record
-    return out
+    return _transform("messages", doc, decode_message, ("content", "audio", "image", "pdf"))

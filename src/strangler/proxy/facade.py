@@ -273,16 +273,23 @@ class DualWriteStore:
         )
 
     async def delete_session(self, session_id: IdLike) -> None:
-        sid = ids.parse_id(session_id, field="session_id")
+        await self._delete("chat_sessions", ids.parse_id(session_id, field="session_id"))
+
+    async def _delete(self, table: Table, record_id: uuid.UUID) -> None:
+        """Delete a session (with its messages) or a message, in the stage's stores."""
+
+        def delete(st: ChatStore) -> Awaitable[None]:
+            if table == "chat_sessions":
+                return st.delete_session(record_id)
+            return st.delete_message(record_id)
 
         async def secondary(auth: ChatStore, sec: ChatStore, _: None) -> None:
-            await self._tombstone(sec, "chat_sessions", sid)
+            await self._tombstone(sec, table, record_id)
             with contextlib.suppress(NotFound):
-                await sec.delete_session(sid)
+                await delete(sec)
 
-        await self._write(
-            "delete_session", "chat_sessions", [sid], lambda st: st.delete_session(sid), secondary
-        )
+        op = "delete_session" if table == "chat_sessions" else "delete_message"
+        await self._write(op, table, [record_id], delete, secondary)
 
     async def list_sessions(
         self,
@@ -327,16 +334,7 @@ class DualWriteStore:
         return await self._read_record("messages", mid, lambda st: st.get_message(mid))
 
     async def delete_message(self, message_id: IdLike) -> None:
-        mid = ids.parse_id(message_id, field="message_id")
-
-        async def secondary(auth: ChatStore, sec: ChatStore, _: None) -> None:
-            await self._tombstone(sec, "messages", mid)
-            with contextlib.suppress(NotFound):
-                await sec.delete_message(mid)
-
-        await self._write(
-            "delete_message", "messages", [mid], lambda st: st.delete_message(mid), secondary
-        )
+        await self._delete("messages", ids.parse_id(message_id, field="message_id"))
 
     async def history(
         self,
