@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -104,10 +105,28 @@ def _cmd_backfill(args: argparse.Namespace, settings: Settings) -> int:
             orphans=args.orphans,
             dry_run=args.dry_run,
             batch_size=args.batch_size,
+            workers=args.workers,
             checkpoint=args.checkpoint,
             resume=args.resume,
         )
     )
+
+
+def _positive(text: str) -> int:
+    value = _non_negative(text)
+    if value == 0:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
+def _non_negative(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError("must not be negative")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -234,7 +253,21 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="transform and validate everything, write nothing (the report is written)",
     )
-    p.add_argument("--batch-size", type=int, default=2000, metavar="N")
+    p.add_argument(
+        "--batch-size",
+        type=_positive,
+        default=2000,
+        metavar="N",
+        help="documents per chunk (and per COPY); default 2000",
+    )
+    p.add_argument(
+        "--workers",
+        type=_non_negative,
+        default=min(2, os.cpu_count() or 1),
+        metavar="N",
+        help="processes that decode and transform while this one loads; 0 does it all in "
+        "this process (default: the number of CPUs, at most 2)",
+    )
     p.add_argument(
         "--checkpoint",
         type=Path,

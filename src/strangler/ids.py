@@ -12,6 +12,7 @@ reference maps to the same UUID as the document it points at.
 
 from __future__ import annotations
 
+import functools
 import re
 import uuid
 from typing import Any
@@ -63,16 +64,22 @@ def legacy_to_uuid(value: Any) -> uuid.UUID:
     if isinstance(value, uuid.UUID):
         return value
     if isinstance(value, str):
-        if _HEX24.fullmatch(value):
-            return uuid_from_objectid(ObjectId(value.lower()))
-        if _CANONICAL_UUID.fullmatch(value):
-            return uuid.UUID(value)
-        return uuid.uuid5(NS, value)
+        return _uuid_from_str(value)
     if isinstance(value, Binary) and value.subtype == UUID_SUBTYPE and len(value) == 16:
         return uuid.UUID(bytes=bytes(value))
     if isinstance(value, int) and not isinstance(value, bool):
         return uuid.uuid5(NS, "int:" + str(value))
     raise InvalidInput(f"cannot map a legacy id of type {type(value).__name__} to a UUID")
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _uuid_from_str(value: str) -> uuid.UUID:
+    """Cached: a backfill maps each session reference once per message."""
+    if _HEX24.fullmatch(value):
+        return uuid_from_objectid(ObjectId(value.lower()))
+    if _CANONICAL_UUID.fullmatch(value):
+        return uuid.UUID(value)
+    return uuid.uuid5(NS, value)
 
 
 def parse_id(value: Any, *, field: str = "id") -> uuid.UUID:

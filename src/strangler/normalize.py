@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import json
 import math
 import uuid
 from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
 
+import orjson
 from bson import Binary, Decimal128, ObjectId
 from bson.regex import Regex
 from bson.timestamp import Timestamp
@@ -103,3 +105,12 @@ def replace_nul(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [replace_nul(v) for v in value]
     return value
+
+
+def dump_json(value: JsonValue) -> bytes:
+    """``value`` as JSON text. orjson, except for integers past 64 bits, which only the
+    standard library can write (and which jsonb holds exactly)."""
+    try:
+        return orjson.dumps(value)
+    except orjson.JSONEncodeError:
+        return json.dumps(value, ensure_ascii=False, allow_nan=False).encode()

@@ -152,6 +152,7 @@ async def backfill(
     batch_size: int,
     checkpoint: Path,
     resume: bool,
+    workers: int = 0,
 ) -> int:
     src = source or settings.mongo_uri
     if not src:
@@ -209,6 +210,7 @@ async def backfill(
             orphans=orphans,
             dry_run=dry_run,
             batch_size=batch_size,
+            workers=workers,
             progress=progress,
             checkpoint=saved,
             checkpoint_path=checkpoint,

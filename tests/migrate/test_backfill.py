@@ -6,10 +6,12 @@ normalisation), or in the report, or both when it was repaired.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import gzip
 import json
 import os
+import signal
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -22,6 +24,7 @@ from pymongo import AsyncMongoClient
 
 from strangler.backends.mongo import MongoStore
 from strangler.backends.postgres import PostgresStore
+from strangler.embedded.legacy_data import generate
 from strangler.errors import NotFound
 from strangler.migrate.backfill import Backfill, BackfillResult
 from strangler.migrate.checkpoint import Checkpoint
@@ -136,13 +139,19 @@ async def _check_accounting(
             assert normalise(stored) == normalise(expected), case.name
 
 
+@pytest.mark.parametrize("workers", [0, 2], ids=["in-process", "2-workers"])
 async def test_hostile_corpus_from_live_mongo_is_fully_accounted_for(
-    mongo_server: Any, mongo_db: str, clean_pg: str, tmp_path: Path
+    mongo_server: Any, mongo_db: str, clean_pg: str, tmp_path: Path, workers: int
 ) -> None:
     sessions, messages = build()
     await _insert(mongo_server.uri, mongo_db, sessions, messages)
     async with _live_backfill(
-        mongo_server.uri, mongo_db, clean_pg, tmp_path / "report.jsonl", batch_size=7
+        mongo_server.uri,
+        mongo_db,
+        clean_pg,
+        tmp_path / "report.jsonl",
+        batch_size=7,
+        workers=workers,
     ) as (result, pg):
         await _check_accounting(result, _report(tmp_path / "report.jsonl"), pg, sessions, messages)
         nul = next(c for c in sessions if c.name == "nul-title")
@@ -150,14 +159,17 @@ async def test_hostile_corpus_from_live_mongo_is_fully_accounted_for(
         assert stored.title == "bad\ufffdtitle"
 
 
+@pytest.mark.parametrize("workers", [0, 2], ids=["in-process", "2-workers"])
 async def test_hostile_corpus_from_mongoexport_files_is_fully_accounted_for(
-    clean_pg: str, tmp_path: Path
+    clean_pg: str, tmp_path: Path, workers: int
 ) -> None:
     sessions, messages = build()
     _export(tmp_path, sessions, messages)
     async with PostgresStore(clean_pg) as pg:
         with Report(tmp_path / "report.jsonl") as report:
-            result = await Backfill(FileSource(tmp_path), pg, report, batch_size=5).run()
+            result = await Backfill(
+                FileSource(tmp_path), pg, report, batch_size=5, workers=workers
+            ).run()
         await _check_accounting(result, _report(tmp_path / "report.jsonl"), pg, sessions, messages)
 
 
@@ -296,3 +308,67 @@ async def test_an_interrupted_backfill_resumes_from_its_checkpoint(
             ).run()
         assert Checkpoint.load(checkpoint, FileSource(tmp_path).name).done
         await _check_accounting(result, _report(tmp_path / "report.jsonl"), pg, sessions, messages)
+
+
+def test_ctrl_c_on_the_real_cli_leaves_a_checkpoint_that_resumes(
+    clean_pg: str, tmp_path: Path
+) -> None:
+    """SIGINT on a running ``strangler backfill`` (with worker processes): it stops with
+    exit code 130 and no traceback, and ``--resume`` finishes the job without loss."""
+    relaxed_opts = json_util.JSONOptions(
+        json_mode=json_util.JSONMode.RELAXED, uuid_representation=4
+    )
+    n_sessions, per = 200, 100
+    with (
+        open(tmp_path / "chat_sessions.json", "w") as fs,
+        open(tmp_path / "messages.json", "w") as fm,
+    ):
+        for session, msgs in generate(n_sessions, per, seed=9):
+            fs.write(json_util.dumps(session, json_options=relaxed_opts) + "\n")
+            fm.writelines(json_util.dumps(m, json_options=relaxed_opts) + "\n" for m in msgs)
+    env = {**os.environ, "SUPABASE_DB_URL": clean_pg, "STRANGLER_LOG_FORMAT": "json"}
+    args = [
+        sys.executable,
+        "-m",
+        "strangler.cli",
+        "backfill",
+        "--source",
+        str(tmp_path),
+        "--report",
+        str(tmp_path / "r.jsonl"),
+        "--checkpoint",
+        str(tmp_path / "cp.json"),
+        "--batch-size",
+        "100",
+        "--workers",
+        "2",
+    ]
+    proc = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stderr is not None
+    for line in proc.stderr:
+        if b'"backfill_progress"' in line and b'"messages"' in line:
+            proc.send_signal(signal.SIGINT)
+            break
+    _, rest = proc.communicate(timeout=60)
+    assert proc.returncode == 130, rest.decode()
+    assert b"Traceback" not in rest
+    saved = Checkpoint.load(tmp_path / "cp.json", FileSource(tmp_path).name)
+    assert saved.collection == "messages" and not saved.done
+    assert 0 < saved.offset < n_sessions * per
+
+    resumed = subprocess.run(
+        [*args, "--resume"], env=env, capture_output=True, timeout=120, check=False
+    )
+    assert resumed.returncode == 0, resumed.stderr.decode()
+    assert Checkpoint.load(tmp_path / "cp.json", FileSource(tmp_path).name).done
+    quarantined = sum(
+        ln["action"] == "quarantined" and ln["collection"] == "messages"
+        for ln in _report(tmp_path / "r.jsonl")
+    )
+    count = asyncio.run(_count_messages(clean_pg))
+    assert count == n_sessions * per - quarantined
+
+
+async def _count_messages(dsn: str) -> int:
+    async with PostgresStore(dsn) as pg:
+        return await pg.count("messages")

@@ -185,7 +185,7 @@ class PostgresControl:
                 [(table, i) for i in record_ids],
             )
 
-    async def tombstoned(self, table: str, record_ids: Sequence[uuid.UUID]) -> set[uuid.UUID]:
+    async def tombstoned(self, table: str, record_ids: Sequence[uuid.UUID | str]) -> set[uuid.UUID]:
         """Which of ``record_ids`` were deleted through the facade."""
         if not record_ids:
             return set()

@@ -1,38 +1,52 @@
 """Backfill: copy every legacy document into the new store, or report why not.
 
 * Sessions load before the messages that reference them.
-* Rows are inserted, never overwritten (``overwrite=False``): a value the facade wrote
-  during ``dualwrite`` is newer than the legacy one, so it wins.
-* With a live source, each batch is re-checked against MongoDB after it is written, and
-  any session or message deleted meanwhile is deleted again, so no delete is resurrected.
+* Worker processes (``migrate.prepare``) decode and transform the next chunks while this
+  process loads the current one, so both cores work; ``workers=0`` does it all here.
+* Rows are inserted, never overwritten: a value the facade wrote during ``dualwrite`` is
+  newer than the legacy one, so it wins.
+* After each chunk is written, its ids are checked against the tombstones the facade
+  leaves for deletes (or, without them, against the live source), and anything deleted
+  meanwhile is deleted again, so no delete is resurrected.
 * Every source document ends up stored (equal after normalisation), or in the report, or
-  both when it was repaired: ``read == written + quarantined`` for each collection.
+  both when it was repaired: ``read == written + quarantined + vanished`` per collection.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import multiprocessing
+import signal
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from concurrent.futures import Executor, ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import structlog
 from bson import ObjectId
 
-from strangler.backends.base import ChatStore
+from strangler.backends.base import ChatStore, Table
 from strangler.backends.mongo import translate_errors
 from strangler.errors import NotFound
 from strangler.migrate.checkpoint import Checkpoint
-from strangler.migrate.report import Report
-from strangler.migrate.sources import BadInput, Item, MongoSource, Source
-from strangler.migrate.transform import Collection, Outcome, transform_message, transform_session
-from strangler.models import ChatSession, Message
+from strangler.migrate.prepare import Note, Prepared, prepare
+from strangler.migrate.report import Report, describe
+from strangler.migrate.sources import BadInput, Chunk, Item, MongoSource, Source, decode_chunk
+from strangler.migrate.transform import Collection
 
 log = structlog.get_logger(__name__)
 Orphans = Literal["quarantine", "adopt"]
+
+
+class Target(ChatStore, Protocol):
+    """A store the backfill can load: the chat store plus a bulk insert of ready rows."""
+
+    async def insert_rows(self, table: Table, rows: list[tuple[Any, ...]]) -> int: ...
 
 
 @dataclass
@@ -57,19 +71,83 @@ class BackfillResult:
 
 Progress = Callable[[str, Counts], None]
 #: Which of these ids were deleted through the facade (``PostgresControl.tombstoned``).
-Tombstones = Callable[[str, list[uuid.UUID]], Awaitable[set[uuid.UUID]]]
+Tombstones = Callable[[str, list[str]], Awaitable[set[uuid.UUID]]]
+
+
+def _ignore_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the main process's to handle
+
+
+@contextlib.contextmanager
+def _workers(n: int) -> Iterator[Executor | None]:
+    if n <= 0:
+        yield None
+        return
+    pool = ProcessPoolExecutor(
+        n, mp_context=multiprocessing.get_context("spawn"), initializer=_ignore_sigint
+    )
+    try:
+        yield pool
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+class _Originals:
+    """The source documents of a chunk, decoded exactly on first need (rare: a duplicate,
+    an orphan, or the delete re-check without tombstones)."""
+
+    def __init__(self, chunk: Chunk) -> None:
+        self.chunk = chunk
+        self._docs: list[Item] | None = None
+
+    def __getitem__(self, position: int) -> Item:
+        if self._docs is None:
+            self._docs = decode_chunk(self.chunk)
+        return self._docs[position]
+
+
+@dataclass
+class _Batch:
+    """A prepared chunk as the loader works through it."""
+
+    collection: Collection
+    chunk: Chunk
+    prepared: Prepared
+    rows: list[tuple[Any, ...]] = field(default_factory=list)
+    positions: list[int] = field(default_factory=list)
+    quarantined: set[int] = field(default_factory=set)
+    vanished: set[int] = field(default_factory=set)
+
+    def __post_init__(self) -> None:
+        self.originals = _Originals(self.chunk)
+        self.quarantined = set(self.prepared.notes) - set(self.prepared.positions)
+
+    def note(self, position: int, reason: str, *, quarantine: bool) -> None:
+        note = self.prepared.notes.get(position)
+        if note is None:
+            source_id, original = describe(self.originals[position])
+            note = self.prepared.notes[position] = Note(position, [], source_id, original)
+        note.reasons.append(reason)
+        if quarantine:
+            self.quarantined.add(position)
+
+    def keep(self, keep: Callable[[tuple[Any, ...], int], bool]) -> None:
+        kept = [(r, p) for r, p in zip(self.rows, self.positions, strict=True) if keep(r, p)]
+        self.rows = [r for r, _ in kept]
+        self.positions = [p for _, p in kept]
 
 
 class Backfill:
     def __init__(
         self,
         source: Source,
-        target: ChatStore,
+        target: Target,
         report: Report,
         *,
         orphans: Orphans = "quarantine",
         dry_run: bool = False,
         batch_size: int = 2000,
+        workers: int = 0,
         progress: Progress | None = None,
         checkpoint: Checkpoint | None = None,
         checkpoint_path: Path | None = None,
@@ -82,10 +160,13 @@ class Backfill:
         self.orphans = orphans
         self.dry_run = dry_run
         self.batch_size = batch_size
+        self.workers = workers
         self.progress = progress
         self.result = BackfillResult()
-        self._seen: dict[Collection, set[uuid.UUID]] = {"chat_sessions": set(), "messages": set()}
-        self._sessions: set[uuid.UUID] = set()
+        #: Ids stored in this run (rows carry ids as text): a second document mapping to
+        #: one of them is a duplicate.
+        self._seen: dict[Collection, set[str]] = {"chat_sessions": set(), "messages": set()}
+        self._sessions: set[str] = set()
         self.checkpoint = checkpoint or Checkpoint(source=source.name)
         self.checkpoint_path = checkpoint_path
         for name, saved in self.checkpoint.counts.items():
@@ -97,19 +178,44 @@ class Backfill:
         cp = self.checkpoint
         if cp.done:
             return self.result
-        for collection in collections[collections.index(cp.collection) :]:
-            skip = cp.offset if collection == cp.collection else 0
-            cp.collection, cp.offset = collection, skip
-            async for batch in self.source.documents(collection, self.batch_size, skip):
-                await self._batch(collection, batch)
-                cp.offset += len(batch)
-                self._save_checkpoint()
-                if self.progress is not None:
-                    self.progress(collection, self.result.counts[collection])
+        with _workers(self.workers) as pool:
+            for collection in collections[collections.index(cp.collection) :]:
+                skip = cp.offset if collection == cp.collection else 0
+                cp.collection, cp.offset = collection, skip
+                async for batch in self._prepared(collection, skip, pool):
+                    await self._load(batch)
+                    cp.offset += len(batch.chunk)
+                    self._save_checkpoint()
+                    if self.progress is not None:
+                        self.progress(collection, self.result.counts[collection])
         cp.done = True
         self._save_checkpoint()
         self.result.seconds = time.monotonic() - start
         return self.result
+
+    async def _prepared(
+        self, collection: Collection, skip: int, pool: Executor | None
+    ) -> AsyncIterator[_Batch]:
+        """Chunks of the source, transformed, in order; with workers, up to two chunks per
+        worker are in flight, which bounds memory."""
+        if pool is None:
+            async for chunk in self.source.chunks(collection, self.batch_size, skip):
+                yield _Batch(collection, chunk, prepare(collection, chunk))
+            return
+        loop = asyncio.get_running_loop()
+        pending: deque[tuple[Chunk, asyncio.Future[Prepared]]] = deque()
+        try:
+            async for chunk in self.source.chunks(collection, self.batch_size, skip):
+                pending.append((chunk, loop.run_in_executor(pool, prepare, collection, chunk)))
+                if len(pending) > 2 * self.workers:
+                    done, future = pending.popleft()
+                    yield _Batch(collection, done, await future)
+            while pending:
+                done, future = pending.popleft()
+                yield _Batch(collection, done, await future)
+        finally:
+            for _, future in pending:
+                future.cancel()
 
     def _save_checkpoint(self) -> None:
         if self.checkpoint_path is None or self.dry_run:
@@ -117,150 +223,135 @@ class Backfill:
         self.checkpoint.counts = {k: asdict(v) for k, v in self.result.counts.items()}
         self.checkpoint.save(self.checkpoint_path)
 
-    def _account(self, out: Outcome, counts: Counts) -> None:
-        target_id = out.record.id if out.record is not None else None
-        action = out.action
-        if action == "vanished":
-            counts.vanished += 1
-            return  # gone from the source: nothing to store, nothing to report
-        if action == "quarantined":
-            counts.quarantined += 1
-        else:
-            counts.written += 1
-            counts.repaired += action == "repaired"
-        if action != "ok":
-            self.report.write(
-                collection=out.collection,
-                original=out.original,
-                target_id=target_id,
-                action=out.action,
-                reasons=out.reasons,
-            )
-
-    async def _batch(self, collection: Collection, items: list[Item]) -> None:
-        counts = self.result.counts[collection]
-        outcomes: list[Outcome] = []
-        for item in items:
-            counts.read += 1
-            if isinstance(item, BadInput):
-                outcomes.append(Outcome(collection, item, None, ["unparseable"]))
+    async def _load(self, batch: _Batch) -> None:
+        collection, prepared = batch.collection, batch.prepared
+        seen = self._seen[collection]
+        for row, position in zip(prepared.rows, prepared.positions, strict=True):
+            key = row[0]
+            if key in seen:
+                batch.note(position, "duplicate_id", quarantine=True)
                 continue
-            out = (
-                transform_session(item)
-                if collection == "chat_sessions"
-                else transform_message(item)
-            )
-            if out.record is not None:
-                if out.record.id in self._seen[collection]:
-                    out.quarantine("duplicate_id")
-                else:
-                    self._seen[collection].add(out.record.id)
-            outcomes.append(out)
+            seen.add(key)
+            batch.rows.append(row)
+            batch.positions.append(position)
         if collection == "messages":
-            await self._orphans(outcomes)
-        records = [o.record for o in outcomes if o.record is not None]
-        if records and not self.dry_run:
-            sessions = [r for r in records if isinstance(r, ChatSession)]
-            messages = [r for r in records if isinstance(r, Message)]
-            if sessions:
-                await self.target.upsert_sessions(sessions, overwrite=False)
-            if messages:
+            await self._orphans(batch)
+        if batch.rows and not self.dry_run:
+            if collection == "chat_sessions":
+                await self.target.insert_rows(collection, batch.rows)
+            else:
                 try:
-                    await self.target.upsert_messages(messages, overwrite=False)
+                    await self.target.insert_rows(collection, batch.rows)
                 except NotFound:
                     # A session was deleted while we held its messages.
-                    await self._messages_without_session(messages, outcomes)
-            await self._undo_deleted(collection, outcomes)
+                    await self._messages_without_session(batch)
+            await self._undo_deleted(batch)
         if collection == "chat_sessions":
             self._sessions.update(
-                o.record.id for o in outcomes if o.record is not None and not o.vanished
+                r[0]
+                for r, p in zip(batch.rows, batch.positions, strict=True)
+                if p not in batch.vanished
             )
-        for out in outcomes:
-            self._account(out, counts)
+        self._account(batch)
 
-    async def _orphans(self, outcomes: list[Outcome]) -> None:
+    def _account(self, batch: _Batch) -> None:
+        counts = self.result.counts[batch.collection]
+        counts.read += batch.prepared.read
+        counts.quarantined += len(batch.quarantined)
+        counts.vanished += len(batch.vanished)
+        counts.written += len(batch.rows) - len(batch.vanished)
+        stored = dict(zip(batch.positions, (r[0] for r in batch.rows), strict=True))
+        for position, note in sorted(batch.prepared.notes.items()):
+            if position in batch.vanished:
+                continue  # gone from the source: nothing to store, nothing to report
+            quarantined = position in batch.quarantined
+            counts.repaired += not quarantined
+            self.report.write(
+                collection=batch.collection,
+                target_id=None if quarantined else stored[position],
+                action="quarantined" if quarantined else "repaired",
+                reasons=note.reasons,
+                described=(note.source_id, note.original),
+            )
+
+    async def _orphans(self, batch: _Batch) -> None:
         """Messages whose session is neither in the source nor in the target."""
-        unknown = {
-            o.record.session_id
-            for o in outcomes
-            if isinstance(o.record, Message) and o.record.session_id not in self._sessions
-        }
-        for sid in unknown:
+        for sid in {r[1] for r in batch.rows if r[1] not in self._sessions}:
             with contextlib.suppress(NotFound):
                 await self.target.get_session(sid)
                 self._sessions.add(sid)  # created in the new store (by the facade)
-        adopted: list[ChatSession] = []
-        for out in outcomes:
-            msg = out.record
-            if not isinstance(msg, Message) or msg.session_id in self._sessions:
-                continue
-            if self.orphans == "quarantine":
-                out.quarantine("orphan_session")
-                continue
-            adopted.append(
-                ChatSession(
-                    id=msg.session_id,
-                    title="(recovered session)",
-                    created_at=msg.timestamp,
-                    user_id="",
-                )
-            )
-            self._sessions.add(msg.session_id)
-            out.reasons.append("orphan_adopted")
-        if adopted and not self.dry_run:
-            await self.target.upsert_sessions(adopted, overwrite=False)
+        adopted: list[tuple[Any, ...]] = []
 
-    async def _messages_without_session(
-        self, messages: list[Message], outcomes: list[Outcome]
-    ) -> None:
+        def keep(row: tuple[Any, ...], position: int) -> bool:
+            if row[1] in self._sessions:
+                return True
+            if self.orphans == "quarantine":
+                batch.note(position, "orphan_session", quarantine=True)
+                return False
+            adopted.append((row[1], "(recovered session)", row[4], ""))
+            self._sessions.add(row[1])
+            batch.note(position, "orphan_adopted", quarantine=False)
+            return True
+
+        batch.keep(keep)
+        if adopted and not self.dry_run:
+            await self.target.insert_rows("chat_sessions", adopted)
+
+    async def _messages_without_session(self, batch: _Batch) -> None:
         """Store the messages whose session still exists. The others had a session when
-        the batch was read (orphans are caught before), so it was deleted meanwhile: they
+        the chunk was read (orphans are caught before), so it was deleted meanwhile: they
         vanished with it."""
-        present: set[uuid.UUID] = set()
-        for sid in {m.session_id for m in messages}:
+        present: set[str] = set()
+        for sid in {r[1] for r in batch.rows}:
             with contextlib.suppress(NotFound):
                 await self.target.get_session(sid)
                 present.add(sid)
-        keep = [m for m in messages if m.session_id in present]
+        keep = [r for r in batch.rows if r[1] in present]
         if keep:
-            await self.target.upsert_messages(keep, overwrite=False)
-        for out in outcomes:
-            if isinstance(out.record, Message) and out.record.session_id not in present:
-                out.vanished = True
+            await self.target.insert_rows("messages", keep)
+        batch.vanished.update(
+            p for r, p in zip(batch.rows, batch.positions, strict=True) if r[1] not in present
+        )
 
-    async def _gone(self, collection: Collection, outcomes: list[Outcome]) -> list[uuid.UUID]:
-        """Records of this batch deleted (through the facade, or in the live source) since
+    async def _gone(self, batch: _Batch) -> list[str]:
+        """Rows of this chunk deleted (through the facade, or in the live source) since
         they were read."""
         stored = {
-            o.original["_id"]: o.record.id
-            for o in outcomes
-            if o.record is not None and not o.vanished and isinstance(o.original, dict)
+            p: r[0]
+            for r, p in zip(batch.rows, batch.positions, strict=True)
+            if p not in batch.vanished
         }
         if not stored:
             return []
         if self.tombstones is not None:
-            dead = await self.tombstones(collection, list(stored.values()))
+            dead = {str(i) for i in await self.tombstones(batch.collection, list(stored.values()))}
             return [i for i in stored.values() if i in dead]
         if isinstance(self.source, MongoSource):
-            present = await _present(self.source.store.collection(collection), list(stored))
+            legacy = {}
+            for position, record_id in stored.items():
+                doc = batch.originals[position]
+                if not isinstance(doc, BadInput):
+                    legacy[doc["_id"]] = record_id
+            coll = self.source.store.collection(batch.collection)
+            present = await _present(coll, list(legacy))
             return [
-                record_id for legacy_id, record_id in stored.items() if legacy_id not in present
+                record_id for legacy_id, record_id in legacy.items() if legacy_id not in present
             ]
         return []
 
-    async def _undo_deleted(self, collection: Collection, outcomes: list[Outcome]) -> None:
+    async def _undo_deleted(self, batch: _Batch) -> None:
         """Delete again what was deleted while we copied it, and mark it vanished."""
-        gone = set(await self._gone(collection, outcomes))
-        for out in outcomes:
-            if out.record is None or out.record.id not in gone:
+        gone = set(await self._gone(batch))
+        for row, position in zip(batch.rows, batch.positions, strict=True):
+            if row[0] not in gone:
                 continue
-            out.vanished = True
-            log.info("backfill_delete_replayed", collection=collection, id=str(out.record.id))
+            batch.vanished.add(position)
+            log.info("backfill_delete_replayed", collection=batch.collection, id=str(row[0]))
             with contextlib.suppress(NotFound):
-                if collection == "chat_sessions":
-                    await self.target.delete_session(out.record.id)
+                if batch.collection == "chat_sessions":
+                    await self.target.delete_session(row[0])
                 else:
-                    await self.target.delete_message(out.record.id)
+                    await self.target.delete_message(row[0])
 
 
 async def _present(coll: Any, legacy_ids: list[Any]) -> set[Any]:

@@ -49,15 +49,18 @@ class Report:
             self._fh.close()
 
     def write(
-        self, *, collection: str, original: Any, target_id: Any, action: str, reasons: list[str]
+        self,
+        *,
+        collection: str,
+        target_id: Any,
+        action: str,
+        reasons: list[str],
+        original: Any = None,
+        described: tuple[Any, Any] | None = None,
     ) -> None:
-        if isinstance(original, BadInput):
-            source_id, body = (
-                None,
-                {"where": original.where, "text": original.text, "error": original.error},
-            )
-        else:
-            source_id, body = relaxed(original.get("_id")), relaxed(original)
+        """One line. ``original`` is the source document (or a ``BadInput``); a worker that
+        already ran :func:`describe` on it passes ``described`` instead."""
+        source_id, body = described if described is not None else describe(original)
         line = {
             "collection": collection,
             "source_id": source_id,
@@ -69,3 +72,10 @@ class Report:
         self.lines += 1
         if self._fh is not None:
             self._fh.write(json.dumps(line, ensure_ascii=False) + "\n")
+
+
+def describe(original: Any) -> tuple[Any, Any]:
+    """``(source_id, original)`` of a report line, as relaxed Extended JSON."""
+    if isinstance(original, BadInput):
+        return None, {"where": original.where, "text": original.text, "error": original.error}
+    return relaxed(original.get("_id")), relaxed(original)

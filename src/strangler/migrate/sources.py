@@ -1,7 +1,10 @@
 """Where legacy documents come from: a live MongoDB, or a directory of mongoexport output.
 
-Both yield batches of raw documents, as BSON types, in a stable order. A file line or array
-element that cannot be parsed is yielded as a ``BadInput`` instead of stopping the run.
+Both yield **chunks** of raw documents in a stable order, cheap to read and to hand to a
+worker process: BSON bytes straight off the wire (``BsonChunk``), or the text of each JSON
+line or array element (``TextChunk``). Decoding them is the worker's job
+(``migrate.prepare``). A line or element that cannot even be cut out of the file is carried
+as a ``BadInput`` instead of stopping the run.
 
 mongoexport files are ``chat_sessions.json`` and ``messages.json`` (optionally ``.gz``),
 either JSON Lines (the default) or one JSON array (``--jsonArray``), in canonical or
@@ -18,17 +21,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, Protocol, cast
 
-from bson import json_util
-from bson.codec_options import DatetimeConversion
+import bson
+from bson.binary import UuidRepresentation
+from bson.codec_options import CodecOptions, DatetimeConversion
 from bson.errors import BSONError
 from pymongo import ASCENDING
 
 from strangler.backends.mongo import MongoStore, translate_errors
 from strangler.errors import ConfigError
+from strangler.migrate.ejson import exact_loads
 
-_EJSON = json_util.JSONOptions(
+BSON_OPTIONS: CodecOptions[dict[str, Any]] = CodecOptions(
     tz_aware=True,
-    uuid_representation=4,
+    uuid_representation=UuidRepresentation.STANDARD,
     datetime_conversion=DatetimeConversion.DATETIME_AUTO,
 )
 
@@ -45,12 +50,68 @@ class BadInput:
 Item = dict[str, Any] | BadInput
 
 
+@dataclass(frozen=True, slots=True)
+class TextChunk:
+    """Documents as JSON text, from ``name``: ``texts[i]`` is line or element ``numbers[i]``."""
+
+    name: str
+    unit: str  # "line" or "element"
+    numbers: list[int]
+    texts: list[bytes | BadInput]
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+    def where(self, i: int) -> str:
+        sep = ":" if self.unit == "line" else ":element "
+        return f"{self.name}{sep}{self.numbers[i]}"
+
+
+@dataclass(frozen=True, slots=True)
+class BsonChunk:
+    """Documents as they came from MongoDB: ``count`` BSON documents back to back."""
+
+    data: bytes
+    count: int
+
+    def __len__(self) -> int:
+        return self.count
+
+
+Chunk = TextChunk | BsonChunk
+
+
+def parse_text(text: bytes, where: str) -> Item:
+    """One JSON document, exactly (``bson.json_util``), or why it is not one."""
+    try:
+        doc = exact_loads(text)
+    except (ValueError, TypeError, BSONError, OverflowError) as exc:
+        return BadInput(where, text.decode("utf-8", "replace"), f"{type(exc).__name__}: {exc}")
+    if not isinstance(doc, dict):
+        return BadInput(
+            where,
+            text.decode("utf-8", "replace"),
+            f"expected a JSON object, got {type(doc).__name__}",
+        )
+    return doc
+
+
+def decode_chunk(chunk: Chunk) -> list[Item]:
+    """Every document of a chunk, read exactly (slow; the backfill's workers read fast)."""
+    if isinstance(chunk, BsonChunk):
+        return list(bson.decode_all(chunk.data, BSON_OPTIONS))
+    return [
+        t if isinstance(t, BadInput) else parse_text(t, chunk.where(i))
+        for i, t in enumerate(chunk.texts)
+    ]
+
+
 class Source(Protocol):
     name: str
 
-    def documents(
-        self, collection: str, batch: int, skip: int = 0
-    ) -> AsyncIterator[list[Item]]: ...
+    def chunks(self, collection: str, batch: int, skip: int = 0) -> AsyncIterator[Chunk]:
+        """Chunks of up to ``batch`` documents, after skipping the first ``skip``."""
+        ...
 
     async def estimate(self, collection: str) -> int | None:
         """About how many documents ``collection`` holds (for the ETA), if cheap to know."""
@@ -69,19 +130,26 @@ class MongoSource:
             n: int = await self.store.collection(collection).estimated_document_count()
         return n
 
-    async def documents(
-        self, collection: str, batch: int, skip: int = 0
-    ) -> AsyncIterator[list[Item]]:
-        out: list[Item] = []
+    async def chunks(self, collection: str, batch: int, skip: int = 0) -> AsyncIterator[Chunk]:
+        """Raw BSON batches: the documents are decoded by the backfill's workers."""
         with translate_errors(f"read {collection}"):
-            cursor = self.store.collection(collection).find({}).sort("_id", ASCENDING).skip(skip)
-            async for doc in cursor.batch_size(batch):
-                out.append(doc)
-                if len(out) >= batch:
-                    yield out
-                    out = []
-        if out:
-            yield out
+            cursor = (
+                self.store.collection(collection)
+                .find_raw_batches({})
+                .sort("_id", ASCENDING)
+                .skip(skip)
+                .batch_size(batch)
+            )
+            async for data in cursor:
+                yield BsonChunk(data, _count_bson(data))
+
+
+def _count_bson(data: bytes) -> int:
+    n = pos = 0
+    while pos < len(data):
+        pos += int.from_bytes(data[pos : pos + 4], "little")
+        n += 1
+    return n
 
 
 def _open(path: Path) -> BinaryIO:
@@ -90,29 +158,21 @@ def _open(path: Path) -> BinaryIO:
     return open(path, "rb")
 
 
-def _parse(text: str, where: str) -> Item:
-    try:
-        doc = json_util.loads(text, json_options=_EJSON)
-    except (ValueError, TypeError, BSONError, OverflowError) as exc:
-        return BadInput(where, text, f"{type(exc).__name__}: {exc}")
-    if not isinstance(doc, dict):
-        return BadInput(where, text, f"expected a JSON object, got {type(doc).__name__}")
-    return doc
-
-
-def _jsonl(handle: BinaryIO, path: Path) -> Iterator[Item]:
+def _jsonl(handle: BinaryIO, path: Path) -> Iterator[tuple[int, bytes | BadInput]]:
     for n, raw in enumerate(handle, start=1):
-        where = f"{path.name}:{n}"
         try:
-            text = raw.decode("utf-8")
+            raw.decode("utf-8")
         except UnicodeDecodeError as exc:
-            yield BadInput(where, raw.decode("utf-8", "replace"), f"invalid UTF-8: {exc}")
+            where = f"{path.name}:{n}"
+            yield n, BadInput(where, raw.decode("utf-8", "replace"), f"invalid UTF-8: {exc}")
             continue
-        if text.strip():
-            yield _parse(text, where)
+        if raw.strip():
+            yield n, raw
 
 
-def _array(handle: BinaryIO, path: Path, chunk: int = 1 << 20) -> Iterator[Item]:
+def _array(
+    handle: BinaryIO, path: Path, chunk: int = 1 << 20
+) -> Iterator[tuple[int, bytes | BadInput]]:
     """Stream the elements of one big JSON array without loading the whole file.
 
     After an element that cannot be parsed, the array cannot be resynchronised, so the rest
@@ -135,37 +195,39 @@ def _array(handle: BinaryIO, path: Path, chunk: int = 1 << 20) -> Iterator[Item]
         if pos >= len(buf):
             if eof:
                 if opened:
-                    yield BadInput(f"{path.name}:end", "", "the array is not closed")
+                    yield n + 1, BadInput(f"{path.name}:end", "", "the array is not closed")
                 return
             more()
             continue
         if not opened:
             if buf[pos] != "[":
-                yield BadInput(f"{path.name}:start", buf[pos : pos + 200], "expected a JSON array")
+                yield (
+                    0,
+                    BadInput(f"{path.name}:start", buf[pos : pos + 200], "expected a JSON array"),
+                )
                 return
             opened, pos = True, pos + 1
             continue
         if buf[pos] == "]":
             return
         try:
-            value, end = decoder.raw_decode(buf, pos)
+            _, end = decoder.raw_decode(buf, pos)
         except json.JSONDecodeError as exc:
             if not eof:
                 more()  # the element may continue in the next chunk
                 continue
-            yield BadInput(
-                f"{path.name}:element {n + 1} and after",
-                buf[pos : pos + 10_000],
-                f"invalid JSON at element {n + 1}: {exc.msg}",
+            yield (
+                n + 1,
+                BadInput(
+                    f"{path.name}:element {n + 1} and after",
+                    buf[pos : pos + 10_000],
+                    f"invalid JSON at element {n + 1}: {exc.msg}",
+                ),
             )
             return
         n += 1
-        where = f"{path.name}:element {n}"
         text, pos = buf[pos:end], end
-        if isinstance(value, dict):
-            yield _parse(text, where)
-        else:
-            yield BadInput(where, text, f"expected a JSON object, got {type(value).__name__}")
+        yield n, text.encode("utf-8", "surrogatepass")
 
 
 class FileSource:
@@ -194,21 +256,22 @@ class FileSource:
     async def estimate(self, collection: str) -> int | None:
         return None  # counting would mean reading the whole file once more
 
-    async def documents(
-        self, collection: str, batch: int, skip: int = 0
-    ) -> AsyncIterator[list[Item]]:
+    async def chunks(self, collection: str, batch: int, skip: int = 0) -> AsyncIterator[Chunk]:
         path = self.path(collection)
         with _open(path) as probe:
             is_array = probe.read(4096).lstrip()[:1] == b"["
         with _open(path) as handle:
             items = _array(handle, path) if is_array else _jsonl(handle, path)
-            out: list[Item] = []
-            for n, item in enumerate(items):
-                if n < skip:
+            unit = "element" if is_array else "line"
+            numbers: list[int] = []
+            texts: list[bytes | BadInput] = []
+            for seen, (number, text) in enumerate(items):
+                if seen < skip:
                     continue
-                out.append(item)
-                if len(out) >= batch:
-                    yield out
-                    out = []
-            if out:
-                yield out
+                numbers.append(number)
+                texts.append(text)
+                if len(texts) >= batch:
+                    yield TextChunk(path.name, unit, numbers, texts)
+                    numbers, texts = [], []
+            if texts:
+                yield TextChunk(path.name, unit, numbers, texts)

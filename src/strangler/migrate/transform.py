@@ -15,7 +15,7 @@ from typing import Any, Literal
 from strangler.backends.mongo_codec import decode_message, decode_session
 from strangler.errors import CorruptRecord
 from strangler.models import ChatSession, Message
-from strangler.normalize import has_nul, replace_nul
+from strangler.normalize import dump_json, has_nul, replace_nul
 
 Collection = Literal["chat_sessions", "messages"]
 
@@ -30,6 +30,8 @@ class Outcome:
     reasons: list[str] = field(default_factory=list)
     #: Deleted from the source (or through the facade) while the backfill ran.
     vanished: bool = False
+    #: A message's ``content`` as JSON text (encoded once, here).
+    content_json: bytes | None = None
 
     @property
     def action(self) -> Literal["ok", "repaired", "quarantined", "vanished"]:
@@ -57,11 +59,24 @@ def _transform(
     except CorruptRecord as exc:
         out.reasons = list(exc.reasons)
         return out
-    if any(has_nul(getattr(record, f)) for f in text_fields):
+    nul = [f for f in text_fields if _has_nul(getattr(record, f))]
+    if isinstance(record, Message):
+        out.content_json = dump_json(record.content)
+        # The JSON text escapes U+0000 as \u0000: no match means no NUL (a match may be
+        # a literal backslash, so confirm).
+        if b"\\u0000" in out.content_json and has_nul(record.content):
+            nul.append("content")
+    if nul:
         out.reasons.append("nul_replaced")
-        record = record.model_copy(update={f: replace_nul(getattr(record, f)) for f in text_fields})
+        record = record.model_copy(update={f: replace_nul(getattr(record, f)) for f in nul})
+        if isinstance(record, Message):
+            out.content_json = dump_json(record.content)
     out.record = record
     return out
+
+
+def _has_nul(value: str | None) -> bool:
+    return value is not None and "\x00" in value
 
 
 def transform_session(doc: dict[str, Any]) -> Outcome:
@@ -69,4 +84,4 @@ def transform_session(doc: dict[str, Any]) -> Outcome:
 
 
 def transform_message(doc: dict[str, Any]) -> Outcome:
-    return _transform("messages", doc, decode_message, ("content", "audio", "image", "pdf"))
+    return _transform("messages", doc, decode_message, ("audio", "image", "pdf"))
