@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import datetime as dt
 import os
 import sys
 import time
@@ -84,13 +85,23 @@ def _cmd_stage(args: argparse.Namespace, settings: Settings) -> int:
 def _cmd_verify(args: argparse.Namespace, settings: Settings) -> int:
     from strangler import operate
 
-    return asyncio.run(operate.verify(settings, as_json=args.json))
+    return asyncio.run(operate.verify(settings, as_json=args.json, since=args.since))
 
 
 def _cmd_repair(args: argparse.Namespace, settings: Settings) -> int:
     from strangler import operate
 
-    return asyncio.run(operate.run_repair(settings, dry_run=args.dry_run))
+    return asyncio.run(operate.run_repair(settings, dry_run=args.dry_run, since=args.since))
+
+
+def _cmd_tombstones(args: argparse.Namespace, settings: Settings) -> int:
+    from strangler import operate
+
+    return asyncio.run(
+        operate.prune_tombstones(
+            settings, older_than_days=args.older_than_days, dry_run=args.dry_run
+        )
+    )
 
 
 def _cmd_backfill(args: argparse.Namespace, settings: Settings) -> int:
@@ -110,6 +121,28 @@ def _cmd_backfill(args: argparse.Namespace, settings: Settings) -> int:
             resume=args.resume,
         )
     )
+
+
+def _moment(text: str) -> dt.datetime:
+    try:
+        value = dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not an ISO 8601 date-time (e.g. 2026-11-25T09:00:00Z)"
+        ) from None
+    if value.tzinfo is None:
+        raise argparse.ArgumentTypeError(f"{text!r} has no time zone; add Z for UTC (e.g. {text}Z)")
+    return value.astimezone(dt.UTC)
+
+
+def _days(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of days") from None
+    if not value >= 0:
+        raise argparse.ArgumentTypeError("must be zero or more days")
+    return value
 
 
 def _positive(text: str) -> int:
@@ -209,16 +242,51 @@ def build_parser() -> argparse.ArgumentParser:
         "that differ, with samples and field-level diffs. Exit 0: equal; 1: they differ.",
     )
     p.add_argument("--json", action="store_true", help="print the full result as JSON")
+    p.add_argument(
+        "--since",
+        type=_moment,
+        metavar="ISO8601",
+        help="compare only sessions created and messages sent at or after this moment "
+        "(e.g. 2026-11-25T09:00:00Z), to check recent traffic every few minutes",
+    )
     p.set_defaults(func=_cmd_verify)
 
     p = sub.add_parser(
         "repair",
         help="make the non-authoritative store match the authoritative one",
         description="Diffs the stores, then inserts what is missing, deletes what is extra and "
-        "overwrites what differs in the store that is not authoritative for the stage.",
+        "overwrites what differs in the store that is not authoritative for the stage. Each "
+        "record is copied state by state, so it is safe while the facade serves traffic. "
+        "Exit 0: all repaired; 1: some records could not be (they are listed).",
     )
     p.add_argument("--dry-run", action="store_true", help="only count what would change")
+    p.add_argument(
+        "--since",
+        type=_moment,
+        metavar="ISO8601",
+        help="repair only rows created or sent at or after this moment (as verify --since)",
+    )
     p.set_defaults(func=_cmd_repair)
+
+    p = sub.add_parser(
+        "tombstones",
+        help="prune the record of deletes the backfill must not resurrect",
+        description="The facade records every delete it makes during the migration, so a "
+        "backfill from an older export cannot bring the row back. Once no backfill will run "
+        "from a source older than N days, prune the older records.",
+    )
+    tomb = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    q = tomb.add_parser("prune", help="delete tombstones older than --older-than-days")
+    q.add_argument(
+        "--older-than-days",
+        type=_days,
+        required=True,
+        metavar="N",
+        help="keep the deletes of the last N days (the age of the oldest source you may "
+        "still backfill from)",
+    )
+    q.add_argument("--dry-run", action="store_true", help="only count them")
+    q.set_defaults(func=_cmd_tombstones)
 
     p = sub.add_parser(
         "backfill",

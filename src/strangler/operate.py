@@ -7,6 +7,7 @@ only parses arguments and prints.
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import getpass
 import json
 import socket
@@ -28,6 +29,7 @@ from strangler.migrate.repair import repair
 from strangler.migrate.report import Report
 from strangler.migrate.sources import FileSource, MongoSource, Source
 from strangler.migrate.verify import diff_stores
+from strangler.normalize import iso_z
 from strangler.proxy.stages import Stage
 from strangler.proxy.wiring import FacadeOptions, assemble
 
@@ -90,51 +92,100 @@ async def stage_set(settings: Settings, target: Stage, *, reason: str | None, fo
     return 0
 
 
-async def verify(settings: Settings, *, as_json: bool) -> int:
+async def verify(settings: Settings, *, as_json: bool, since: dt.datetime | None = None) -> int:
     async with old_store(settings) as old, new_store(settings) as new:
         facade = assemble(old, new, FacadeOptions.from_settings(settings))
         stage = await facade.controller.refresh()
         auth, other = (old, new) if stage.authoritative == "old" else (new, old)
-        diffs = await diff_stores(auth, other, keep=1000)
+        diffs = await diff_stores(auth, other, keep=1000, since=since)
     equal = all(d.equal for d in diffs.values())
+    window = None if since is None else iso_z(since)
     if as_json:
         print(
             json.dumps(
                 {
                     "equal": equal,
                     "stage": stage.value,
+                    "since": window,
                     "tables": [d.summary() for d in diffs.values()],
                 },
                 indent=2,
             )
         )
-    else:
-        for d in diffs.values():
-            c = d.counts
-            print(
-                f"{d.table:<14} compared {d.compared:>9}  missing {c['missing']:>7}  "
-                f"extra {c['extra']:>7}  different {c['different']:>7}"
-            )
-        behind = "Supabase" if auth is old else "MongoDB"
+        return 0 if equal else 1
+    auth_name, behind = ("MongoDB", "Supabase") if auth is old else ("Supabase", "MongoDB")
+    print(
+        f"stage {stage.value}: {auth_name} is authoritative"
+        + (f"; rows since {window} only" if window else "")
+    )
+    for d in diffs.values():
+        c = d.counts
         print(
-            "stores are equal"
-            if equal
-            else f"stores differ; run 'strangler repair' to make {behind} match"
+            f"{d.table:<14} compared {d.compared:>9}  missing {c['missing']:>7}  "
+            f"extra {c['extra']:>7}  different {c['different']:>7}"
         )
+        for record_id in d.missing[:SAMPLES_SHOWN]:
+            print(f"    missing from {behind}: {record_id}")
+        for record_id in d.extra[:SAMPLES_SHOWN]:
+            print(f"    extra in {behind}: {record_id}")
+        for record_id, fields in list(d.different.items())[:SAMPLES_SHOWN]:
+            for name, (want, got) in _pairs(fields):
+                print(f"    different {record_id} {name}: {auth_name} {want!r} / {behind} {got!r}")
+    print(
+        "stores are equal"
+        if equal
+        else f"stores differ; run 'strangler repair' to make {behind} match "
+        "(--json for every sample)"
+    )
     return 0 if equal else 1
 
 
-async def run_repair(settings: Settings, *, dry_run: bool) -> int:
+SAMPLES_SHOWN = 5
+
+
+def _pairs(fields: dict[str, Any]) -> list[tuple[str, tuple[Any, Any]]]:
+    """``(field, (authoritative, other))`` from a field-level diff, values shortened."""
+    return [
+        (name, (_short(v.get("authoritative")), _short(v.get("other"))))
+        for name, v in fields.items()
+    ]
+
+
+def _short(value: Any, limit: int = 60) -> Any:
+    text = value if isinstance(value, str) else json.dumps(value, default=str)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+async def run_repair(settings: Settings, *, dry_run: bool, since: dt.datetime | None = None) -> int:
     async with old_store(settings) as old, new_store(settings) as new:
         facade = assemble(old, new, FacadeOptions.from_settings(settings))
         stage = await facade.controller.refresh()
         auth, other = (old, new) if stage.authoritative == "old" else (new, old)
-        diffs = await diff_stores(auth, other)
+        diffs = await diff_stores(auth, other, since=since)
         results = await repair(auth, other, diffs, dry_run=dry_run)
-    verb = "would repair" if dry_run else "repaired"
+    behind = "Supabase" if auth is old else "MongoDB"
+    verb = "would" if dry_run else ""
+    print(f"stage {stage.value}: making {behind} match" + (" (dry run)" if dry_run else ""))
+    failed = 0
     for r in results:
-        print(f"{r.table:<14} {verb} {r.repaired}")
+        print(
+            f"{r.table:<14} {verb + ' ' if verb else ''}insert {r.inserted:>7}  "
+            f"delete {r.deleted:>7}  overwrite {r.overwritten:>7}"
+            + (f"  failed {len(r.failed)}" if r.failed else "")
+        )
+        for record_id, error in list(r.failed.items())[:SAMPLES_SHOWN]:
+            print(f"    failed {record_id}: {error}")
+        failed += len(r.failed)
     sys.stdout.flush()
+    return 1 if failed else 0
+
+
+async def prune_tombstones(settings: Settings, *, older_than_days: float, dry_run: bool) -> int:
+    before = dt.datetime.now(dt.UTC) - dt.timedelta(days=older_than_days)
+    async with new_store(settings) as new:
+        n = await PostgresControl(new).prune_tombstones(before, dry_run=dry_run)
+    verb = "would prune" if dry_run else "pruned"
+    print(f"{verb} {n} tombstones of deletes made before {iso_z(before)}")
     return 0
 
 

@@ -220,15 +220,25 @@ class ChatStore(Protocol):
         ...
 
     def scan_sessions(
-        self, *, batch_size: int = 1000, after: uuid.UUID | None = None
+        self,
+        *,
+        batch_size: int = 1000,
+        after: uuid.UUID | None = None,
+        since: dt.datetime | None = None,
     ) -> AsyncIterator[list[ChatSession]]:
-        """Every session in ascending id order, in chunks of at most ``batch_size``."""
+        """Every session in ascending id order, in chunks of at most ``batch_size``; with
+        ``since``, only those created at or after it."""
         ...
 
     def scan_messages(
-        self, *, batch_size: int = 1000, after: uuid.UUID | None = None
+        self,
+        *,
+        batch_size: int = 1000,
+        after: uuid.UUID | None = None,
+        since: dt.datetime | None = None,
     ) -> AsyncIterator[list[Message]]:
-        """Every message in ascending id order, in chunks of at most ``batch_size``."""
+        """Every message in ascending id order, in chunks of at most ``batch_size``; with
+        ``since``, only those whose timestamp is at or after it."""
         ...
 
     async def count(self, table: Table) -> int:

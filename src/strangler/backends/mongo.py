@@ -436,23 +436,45 @@ class MongoStore:
         return len(ops) if overwrite else int(result.upserted_count)
 
     def scan_sessions(
-        self, *, batch_size: int = 1000, after: uuid.UUID | None = None
+        self,
+        *,
+        batch_size: int = 1000,
+        after: uuid.UUID | None = None,
+        since: dt.datetime | None = None,
     ) -> AsyncIterator[list[ChatSession]]:
-        return self._scan(SESSIONS, codec.decode_session, batch_size, after)
+        window = None if since is None else {"created_at": {"$gte": since}}
+        return self._scan(SESSIONS, codec.decode_session, batch_size, after, window)
 
     def scan_messages(
-        self, *, batch_size: int = 1000, after: uuid.UUID | None = None
+        self,
+        *,
+        batch_size: int = 1000,
+        after: uuid.UUID | None = None,
+        since: dt.datetime | None = None,
     ) -> AsyncIterator[list[Message]]:
-        return self._scan(MESSAGES, codec.decode_message, batch_size, after)
+        window = None if since is None else {"timestamp": {"$gte": since}}
+        return self._scan(MESSAGES, codec.decode_message, batch_size, after, window)
 
     async def _scan(
-        self, coll: str, decode: Any, batch_size: int, after: uuid.UUID | None
+        self,
+        coll: str,
+        decode: Any,
+        batch_size: int,
+        after: uuid.UUID | None,
+        window: dict[str, Any] | None,
     ) -> AsyncIterator[list[Any]]:
         """Ascending UUID order. ObjectId ids sort the same way as their UUIDs, so they stream
-        from the ``_id`` index; the rare ids of other types are read first and merged in."""
+        from the ``_id`` index; the rare ids of other types are read first and merged in.
+
+        ``window`` filters on the time field. Legacy documents whose time is a string or a
+        number do not match it; ``verify --since`` finds their rows by id instead."""
+
+        def where(query: dict[str, Any]) -> dict[str, Any]:
+            return query if window is None else {"$and": [query, window]}
+
         others: list[Any] = []
         with translate_errors(f"scan {coll}"):
-            async for doc in self._coll(coll).find({"_id": {"$not": _OBJECTID_TYPE}}):
+            async for doc in self._coll(coll).find(where({"_id": {"$not": _OBJECTID_TYPE}})):
                 record = _decode_or_skip(decode, coll, doc)
                 if record is not None and (after is None or record.id > after):
                     others.append(record)
@@ -464,7 +486,9 @@ class MongoStore:
         batch: list[Any] = []
         i = 0
         with translate_errors(f"scan {coll}"):
-            cursor = self._coll(coll).find(query).sort("_id", ASCENDING).batch_size(batch_size)
+            cursor = (
+                self._coll(coll).find(where(query)).sort("_id", ASCENDING).batch_size(batch_size)
+            )
             async for doc in cursor:
                 record = _decode_or_skip(decode, coll, doc)
                 if record is None or (after is not None and record.id <= after):

@@ -428,32 +428,46 @@ class PostgresStore:
         )
 
     def scan_sessions(
-        self, *, batch_size: int = 1000, after: uuid.UUID | None = None
+        self,
+        *,
+        batch_size: int = 1000,
+        after: uuid.UUID | None = None,
+        since: dt.datetime | None = None,
     ) -> AsyncIterator[list[ChatSession]]:
-        return self._scan("chat_sessions", SESSION_COLS, _session, batch_size, after)
+        return self._scan(
+            "chat_sessions", SESSION_COLS, "created_at", _session, batch_size, after, since
+        )
 
     def scan_messages(
-        self, *, batch_size: int = 1000, after: uuid.UUID | None = None
+        self,
+        *,
+        batch_size: int = 1000,
+        after: uuid.UUID | None = None,
+        since: dt.datetime | None = None,
     ) -> AsyncIterator[list[Message]]:
-        return self._scan("messages", MESSAGE_COLS, _message, batch_size, after)
+        return self._scan("messages", MESSAGE_COLS, "timestamp", _message, batch_size, after, since)
 
     async def _scan(
         self,
         table: str,
         cols: str,
+        time_col: str,
         build: Callable[[Any], Any],
         batch_size: int,
         after: uuid.UUID | None,
+        since: dt.datetime | None,
     ) -> AsyncIterator[list[Any]]:
         last = after or uuid.UUID(int=0)
         first = after is None
+        window = f" AND {time_col} >= $3" if since is not None else ""
         while True:
             async with self._conn(f"scan {table}") as conn:
                 op = ">=" if first else ">"
                 rows = await conn.fetch(
-                    f"SELECT {cols} FROM {table} WHERE id {op} $1 ORDER BY id LIMIT $2",
+                    f"SELECT {cols} FROM {table} WHERE id {op} $1{window} ORDER BY id LIMIT $2",
                     last,
                     batch_size,
+                    *([] if since is None else [since]),
                 )
             first = False
             if not rows:

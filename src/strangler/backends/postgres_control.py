@@ -185,6 +185,23 @@ class PostgresControl:
                 [(table, i) for i in record_ids],
             )
 
+    async def prune_tombstones(self, before: dt.datetime, *, dry_run: bool = False) -> int:
+        """Forget deletes made before ``before``; returns how many (would be) pruned.
+
+        A tombstone protects a delete from a backfill whose source is older than the
+        delete. Once no backfill will run from a source older than ``before``, the older
+        tombstones are dead weight."""
+        async with self._store.connection("prune tombstones") as conn:
+            if dry_run:
+                n: int = await conn.fetchval(
+                    "SELECT count(*) FROM strangler.tombstones WHERE deleted_at < $1", before
+                )
+                return n
+            status = await conn.execute(
+                "DELETE FROM strangler.tombstones WHERE deleted_at < $1", before
+            )
+        return int(status.rsplit(" ", 1)[-1])
+
     async def tombstoned(self, table: str, record_ids: Sequence[uuid.UUID | str]) -> set[uuid.UUID]:
         """Which of ``record_ids`` were deleted through the facade."""
         if not record_ids:

@@ -382,17 +382,25 @@ class DualWriteStore:
         )
 
     def scan_sessions(
-        self, *, batch_size: int = 1000, after: uuid.UUID | None = None
+        self,
+        *,
+        batch_size: int = 1000,
+        after: uuid.UUID | None = None,
+        since: dt.datetime | None = None,
     ) -> AsyncIterator[list[ChatSession]]:
         return self.store(self.stage.authoritative).scan_sessions(
-            batch_size=batch_size, after=after
+            batch_size=batch_size, after=after, since=since
         )
 
     def scan_messages(
-        self, *, batch_size: int = 1000, after: uuid.UUID | None = None
+        self,
+        *,
+        batch_size: int = 1000,
+        after: uuid.UUID | None = None,
+        since: dt.datetime | None = None,
     ) -> AsyncIterator[list[Message]]:
         return self.store(self.stage.authoritative).scan_messages(
-            batch_size=batch_size, after=after
+            batch_size=batch_size, after=after, since=since
         )
 
     async def count(self, table: Table) -> int:

@@ -1,0 +1,192 @@
+"""``verify`` finds every planted difference (whole or windowed with ``since``), ``repair``
+fixes them, and the CLI reports both with the right exit codes."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from pymongo import AsyncMongoClient
+
+from strangler.backends.mongo import MongoStore
+from strangler.backends.postgres import PostgresStore
+from strangler.migrate.repair import repair
+from strangler.migrate.verify import diff_stores
+from strangler.models import ChatSession, Message
+
+OLD = dt.datetime(2021, 3, 1, tzinfo=dt.UTC)
+RECENT = dt.datetime(2026, 11, 20, tzinfo=dt.UTC)
+WINDOW = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+
+
+def _session(title: str, at: dt.datetime) -> ChatSession:
+    return ChatSession.new(title=title, user_id="u1", created_at=at)
+
+
+def _message(session: ChatSession, text: str, at: dt.datetime) -> Message:
+    return Message.new(
+        session_id=session.id,
+        sender="user",
+        content={"type": "conversation", "text": text},
+        timestamp=at,
+    )
+
+
+@pytest.fixture
+async def planted(
+    mongo_store: MongoStore, pg_store: PostgresStore
+) -> AsyncIterator[dict[str, Any]]:
+    """Equal stores, then one difference of each kind, old and recent, planted in Postgres
+    (the non-authoritative store before ``live``)."""
+    sessions = [_session(f"s{i}", OLD if i % 2 else RECENT) for i in range(6)]
+    messages = [_message(s, f"m{i}", s.created_at) for i, s in enumerate(sessions)]
+    for store in (mongo_store, pg_store):
+        await store.upsert_sessions(sessions)
+        await store.upsert_messages(messages)
+    old_s, recent_s = sessions[1], sessions[0]
+    # missing from Postgres: one old session's message and one recent message
+    await pg_store.delete_message(messages[1].id)
+    await pg_store.delete_message(messages[0].id)
+    # different: an old rename and a recent rename
+    await pg_store.rename_session(old_s.id, "drifted old")
+    await pg_store.rename_session(recent_s.id, "drifted recent")
+    # extra in Postgres: a recent session Mongo never had
+    extra = _session("ghost", RECENT)
+    await pg_store.upsert_sessions([extra])
+    yield {"old": old_s, "recent": recent_s, "extra": extra, "messages": messages}
+
+
+async def test_verify_counts_every_planted_difference_and_repair_fixes_them(
+    mongo_store: MongoStore, pg_store: PostgresStore, planted: dict[str, Any]
+) -> None:
+    diffs = await diff_stores(mongo_store, pg_store)
+    s, m = diffs["chat_sessions"], diffs["messages"]
+    assert s.counts == {"missing": 0, "extra": 1, "different": 2}
+    assert m.counts == {"missing": 2, "extra": 0, "different": 0}
+    assert s.extra == [planted["extra"].id]
+    assert s.different[planted["old"].id]["title"] == {
+        "authoritative": "s1",
+        "other": "drifted old",
+    }
+    results = await repair(mongo_store, pg_store, diffs)
+    assert [(r.inserted, r.deleted, r.overwritten, r.failed) for r in results] == [
+        (0, 1, 2, {}),
+        (2, 0, 0, {}),
+    ]
+    after = await diff_stores(mongo_store, pg_store)
+    assert all(d.equal for d in after.values())
+
+
+async def test_verify_since_sees_only_recent_rows(
+    mongo_store: MongoStore, pg_store: PostgresStore, planted: dict[str, Any]
+) -> None:
+    diffs = await diff_stores(mongo_store, pg_store, since=WINDOW)
+    s, m = diffs["chat_sessions"], diffs["messages"]
+    assert s.counts == {"missing": 0, "extra": 1, "different": 1}
+    assert list(s.different) == [planted["recent"].id]
+    assert m.counts == {"missing": 1, "extra": 0, "different": 0}
+    assert m.missing == [planted["messages"][0].id]
+
+
+async def test_verify_since_looks_up_rows_whose_legacy_time_the_window_cannot_match(
+    mongo_server: Any, mongo_db: str, mongo_store: MongoStore, pg_store: PostgresStore
+) -> None:
+    """A legacy message whose timestamp is an ISO string is outside MongoDB's date window
+    but inside Postgres's: found by id in MongoDB, it is equal, not extra. A real change in
+    the timestamp is still reported as a difference."""
+    session = _session("s", RECENT)
+    ok, moved = _message(session, "a", RECENT), _message(session, "b", RECENT)
+    await mongo_store.upsert_sessions([session])
+    await pg_store.upsert_sessions([session])
+    await mongo_store.upsert_messages([ok, moved])
+    await pg_store.upsert_messages([ok, moved.model_copy(update={"timestamp": RECENT})])
+    client: AsyncMongoClient[Any] = AsyncMongoClient(mongo_server.uri)
+    legacy = client[mongo_db].messages
+    await legacy.update_one(
+        {"content.text": "a"}, {"$set": {"timestamp": "2026-11-20T00:00:00+00:00"}}
+    )
+    await legacy.update_one({"content.text": "b"}, {"$set": {"timestamp": OLD}})
+    await client.close()
+    diffs = await diff_stores(mongo_store, pg_store, since=WINDOW)
+    m = diffs["messages"]
+    assert m.counts == {"missing": 0, "extra": 0, "different": 1}, m.summary()
+    assert list(m.different) == [moved.id]
+
+
+def _cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "strangler.cli", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_cli_verify_and_repair(
+    mongo_server: Any, mongo_db: str, clean_pg: str, planted: dict[str, Any]
+) -> None:
+    env = {
+        **os.environ,
+        "MONGO_URI": mongo_server.uri,
+        "MONGO_DB": mongo_db,
+        "SUPABASE_DB_URL": clean_pg,
+        "STRANGLER_STAGE": "dualwrite",
+        "STRANGLER_LOG_FORMAT": "json",
+    }
+    out = _cli(env, "verify")
+    assert out.returncode == 1, out.stderr
+    assert f"extra in Supabase: {planted['extra'].id}" in out.stdout
+    assert f"different {planted['old'].id} title: MongoDB 's1' / Supabase 'drifted old'" in (
+        out.stdout
+    )
+    windowed = json.loads(_cli(env, "verify", "--json", "--since", "2026-01-01T00:00:00Z").stdout)
+    assert windowed["since"] == "2026-01-01T00:00:00.000Z"
+    assert [t["different"] for t in windowed["tables"]] == [1, 0]
+
+    bad = _cli(env, "verify", "--since", "yesterday")
+    assert bad.returncode == 2 and "not an ISO 8601 date-time" in bad.stderr
+    naive = _cli(env, "verify", "--since", "2026-01-01T00:00:00")
+    assert naive.returncode == 2 and "no time zone" in naive.stderr
+
+    dry = _cli(env, "repair", "--dry-run")
+    assert dry.returncode == 0 and "would insert" in dry.stdout
+    assert _cli(env, "verify").returncode == 1  # a dry run changes nothing
+    fixed = _cli(env, "repair")
+    assert fixed.returncode == 0, fixed.stdout + fixed.stderr
+    again = _cli(env, "verify")
+    assert again.returncode == 0 and "stores are equal" in again.stdout
+    assert "Traceback" not in out.stderr + fixed.stderr + again.stderr
+
+
+async def test_repair_reports_what_it_cannot_copy_and_repairs_the_rest(
+    mongo_server: Any, mongo_db: str, mongo_store: MongoStore, pg_store: PostgresStore
+) -> None:
+    session = _session("s", RECENT)
+    fine = _message(session, "fine", RECENT)
+    await mongo_store.upsert_sessions([session])
+    await mongo_store.upsert_messages([fine])
+    client: AsyncMongoClient[Any] = AsyncMongoClient(mongo_server.uri)
+    await client[mongo_db].messages.insert_one(
+        {
+            "session_id": "0123456789abcdef01234567",  # no such session anywhere
+            "sender": "user",
+            "content": {"text": "orphan"},
+            "timestamp": RECENT,
+        }
+    )
+    await client.close()
+    diffs = await diff_stores(mongo_store, pg_store)
+    results = {r.table: r for r in await repair(mongo_store, pg_store, diffs)}
+    assert results["chat_sessions"].inserted == 1
+    assert results["messages"].inserted == 1
+    assert len(results["messages"].failed) == 1
+    assert "orphan" in next(iter(results["messages"].failed.values()))
+    assert (await pg_store.get_message(fine.id)).content == fine.content
