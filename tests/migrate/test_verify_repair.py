@@ -8,7 +8,6 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -41,7 +40,7 @@ def _message(session: ChatSession, text: str, at: dt.datetime) -> Message:
 @pytest.fixture
 async def planted(
     mongo_store: MongoStore, pg_store: PostgresStore
-) -> AsyncIterator[dict[str, Any]]:
+) -> dict[str, Any]:
     """Equal stores, then one difference of each kind, old and recent, planted in Postgres
     (the non-authoritative store before ``live``)."""
     sessions = [_session(f"s{i}", OLD if i % 2 else RECENT) for i in range(6)]
@@ -59,7 +58,7 @@ async def planted(
     # extra in Postgres: a recent session Mongo never had
     extra = _session("ghost", RECENT)
     await pg_store.upsert_sessions([extra])
-    yield {"old": old_s, "recent": recent_s, "extra": extra, "messages": messages}
+    return {"old": old_s, "recent": recent_s, "extra": extra, "messages": messages}
 
 
 async def test_verify_counts_every_planted_difference_and_repair_fixes_them(
