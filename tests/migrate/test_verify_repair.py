@@ -38,9 +38,7 @@ def _message(session: ChatSession, text: str, at: dt.datetime) -> Message:
 
 
 @pytest.fixture
-async def planted(
-    mongo_store: MongoStore, pg_store: PostgresStore
-) -> dict[str, Any]:
+async def planted(mongo_store: MongoStore, pg_store: PostgresStore) -> dict[str, Any]:
     """Equal stores, then one difference of each kind, old and recent, planted in Postgres
     (the non-authoritative store before ``live``)."""
     sessions = [_session(f"s{i}", OLD if i % 2 else RECENT) for i in range(6)]
