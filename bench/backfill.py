@@ -40,8 +40,25 @@ from strangler.migrate.verify import diff_stores
 RELAXED = json_util.JSONOptions(json_mode=json_util.JSONMode.RELAXED, uuid_representation=4)
 
 
-def _cli_backfill(source: str, dsn: str, workdir: Path) -> tuple[float, int]:
-    """Run the real CLI; returns (seconds, peak RSS in MB of that process)."""
+def _tree_rss_kb(pid: int) -> int:
+    """Resident memory of a process and all its descendants, in kB (from /proc)."""
+    total, stack = 0, [pid]
+    while stack:
+        p = stack.pop()
+        try:
+            status = Path(f"/proc/{p}/status").read_text()
+            total += int(status.split("VmRSS:")[1].split()[0])
+            for task in Path(f"/proc/{p}/task").iterdir():
+                stack.extend(int(c) for c in (task / "children").read_text().split())
+        except (OSError, IndexError, ValueError):
+            continue
+    return total
+
+
+def _cli_backfill(source: str, dsn: str, workdir: Path) -> tuple[float, int, int]:
+    """Run the real CLI; returns (seconds, peak RSS in MB of its largest process, peak RSS
+    in MB of the whole process tree: the CLI and its worker processes, sampled every 0.1 s).
+    """
     env = {
         **os.environ,
         "SUPABASE_DB_URL": dsn,
@@ -49,7 +66,7 @@ def _cli_backfill(source: str, dsn: str, workdir: Path) -> tuple[float, int]:
         "STRANGLER_LOG_LEVEL": "warning",
     }
     start = time.perf_counter()
-    subprocess.run(
+    proc = subprocess.Popen(
         [
             sys.executable,
             "-m",
@@ -63,11 +80,17 @@ def _cli_backfill(source: str, dsn: str, workdir: Path) -> tuple[float, int]:
             str(workdir / "cp.json"),
         ],
         env=env,
-        check=True,
         stdout=subprocess.DEVNULL,
     )
+    tree_peak = 0
+    while proc.poll() is None:
+        tree_peak = max(tree_peak, _tree_rss_kb(proc.pid))
+        time.sleep(0.1)
     seconds = time.perf_counter() - start
-    return seconds, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss // 1024
+    if proc.returncode != 0:
+        raise SystemExit(f"strangler backfill failed with exit code {proc.returncode}")
+    largest = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss // 1024
+    return seconds, largest, tree_peak // 1024
 
 
 def _generate(mongo_uri: str, work: Path, sessions: int, per: int) -> None:
@@ -115,9 +138,12 @@ async def main(args: argparse.Namespace) -> int:
             await store.upsert_sessions(sessions)
             async with store.connection("bench copy") as conn:
                 start = time.perf_counter()
-                await conn.copy_records_to_table(
-                    "messages", records=rows, columns=[c.strip() for c in MESSAGE_COLS.split(",")]
-                )
+                for i in range(0, len(rows), 50_000):  # one call per 50k rows: no timeout
+                    await conn.copy_records_to_table(
+                        "messages",
+                        records=rows[i : i + 50_000],
+                        columns=[c.strip() for c in MESSAGE_COLS.split(",")],
+                    )
                 copy_rate = len(rows) / (time.perf_counter() - start)
             # The naive row-by-row INSERT the seed ticket suggests, on a sample.
             await _reset(pg.dsn)
@@ -134,7 +160,7 @@ async def main(args: argparse.Namespace) -> int:
                 naive_rate = len(sample) / (time.perf_counter() - start)
 
         await _reset(pg.dsn)
-        seconds, rss_files = _cli_backfill(str(work), pg.dsn, work)
+        seconds, rss_files, tree_files = _cli_backfill(str(work), pg.dsn, work)
         file_rate = total / seconds
 
         # Live MongoDB: the backfill against a bare scan of the source.
@@ -144,7 +170,9 @@ async def main(args: argparse.Namespace) -> int:
             n = sum(1 for _ in client.chat.messages.find({}).sort("_id", 1).batch_size(2000))
             n += sum(1 for _ in client.chat.chat_sessions.find({}).sort("_id", 1))
             scan_rate = n / (time.perf_counter() - start)
-        seconds, rss_live = _cli_backfill(mongo.uri.replace("/?", "/chat?"), pg.dsn, work)
+        seconds, rss_live, tree_live = _cli_backfill(
+            mongo.uri.replace("/?", "/chat?"), pg.dsn, work
+        )
         live_rate = total / seconds
 
         async with MongoStore(mongo.uri, database="chat") as m, PostgresStore(pg.dsn) as p:
@@ -166,6 +194,7 @@ async def main(args: argparse.Namespace) -> int:
         "bare_scan_rows_per_s": scan_rate,
         "live_vs_scan": live_rate / scan_rate,
         "peak_rss_mb": max(rss_files, rss_live),
+        "peak_rss_tree_mb": max(tree_files, tree_live),
         "verify_rows_per_s": verify_rate,
         "slower_store_scan_rows_per_s": slower_scan,
         "verify_vs_scan": verify_rate / slower_scan,
@@ -184,6 +213,7 @@ async def main(args: argparse.Namespace) -> int:
         f"scan  (target >= 0.8x)"
     )
     print(f"  peak RSS of the backfill    {results['peak_rss_mb']:>10} MB  (target <= 400 MB)")
+    print(f"    with its worker processes {results['peak_rss_tree_mb']:>10} MB  (all summed)")
     print(
         f"  verify                      {verify_rate:>10,.0f} rows/s  "
         f"{verify_rate / slower_scan:5.2f}x slower store's scan  (target >= 0.5x); "

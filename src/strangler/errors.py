@@ -103,3 +103,15 @@ class ConfigError(StranglerError):
     """The settings are incomplete or contradict each other."""
 
     code = "config_error"
+
+
+class Unauthorized(StranglerError):
+    """The request carries no valid credentials."""
+
+    code = "unauthorized"
+
+
+class Forbidden(StranglerError):
+    """The credentials are valid but do not allow this."""
+
+    code = "forbidden"

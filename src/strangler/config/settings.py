@@ -68,3 +68,31 @@ class Settings(BaseSettings):
     max_content_bytes: int = Field(default=10 * 1024 * 1024, gt=0)
     log_format: Literal["auto", "json", "console"] = "auto"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    # --- the HTTP API ----------------------------------------------------------------
+    host: str = Field(default="0.0.0.0", description="address `strangler serve` binds")
+    port: int = Field(default=8080, ge=1, le=65535)
+    auth: Literal["enabled", "disabled"] = Field(
+        default="enabled",
+        description="disabled: the user comes from X-User-Id (local development and the "
+        "demo only; logged loudly)",
+    )
+    supabase_jwt_secret: SecretStr | None = Field(
+        default=None,
+        validation_alias=AliasChoices("SUPABASE_JWT_SECRET"),
+        description="verifies HS256 Supabase Auth tokens",
+    )
+    supabase_jwks_url: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("SUPABASE_JWKS_URL"),
+        description="verifies asymmetric tokens; default SUPABASE_URL + "
+        "/auth/v1/.well-known/jwks.json when SUPABASE_URL is set",
+    )
+    jwt_audience: str = "authenticated"
+    admin_token: SecretStr | None = Field(
+        default=None, description="bearer token for /admin; unset: the admin API is closed"
+    )
+    max_body_bytes: int = Field(default=32 * 1024 * 1024, gt=0)
+    max_audio_bytes: int = Field(default=10 * 1024 * 1024, gt=0)
+    max_image_bytes: int = Field(default=5 * 1024 * 1024, gt=0)
+    max_pdf_bytes: int = Field(default=20 * 1024 * 1024, gt=0)

@@ -20,7 +20,6 @@ import multiprocessing
 import signal
 import time
 import uuid
-from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from concurrent.futures import Executor, ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -196,26 +195,44 @@ class Backfill:
     async def _prepared(
         self, collection: Collection, skip: int, pool: Executor | None
     ) -> AsyncIterator[_Batch]:
-        """Chunks of the source, transformed, in order; with workers, up to two chunks per
-        worker are in flight, which bounds memory."""
+        """Chunks of the source, transformed, in order.
+
+        With workers, a reader task keeps the source busy while this process loads: it
+        reads ahead and hands each chunk to a worker, up to two chunks per worker in
+        flight, which bounds memory. The reader is stopped between reads, never cancelled
+        in the middle of one (an async MongoDB read must not be cancelled)."""
         if pool is None:
             async for chunk in self.source.chunks(collection, self.batch_size, skip):
                 yield _Batch(collection, chunk, prepare(collection, chunk))
             return
         loop = asyncio.get_running_loop()
-        pending: deque[tuple[Chunk, asyncio.Future[Prepared]]] = deque()
+        ahead: asyncio.Queue[tuple[Chunk, asyncio.Future[Prepared]] | BaseException | None]
+        ahead = asyncio.Queue(maxsize=2 * self.workers)
+        stop = asyncio.Event()
+
+        async def read() -> None:
+            try:
+                async for chunk in self.source.chunks(collection, self.batch_size, skip):
+                    await ahead.put((chunk, loop.run_in_executor(pool, prepare, collection, chunk)))
+                    if stop.is_set():
+                        return
+                await ahead.put(None)
+            except Exception as exc:  # handed to the loader, which raises it
+                await ahead.put(exc)
+
+        reader = asyncio.create_task(read())
         try:
-            async for chunk in self.source.chunks(collection, self.batch_size, skip):
-                pending.append((chunk, loop.run_in_executor(pool, prepare, collection, chunk)))
-                if len(pending) > 2 * self.workers:
-                    done, future = pending.popleft()
-                    yield _Batch(collection, done, await future)
-            while pending:
-                done, future = pending.popleft()
-                yield _Batch(collection, done, await future)
+            while (item := await ahead.get()) is not None:
+                if isinstance(item, BaseException):
+                    raise item
+                chunk, future = item
+                yield _Batch(collection, chunk, await future)
         finally:
-            for _, future in pending:
-                future.cancel()
+            stop.set()
+            while not reader.done():  # let it finish its current read, then end
+                with contextlib.suppress(asyncio.QueueEmpty):
+                    ahead.get_nowait()
+                await asyncio.sleep(0.01)
 
     def _save_checkpoint(self) -> None:
         if self.checkpoint_path is None or self.dry_run:
