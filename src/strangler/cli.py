@@ -54,6 +54,19 @@ def _cmd_schema(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
+    from aiohttp import web
+
+    from strangler.api import create_app
+
+    host = args.host or settings.host
+    port = args.port or settings.port
+    app = create_app(settings)
+    print(f"strangler: serving the chat API on http://{host}:{port} (Ctrl-C stops)", flush=True)
+    web.run_app(app, host=host, port=port, print=None, shutdown_timeout=10, access_log=None)
+    return 0
+
+
 def _cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     from strangler import demo  # the embedded servers are an optional extra
 
@@ -189,6 +202,18 @@ def build_parser() -> argparse.ArgumentParser:
         "--database-url", metavar="URL", help="Postgres URL to apply to (default: SUPABASE_DB_URL)"
     )
     p.set_defaults(func=_cmd_schema)
+
+    p = sub.add_parser(
+        "serve",
+        help="serve the chat backend's HTTP API on the facade",
+        description="Serves the chat API, realtime, the admin API, /healthz, /readyz and "
+        "/metrics on STRANGLER_HOST:STRANGLER_PORT (default 0.0.0.0:8080). Needs MONGO_URI and "
+        "SUPABASE_DB_URL, and SUPABASE_JWT_SECRET or SUPABASE_URL to verify tokens (or "
+        "STRANGLER_AUTH=disabled for local development).",
+    )
+    p.add_argument("--host", help="address to bind (default STRANGLER_HOST or 0.0.0.0)")
+    p.add_argument("--port", type=int, help="port (default STRANGLER_PORT or 8080)")
+    p.set_defaults(func=_cmd_serve)
 
     p = sub.add_parser(
         "demo",

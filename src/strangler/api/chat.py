@@ -1,0 +1,255 @@
+"""The chat API: sessions and messages, JSON in and out.
+
+Every path id accepts a UUID or the legacy 24-hex ObjectId, so old links keep working. A
+user sees and changes only their own sessions and messages; anyone else's are answered
+404, exactly like ids that do not exist.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from typing import Any
+
+import orjson
+from aiohttp import web
+from pydantic import BaseModel
+
+from strangler import ids
+from strangler.api.keys import AUTH, FACADE
+from strangler.api.problems import Problem
+from strangler.backends.base import Keyset, Page
+from strangler.errors import InvalidInput, NotFound
+from strangler.models import ChatSession, Message
+from strangler.proxy.facade import DualWriteStore
+
+routes = web.RouteTableDef()
+
+
+# --- helpers ------------------------------------------------------------------------------
+
+
+def json_response(data: Any, status: int = 200) -> web.Response:
+    return web.Response(body=orjson.dumps(data), status=status, content_type="application/json")
+
+
+def record_json(record: BaseModel) -> dict[str, Any]:
+    return record.model_dump(mode="json")
+
+
+def page_json(page: Page[Any], cursor_of: Any) -> dict[str, Any]:
+    items = page.items
+    return {
+        "items": [record_json(r) for r in items],
+        "has_more": page.has_more,
+        "next_cursor": cursor_of(items[-1]).encode() if items else None,
+        "prev_cursor": cursor_of(items[0]).encode() if items else None,
+    }
+
+
+def path_id(request: web.Request, name: str) -> uuid.UUID:
+    raw = request.match_info[name]
+    try:
+        return ids.parse_id(raw, field=name)
+    except InvalidInput:
+        raise Problem(
+            400,
+            "invalid_id",
+            f"{name} {raw[:60]!r} is neither a UUID nor a 24-hex legacy id",
+            errors=[{"loc": ["path", name], "msg": "not a UUID or ObjectId", "type": "id"}],
+        ) from None
+
+
+def query_int(request: web.Request, name: str, default: int, lo: int, hi: int) -> int:
+    raw = request.query.get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        value = lo - 1
+    if not lo <= value <= hi:
+        raise Problem(
+            400,
+            "invalid_parameter",
+            f"{name} must be a whole number from {lo} to {hi}, got {raw[:40]!r}",
+            errors=[{"loc": ["query", name], "msg": "out of range", "type": "range"}],
+        )
+    return value
+
+
+def query_cursor(request: web.Request, name: str) -> Keyset | None:
+    raw = request.query.get(name)
+    if raw is None:
+        return None
+    try:
+        return Keyset.decode(raw)
+    except InvalidInput as exc:
+        raise Problem(400, "invalid_cursor", str(exc), errors=exc.errors) from None
+
+
+def query_time(request: web.Request, name: str) -> dt.datetime | None:
+    raw = request.query.get(name)
+    if raw is None:
+        return None
+    try:
+        value = dt.datetime.fromisoformat(raw)
+    except ValueError:
+        value = None
+    if value is None or value.tzinfo is None:
+        raise Problem(
+            400,
+            "invalid_parameter",
+            f"{name} must be an ISO 8601 date-time with a zone (e.g. 2026-11-25T09:00:00Z), "
+            f"got {raw[:40]!r}",
+            errors=[{"loc": ["query", name], "msg": "not an ISO 8601 date-time", "type": "time"}],
+        )
+    return value
+
+
+async def json_body(request: web.Request) -> dict[str, Any]:
+    if request.content_type != "application/json":
+        raise Problem(
+            415,
+            "unsupported_media_type",
+            f"send application/json, not {request.content_type or 'no content type'}",
+        )
+    raw = await request.read()
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise Problem(400, "invalid_json", f"the body is not valid JSON: {exc}") from None
+    if not isinstance(body, dict):
+        raise Problem(422, "invalid_input", "the body must be a JSON object")
+    return body
+
+
+def text_field(body: dict[str, Any], name: str, *, required: bool = True) -> str | None:
+    value = body.get(name)
+    if value is None and not required:
+        return None
+    if not isinstance(value, str):
+        raise InvalidInput(
+            f"{name} must be a string",
+            errors=[{"loc": ["body", name], "msg": "must be a string", "type": "string_type"}],
+        )
+    return value
+
+
+async def own_session(request: web.Request, facade: DualWriteStore) -> ChatSession:
+    """The session in the path, if the caller owns it; 404 otherwise."""
+    user = await request.app[AUTH].user(request)
+    sid = path_id(request, "session_id")
+    session = await facade.get_session(sid)
+    if session.user_id != user:
+        raise NotFound(f"session {sid} not found")
+    return session
+
+
+# --- sessions -----------------------------------------------------------------------------
+
+
+@routes.post("/sessions")
+async def create_session(request: web.Request) -> web.Response:
+    user = await request.app[AUTH].user(request)
+    body = await json_body(request)
+    title = text_field(body, "title", required=False) or "New chat"
+    session = await request.app[FACADE].create_session(ChatSession.new(title=title, user_id=user))
+    return json_response(record_json(session), status=201)
+
+
+@routes.get("/sessions")
+async def list_sessions(request: web.Request) -> web.Response:
+    user = await request.app[AUTH].user(request)
+    page = await request.app[FACADE].list_sessions(
+        user,
+        search=request.query.get("search") or None,
+        created_from=query_time(request, "created_from"),
+        created_to=query_time(request, "created_to"),
+        limit=query_int(request, "limit", 50, 1, 1000),
+        after=query_cursor(request, "cursor"),
+    )
+    return json_response(page_json(page, Keyset.of_session))
+
+
+@routes.get("/sessions/{session_id}")
+async def get_session(request: web.Request) -> web.Response:
+    return json_response(record_json(await own_session(request, request.app[FACADE])))
+
+
+@routes.patch("/sessions/{session_id}")
+async def rename_session(request: web.Request) -> web.Response:
+    facade = request.app[FACADE]
+    session = await own_session(request, facade)
+    body = await json_body(request)
+    title = text_field(body, "title")
+    assert title is not None
+    renamed = await facade.rename_session(session.id, title)
+    return json_response(record_json(renamed))
+
+
+@routes.delete("/sessions/{session_id}")
+async def delete_session(request: web.Request) -> web.Response:
+    facade = request.app[FACADE]
+    session = await own_session(request, facade)
+    await facade.delete_session(session.id)
+    return web.Response(status=204)
+
+
+# --- messages -----------------------------------------------------------------------------
+
+
+@routes.post("/sessions/{session_id}/messages")
+async def send_message(request: web.Request) -> web.Response:
+    facade = request.app[FACADE]
+    session = await own_session(request, facade)
+    body = await json_body(request)
+    message = Message.new(
+        session_id=session.id,
+        sender=body.get("sender", "user"),
+        content=body.get("content"),  # type: ignore[arg-type]
+        audio=text_field(body, "audio", required=False),
+        image=text_field(body, "image", required=False),
+        pdf=text_field(body, "pdf", required=False),
+    )
+    stored = await facade.add_message(message)
+    return json_response(record_json(stored), status=201)
+
+
+@routes.get("/sessions/{session_id}/messages")
+async def history(request: web.Request) -> web.Response:
+    facade = request.app[FACADE]
+    session = await own_session(request, facade)
+    after, before = query_cursor(request, "after"), query_cursor(request, "before")
+    if after is not None and before is not None:
+        raise Problem(400, "invalid_parameter", "give after or before, not both")
+    page = await facade.history(
+        session.id,
+        limit=query_int(request, "limit", 50, 1, 1000),
+        after=after,
+        before=before,
+    )
+    return json_response(page_json(page, Keyset.of_message))
+
+
+@routes.get("/messages/{message_id}")
+async def get_message(request: web.Request) -> web.Response:
+    user = await request.app[AUTH].user(request)
+    facade = request.app[FACADE]
+    mid = path_id(request, "message_id")
+    message = await facade.get_message(mid)
+    if (await facade.get_session(message.session_id)).user_id != user:
+        raise NotFound(f"message {mid} not found")
+    return json_response(record_json(message))
+
+
+@routes.delete("/messages/{message_id}")
+async def delete_message(request: web.Request) -> web.Response:
+    user = await request.app[AUTH].user(request)
+    facade = request.app[FACADE]
+    mid = path_id(request, "message_id")
+    message = await facade.get_message(mid)
+    if (await facade.get_session(message.session_id)).user_id != user:
+        raise NotFound(f"message {mid} not found")
+    await facade.delete_message(mid)
+    return web.Response(status=204)

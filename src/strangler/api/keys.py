@@ -1,0 +1,13 @@
+"""Typed application state (``web.AppKey``): what handlers may take from ``request.app``."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from strangler.api.auth import Authenticator
+from strangler.config import Settings
+from strangler.proxy.facade import DualWriteStore
+
+SETTINGS = web.AppKey("settings", Settings)
+FACADE = web.AppKey("facade", DualWriteStore)
+AUTH = web.AppKey("auth", Authenticator)

@@ -1,0 +1,156 @@
+"""Health, readiness, metrics, and the admin API (stage, status, divergences).
+
+``/healthz`` says the process runs; ``/readyz`` that the authoritative store answers, so a
+load balancer stops sending traffic to an instance that cannot serve it. ``/metrics`` is
+Prometheus text: the facade's metrics. ``/admin/*`` needs ``STRANGLER_ADMIN_TOKEN``.
+"""
+
+from __future__ import annotations
+
+import statistics
+from typing import Any
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST
+
+from strangler.api.chat import json_body, json_response
+from strangler.api.keys import AUTH, FACADE
+from strangler.api.problems import Problem
+from strangler.errors import StoreUnavailable, StranglerError
+from strangler.proxy.facade import DualWriteStore
+from strangler.proxy.stages import Stage
+
+routes = web.RouteTableDef()
+
+
+@routes.get("/healthz")
+async def healthz(request: web.Request) -> web.Response:
+    return json_response({"status": "ok"})
+
+
+@routes.get("/readyz")
+async def readyz(request: web.Request) -> web.Response:
+    facade = request.app[FACADE]
+    role = facade.stage.authoritative
+    try:
+        latency = await facade.store(role).ping()
+    except StranglerError as exc:
+        raise StoreUnavailable(f"not ready: the authoritative store is down ({exc})") from None
+    return json_response(
+        {"status": "ready", "stage": facade.stage.value, "authoritative_ping_ms": latency * 1000}
+    )
+
+
+@routes.get("/metrics")
+async def metrics(request: web.Request) -> web.Response:
+    body = request.app[FACADE].metrics.render()
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+# --- admin ---------------------------------------------------------------------------------
+
+
+@routes.get("/admin/stage")
+async def get_stage(request: web.Request) -> web.Response:
+    request.app[AUTH].admin(request)
+    facade = request.app[FACADE]
+    stage = await facade.controller.refresh()
+    record = await facade.control.read_stage() if facade.control is not None else None
+    return json_response(
+        {
+            "stage": stage.value,
+            "source": "STRANGLER_STAGE" if facade.controller.override else "control table",
+            "changed_at": None if record is None else record.changed_at.isoformat(),
+            "changed_by": None if record is None else record.origin,
+            "reason": None if record is None else record.reason,
+        }
+    )
+
+
+@routes.put("/admin/stage")
+async def set_stage(request: web.Request) -> web.Response:
+    request.app[AUTH].admin(request)
+    body = await json_body(request)
+    try:
+        target = Stage(str(body.get("stage")))
+    except ValueError:
+        raise Problem(
+            422,
+            "invalid_input",
+            f"stage must be one of {', '.join(s.value for s in Stage)}",
+            errors=[{"loc": ["body", "stage"], "msg": "unknown stage", "type": "enum"}],
+        ) from None
+    reason = body.get("reason")
+    record = await request.app[FACADE].controller.set(
+        target,
+        reason=reason if isinstance(reason, str) else None,
+        origin=f"admin-api:{request.remote or 'unknown'}",
+        force=body.get("force") is True,
+    )
+    return json_response({"stage": record.stage.value, "changed_at": record.changed_at.isoformat()})
+
+
+@routes.get("/admin/status")
+async def status(request: web.Request) -> web.Response:
+    request.app[AUTH].admin(request)
+    facade = request.app[FACADE]
+    lag = sorted(facade.metrics.recent_lag)
+    return json_response(
+        {
+            "stage": facade.stage.value,
+            "backends": {role: await _backend(facade, role) for role in ("old", "new")},
+            "consistency_rate": facade.metrics.consistency_rate(),
+            "lag_ms": {
+                "p50": statistics.median(lag) * 1000 if lag else None,
+                "p99": lag[min(len(lag) - 1, int(len(lag) * 0.99))] * 1000 if lag else None,
+            },
+        }
+    )
+
+
+async def _backend(facade: DualWriteStore, role: Any) -> dict[str, Any]:
+    store = facade.store(role)
+    try:
+        latency: float | None = await store.ping()
+        healthy, error = True, None
+    except StranglerError as exc:
+        latency, healthy, error = None, False, str(exc)
+    ops = errors = 0.0
+    for metric in facade.metrics.op_seconds.collect():
+        for s in metric.samples:
+            if s.name.endswith("_count") and s.labels.get("store") == store.name:
+                ops += s.value
+    for metric in facade.metrics.errors.collect():
+        for s in metric.samples:
+            if s.name.endswith("_total") and s.labels.get("store") == store.name:
+                errors += s.value
+    try:
+        pending: int | None = await facade.pending(role)
+    except StranglerError:
+        pending = None
+    return {
+        "store": store.name,
+        "role": "MongoDB" if role == "old" else "Supabase",
+        "healthy": healthy,
+        "error": error,
+        "ping_ms": None if latency is None else latency * 1000,
+        "error_rate": errors / ops if ops else 0.0,
+        "operations": int(ops),
+        "repair_queue_depth": pending,
+    }
+
+
+@routes.get("/admin/divergences")
+async def divergences(request: web.Request) -> web.Response:
+    request.app[AUTH].admin(request)
+    facade = request.app[FACADE]
+    raw = request.query.get("limit", "50")
+    limit = min(int(raw), 1000) if raw.isdigit() and int(raw) > 0 else 50
+    rows = await facade.control.divergences(limit) if facade.control is not None else []
+    return json_response(
+        {
+            "items": [
+                {**r, "at": r["at"].isoformat(), "record_id": str(r["record_id"])} for r in rows
+            ]
+        }
+    )

@@ -1,0 +1,192 @@
+"""The seed ticket's testing checklist over HTTP, against real servers, in four stages:
+session creation, sending and receiving messages, attachments, listing and filtering,
+history, error handling and data consistency."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient
+
+from strangler import ids
+from strangler.backends.mongo import MongoStore
+from strangler.backends.postgres import PostgresStore
+from tests.api.conftest import ApiFactory, as_user
+
+STAGES = ["off", "dualwrite", "live", "complete"]
+ALICE, BOB = as_user("alice"), as_user("bob")
+PNG = base64.b64encode(b"\x89PNG\r\n\x1a\n" + bytes(range(64))).decode()
+
+
+async def _json(resp: Any, status: int) -> Any:
+    body = await resp.json(content_type=None)
+    assert resp.status == status, body
+    return body
+
+
+async def _session(client: TestClient[Any, Any], title: str = "Trip") -> dict[str, Any]:
+    return await _json(await client.post("/sessions", json={"title": title}, headers=ALICE), 201)
+
+
+@pytest.mark.parametrize("stage", STAGES)
+async def test_the_seed_checklist_over_http(make_api: ApiFactory, stage: str) -> None:
+    client = await make_api(stage)
+    # session creation
+    s = await _session(client)
+    assert s["title"] == "Trip" and s["user_id"] == "alice"
+    assert s["created_at"].endswith("Z")
+    # sending and receiving messages, with attachments
+    sent = []
+    for i in range(5):
+        body: dict[str, Any] = {
+            "sender": "user",
+            "content": {"type": "conversation", "text": f"m{i}"},
+        }
+        if i == 2:
+            body["content"] = {"type": "image", "text": "look", "imageFile": PNG}
+        if i == 3:
+            body["pdf"] = "https://example.com/doc.pdf"
+        sent.append(
+            await _json(
+                await client.post(f"/sessions/{s['id']}/messages", json=body, headers=ALICE), 201
+            )
+        )
+    got = await _json(await client.get(f"/messages/{sent[2]['id']}", headers=ALICE), 200)
+    assert got["content"]["imageFile"] == PNG
+    # history: oldest first, paged forwards and backwards with cursors
+    page = await _json(
+        await client.get(f"/sessions/{s['id']}/messages?limit=2", headers=ALICE), 200
+    )
+    assert [m["content"]["text"] for m in page["items"]] == ["m0", "m1"] and page["has_more"]
+    nxt = await _json(
+        await client.get(
+            f"/sessions/{s['id']}/messages?limit=10&after={page['next_cursor']}", headers=ALICE
+        ),
+        200,
+    )
+    assert [m["id"] for m in nxt["items"]] == [m["id"] for m in sent[2:]]
+    back = await _json(
+        await client.get(
+            f"/sessions/{s['id']}/messages?limit=2&before={nxt['prev_cursor']}", headers=ALICE
+        ),
+        200,
+    )
+    assert [m["id"] for m in back["items"]] == [m["id"] for m in sent[:2]]
+    # listing and filtering
+    await _session(client, "Budget 2026")
+    listed = await _json(await client.get("/sessions?search=budget", headers=ALICE), 200)
+    assert [x["title"] for x in listed["items"]] == ["Budget 2026"]
+    all_mine = await _json(await client.get("/sessions?limit=1", headers=ALICE), 200)
+    assert all_mine["items"][0]["title"] == "Budget 2026" and all_mine["has_more"]
+    rest = await _json(
+        await client.get(f"/sessions?limit=5&cursor={all_mine['next_cursor']}", headers=ALICE),
+        200,
+    )
+    assert [x["id"] for x in rest["items"]] == [s["id"]]
+    # rename, legacy id form, delete
+    renamed = await _json(
+        await client.patch(f"/sessions/{s['id']}", json={"title": "Trip 2"}, headers=ALICE), 200
+    )
+    assert renamed["title"] == "Trip 2"
+    oid = ids.objectid_from_uuid(ids.parse_id(s["id"]))
+    assert oid is not None
+    legacy = await _json(await client.get(f"/sessions/{oid}", headers=ALICE), 200)
+    assert legacy["id"] == s["id"]
+    assert (await client.delete(f"/sessions/{s['id']}", headers=ALICE)).status == 204
+    await _json(await client.get(f"/sessions/{s['id']}", headers=ALICE), 404)
+
+
+async def test_dualwrite_keeps_both_stores_consistent(
+    make_api: ApiFactory, mongo_store: MongoStore, pg_store: PostgresStore
+) -> None:
+    client = await make_api("dualwrite")
+    s = await _session(client)
+    m = await _json(
+        await client.post(
+            f"/sessions/{s['id']}/messages",
+            json={"content": {"type": "conversation", "text": "hello"}},
+            headers=ALICE,
+        ),
+        201,
+    )
+    for store in (mongo_store, pg_store):
+        async with asyncio.timeout(5):
+            while True:
+                try:
+                    stored = await store.get_message(m["id"])
+                    break
+                except Exception:
+                    await asyncio.sleep(0.05)
+        assert stored.content == {"type": "conversation", "text": "hello"}
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "status", "code"),
+    [
+        ("post", "/sessions", {"title": "bad\u0000title"}, 422, "invalid_input"),
+        ("post", "/sessions", {"title": 5}, 422, "invalid_input"),
+        ("get", "/sessions/not-an-id", None, 400, "invalid_id"),
+        ("get", "/sessions?limit=0", None, 400, "invalid_parameter"),
+        ("get", "/sessions?cursor=%%%", None, 400, "invalid_cursor"),
+        ("get", "/sessions?created_from=yesterday", None, 400, "invalid_parameter"),
+        ("get", "/sessions/65e1c3405f1137d8f8f58fea", None, 404, "not_found"),
+        ("get", "/nope", None, 404, "no_such_route"),
+        ("put", "/sessions", None, 405, "method_not_allowed"),
+    ],
+)
+async def test_bad_input_gets_a_problem_document(
+    make_api: ApiFactory, method: str, path: str, body: Any, status: int, code: str
+) -> None:
+    client = await make_api("dualwrite")
+    resp = await getattr(client, method)(path, json=body, headers=ALICE)
+    problem = await _json(resp, status)
+    assert resp.content_type == "application/problem+json"
+    assert problem["code"] == code and problem["status"] == status
+    assert problem["detail"] and problem["instance"]
+
+
+async def test_bodies_that_are_not_json_or_too_large(make_api: ApiFactory) -> None:
+    client = await make_api("dualwrite", max_body_bytes=1024)
+    s = await _session(client)
+    resp = await client.post(
+        f"/sessions/{s['id']}/messages",
+        data=b"{oops",
+        headers={**ALICE, "Content-Type": "application/json"},
+    )
+    assert (await _json(resp, 400))["code"] == "invalid_json"
+    resp = await client.post(
+        f"/sessions/{s['id']}/messages",
+        json={"content": {"type": "conversation", "text": "x" * 5000}},
+        headers=ALICE,
+    )
+    assert (await _json(resp, 413))["code"] == "payload_too_large"
+    resp = await client.post("/sessions", data="title=x", headers=ALICE)
+    assert (await _json(resp, 415))["code"] == "unsupported_media_type"
+
+
+async def test_messages_with_bad_content_are_refused(make_api: ApiFactory) -> None:
+    client = await make_api("dualwrite")
+    s = await _session(client)
+    for body in (
+        {"content": {"type": "conversation", "text": "a\u0000b"}},
+        {"content": {"type": "nonsense"}},
+        {"content": {"type": "conversation", "unknown": 1}},
+        {"sender": "system", "content": {"type": "conversation", "text": "x"}},
+        {"content": {"type": "image", "imageFile": "not base64!"}},
+    ):
+        resp = await client.post(f"/sessions/{s['id']}/messages", json=body, headers=ALICE)
+        assert (await _json(resp, 422))["code"] == "invalid_input", body
+
+
+async def test_sql_injection_strings_are_stored_literally(make_api: ApiFactory) -> None:
+    client = await make_api("complete")
+    evil = "'; DROP TABLE messages; --"
+    s = await _session(client, evil)
+    found = await _json(await client.get(f"/sessions?search={evil}", headers=ALICE), 200)
+    assert [x["title"] for x in found["items"]] == [evil]
+    pct = await _json(await client.get("/sessions?search=%25", headers=ALICE), 200)
+    assert pct["items"] == []  # % is a literal, not a wildcard
+    assert (await client.get(f"/sessions/{s['id']}", headers=ALICE)).status == 200
