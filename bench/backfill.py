@@ -101,12 +101,22 @@ def _generate(mongo_uri: str, work: Path, sessions: int, per: int) -> None:
         open(work / "messages.json", "w") as fm,
     ):
         db = client.chat
+        s_buf: list[Any] = []
+        m_buf: list[Any] = []
         for s, msgs in generate(sessions, per, seed=5):
             fs.write(json_util.dumps(s, json_options=RELAXED) + "\n")
             for m in msgs:
                 fm.write(json_util.dumps(m, json_options=RELAXED) + "\n")
-            db.chat_sessions.insert_one(s)
-            db.messages.insert_many(msgs)
+            s_buf.append(s)
+            m_buf.extend(msgs)
+            if len(m_buf) >= 20_000:  # big batches: SecantusDB commits (and syncs) per call
+                db.chat_sessions.insert_many(s_buf)
+                db.messages.insert_many(m_buf)
+                s_buf, m_buf = [], []
+        if s_buf:
+            db.chat_sessions.insert_many(s_buf)
+        if m_buf:
+            db.messages.insert_many(m_buf)
 
 
 async def _reset(dsn: str) -> None:

@@ -244,7 +244,8 @@ async def backfill(
             origin: Source = FileSource(Path(src))
         elif src.startswith(("mongodb://", "mongodb+srv://")):
             mongo = await stack.enter_async_context(
-                MongoStore(src, database=settings.mongo_db, timeout=settings.store_timeout)
+                # A bulk read of thousands of documents per batch: allow more than a request.
+                MongoStore(src, database=settings.mongo_db, timeout=max(settings.store_timeout, 60))
             )
             origin = MongoSource(mongo)
         else:

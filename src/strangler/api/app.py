@@ -1,7 +1,8 @@
 """The aiohttp application: ``create_app(settings)``, served by ``strangler serve``.
 
-The facade (both stores, the stage controller, the replayer) opens in ``cleanup_ctx`` and
-closes after the last request has drained. Handlers take what they need from typed app
+The facade (both stores, the stage controller, the replayer) and the realtime hub open in
+``cleanup_ctx``. On shutdown, realtime streams end first, then requests drain, then the
+hub and the facade close. Handlers take what they need from typed app
 state (``api.keys``).
 """
 
@@ -11,10 +12,12 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from strangler.api import chat, ops
+from strangler.api import chat, ops, realtime
 from strangler.api.auth import Authenticator
-from strangler.api.keys import AUTH, FACADE, SETTINGS
+from strangler.api.events import Hub
+from strangler.api.keys import AUTH, FACADE, HUB, SETTINGS
 from strangler.api.problems import problems
+from strangler.backends.postgres import PostgresStore
 from strangler.config import Settings
 from strangler.proxy.wiring import connect
 
@@ -27,11 +30,26 @@ def create_app(settings: Settings) -> web.Application:
     app[AUTH] = Authenticator.from_settings(settings)
     app.add_routes(chat.routes)
     app.add_routes(ops.routes)
+    app.add_routes(realtime.routes)
     app.cleanup_ctx.append(_facade)
+    app.on_shutdown.append(_close_streams)
     return app
 
 
 async def _facade(app: web.Application) -> AsyncIterator[None]:
     async with connect(app[SETTINGS]) as facade:
         app[FACADE] = facade
-        yield
+        new = facade.store("new")
+        assert isinstance(new, PostgresStore)
+        hub = app[HUB] = Hub(new)
+        await hub.start()
+        try:
+            yield
+        finally:
+            await hub.stop()
+
+
+async def _close_streams(app: web.Application) -> None:
+    """Shutdown: end SSE and WebSocket streams first, so draining requests can finish."""
+    if HUB in app:
+        await app[HUB].close_streams()

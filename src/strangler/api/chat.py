@@ -16,7 +16,7 @@ from aiohttp import web
 from pydantic import BaseModel
 
 from strangler import ids
-from strangler.api.keys import AUTH, FACADE
+from strangler.api.keys import AUTH, FACADE, HUB
 from strangler.api.problems import Problem
 from strangler.backends.base import Keyset, Page
 from strangler.errors import InvalidInput, NotFound
@@ -155,7 +155,9 @@ async def create_session(request: web.Request) -> web.Response:
     body = await json_body(request)
     title = text_field(body, "title", required=False) or "New chat"
     session = await request.app[FACADE].create_session(ChatSession.new(title=title, user_id=user))
-    return json_response(record_json(session), status=201)
+    data = record_json(session)
+    await request.app[HUB].publish("session.created", user, session.id, data)
+    return json_response(data, status=201)
 
 
 @routes.get("/sessions")
@@ -185,7 +187,9 @@ async def rename_session(request: web.Request) -> web.Response:
     title = text_field(body, "title")
     assert title is not None
     renamed = await facade.rename_session(session.id, title)
-    return json_response(record_json(renamed))
+    data = record_json(renamed)
+    await request.app[HUB].publish("session.renamed", session.user_id, session.id, data)
+    return json_response(data)
 
 
 @routes.delete("/sessions/{session_id}")
@@ -193,6 +197,9 @@ async def delete_session(request: web.Request) -> web.Response:
     facade = request.app[FACADE]
     session = await own_session(request, facade)
     await facade.delete_session(session.id)
+    await request.app[HUB].publish(
+        "session.deleted", session.user_id, session.id, {"id": str(session.id)}
+    )
     return web.Response(status=204)
 
 
@@ -213,7 +220,9 @@ async def send_message(request: web.Request) -> web.Response:
         pdf=text_field(body, "pdf", required=False),
     )
     stored = await facade.add_message(message)
-    return json_response(record_json(stored), status=201)
+    data = record_json(stored)
+    await request.app[HUB].publish("message.created", session.user_id, session.id, data)
+    return json_response(data, status=201)
 
 
 @routes.get("/sessions/{session_id}/messages")
@@ -252,4 +261,10 @@ async def delete_message(request: web.Request) -> web.Response:
     if (await facade.get_session(message.session_id)).user_id != user:
         raise NotFound(f"message {mid} not found")
     await facade.delete_message(mid)
+    await request.app[HUB].publish(
+        "message.deleted",
+        user,
+        message.session_id,
+        {"id": str(mid), "session_id": str(message.session_id)},
+    )
     return web.Response(status=204)

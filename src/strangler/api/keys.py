@@ -5,9 +5,12 @@ from __future__ import annotations
 from aiohttp import web
 
 from strangler.api.auth import Authenticator
+from strangler.api.events import Hub
 from strangler.config import Settings
 from strangler.proxy.facade import DualWriteStore
 
 SETTINGS = web.AppKey("settings", Settings)
 FACADE = web.AppKey("facade", DualWriteStore)
 AUTH = web.AppKey("auth", Authenticator)
+
+HUB = web.AppKey("hub", Hub)

@@ -215,6 +215,58 @@ class PostgresControl:
             )
         return {r[0] for r in rows}
 
+    # --- realtime events --------------------------------------------------------------
+    async def publish_event(
+        self, kind: str, user_id: str, session_id: uuid.UUID, payload: Any
+    ) -> int:
+        """Append an event and wake every instance's listener; returns its id."""
+        async with self._store.connection("publish event") as conn, conn.transaction():
+            event_id: int = await conn.fetchval(
+                "INSERT INTO strangler.events (kind, user_id, session_id, payload)"
+                " VALUES ($1, $2, $3, $4) RETURNING id",
+                kind,
+                user_id,
+                session_id,
+                payload,
+            )
+            await conn.execute("SELECT pg_notify('strangler_events', $1)", str(event_id))
+        return event_id
+
+    async def events_since(
+        self,
+        last_id: int,
+        *,
+        session_id: uuid.UUID | None = None,
+        user_id: str | None = None,
+        limit: int = 1000,
+    ) -> list[dict[str, Any]]:
+        """Events after ``last_id`` (all, or one session's, or one user's), oldest first."""
+        where = "id > $1"
+        args: list[Any] = [last_id]
+        if session_id is not None:
+            where += f" AND session_id = ${len(args) + 1}"
+            args.append(session_id)
+        if user_id is not None:
+            where += f" AND user_id = ${len(args) + 1}"
+            args.append(user_id)
+        async with self._store.connection("read events") as conn:
+            rows = await conn.fetch(
+                "SELECT id, kind, user_id, session_id, payload FROM strangler.events"
+                f" WHERE {where} ORDER BY id LIMIT {int(limit)}",
+                *args,
+            )
+        return [dict(r) for r in rows]
+
+    async def last_event_id(self) -> int:
+        async with self._store.connection("read events") as conn:
+            n: int = await conn.fetchval("SELECT coalesce(max(id), 0) FROM strangler.events")
+        return n
+
+    async def prune_events(self, before: dt.datetime) -> int:
+        async with self._store.connection("prune events") as conn:
+            status = await conn.execute("DELETE FROM strangler.events WHERE at < $1", before)
+        return int(status.rsplit(" ", 1)[-1])
+
     async def divergences(self, limit: int = 50) -> list[dict[str, Any]]:
         async with self._store.connection("list divergences") as conn:
             rows = await conn.fetch(

@@ -28,7 +28,7 @@ from bson.errors import BSONError
 from pymongo import ASCENDING
 
 from strangler.backends.mongo import MongoStore, translate_errors
-from strangler.errors import ConfigError
+from strangler.errors import ConfigError, StranglerError
 from strangler.migrate.ejson import exact_loads
 
 BSON_OPTIONS: CodecOptions[dict[str, Any]] = CodecOptions(
@@ -126,8 +126,14 @@ class MongoSource:
         self.name = f"mongodb database {store.database!r}"
 
     async def estimate(self, collection: str) -> int | None:
-        with translate_errors(f"count {collection}"):
-            n: int = await self.store.collection(collection).estimated_document_count()
+        """From collection metadata; None if even that is slow (the ETA is only a nicety)."""
+        try:
+            with translate_errors(f"count {collection}"):
+                n: int = await self.store.collection(collection).estimated_document_count(
+                    maxTimeMS=2000
+                )
+        except StranglerError:
+            return None
         return n
 
     async def chunks(self, collection: str, batch: int, skip: int = 0) -> AsyncIterator[Chunk]:

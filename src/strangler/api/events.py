@@ -1,0 +1,187 @@
+"""The realtime event log's in-process end: ``Hub`` publishes changes to
+``strangler.events``, listens for ``NOTIFY strangler_events`` from every instance, and fans
+events out to this instance's subscribers (see ``api.realtime`` for the streams).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import uuid
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+import structlog
+
+from strangler.api.problems import Problem
+from strangler.backends.postgres import PostgresStore
+from strangler.backends.postgres_control import PostgresControl
+from strangler.errors import StranglerError
+
+log = structlog.get_logger(__name__)
+
+#: Message payloads larger than this go out without content; clients fetch the message.
+MAX_INLINE_BYTES = 64 * 1024
+#: Events older than this are pruned (a client away longer reloads instead of replaying).
+RETENTION = dt.timedelta(days=1)
+
+
+@dataclass(frozen=True)
+class Event:
+    id: int
+    kind: str
+    user_id: str
+    session_id: uuid.UUID
+    payload: Any
+
+    def sse(self) -> bytes:
+        return (
+            f"id: {self.id}\nevent: {self.kind}\ndata: ".encode()
+            + orjson.dumps(self.payload)
+            + b"\n\n"
+        )
+
+    def json(self) -> dict[str, Any]:
+        return {"id": self.id, "event": self.kind, "data": self.payload}
+
+
+class Subscription:
+    def __init__(self, hub: Hub, key: tuple[str, str]) -> None:
+        self.hub, self.key = hub, key
+        self.queue: asyncio.Queue[Event | None] = asyncio.Queue(maxsize=10_000)
+
+    def deliver(self, event: Event | None) -> None:
+        try:
+            self.queue.put_nowait(event)
+        except asyncio.QueueFull:  # a stuck client: drop it, it reconnects with Last-Event-ID
+            self.hub.unsubscribe(self)
+            with contextlib.suppress(asyncio.QueueFull):
+                self.queue.get_nowait()
+                self.queue.put_nowait(None)
+
+
+class Hub:
+    """This instance's end of the event log: publishes, listens, fans out."""
+
+    def __init__(self, store: PostgresStore, *, poll_seconds: float = 1.0) -> None:
+        self.store = store
+        self.control = PostgresControl(store)
+        self.poll_seconds = poll_seconds
+        self._subs: dict[tuple[str, str], set[Subscription]] = defaultdict(set)
+        self._last = 0
+        self._wake = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._closing = False
+
+    # --- lifecycle -----------------------------------------------------------------------
+    async def start(self) -> None:
+        with contextlib.suppress(StranglerError):
+            self._last = await self.control.last_event_id()
+        self._tasks = [
+            asyncio.create_task(self._listen(), name="realtime-listen"),
+            asyncio.create_task(self._pump(), name="realtime-pump"),
+        ]
+
+    async def close_streams(self) -> None:
+        """Tell every subscriber to end (shutdown closes streams before draining requests)."""
+        self._closing = True
+        for subs in list(self._subs.values()):
+            for sub in list(subs):
+                sub.deliver(None)
+
+    async def stop(self) -> None:
+        await self.close_streams()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    # --- publishing ----------------------------------------------------------------------
+    async def publish(self, kind: str, user_id: str, session_id: uuid.UUID, payload: Any) -> None:
+        """Record a change; never fails the request that made it (realtime is best effort
+        for the publisher, and the change itself is already stored)."""
+        if kind == "message.created" and len(orjson.dumps(payload)) > MAX_INLINE_BYTES:
+            payload = {k: payload.get(k) for k in ("id", "session_id", "sender", "timestamp")}
+            payload["truncated"] = True
+        try:
+            await self.control.publish_event(kind, user_id, session_id, payload)
+        except StranglerError as exc:
+            log.warning("realtime_publish_failed", kind=kind, error=str(exc))
+        self._wake.set()
+
+    # --- subscribing ---------------------------------------------------------------------
+    def subscribe(self, key: tuple[str, str]) -> Subscription:
+        if self._closing:
+            raise StoreUnavailableForStreams()
+        sub = Subscription(self, key)
+        self._subs[key].add(sub)
+        return sub
+
+    def unsubscribe(self, sub: Subscription) -> None:
+        self._subs.get(sub.key, set()).discard(sub)
+
+    async def backlog(
+        self, last_id: int, *, session_id: uuid.UUID | None = None, user_id: str | None = None
+    ) -> list[Event]:
+        rows = await self.control.events_since(last_id, session_id=session_id, user_id=user_id)
+        return [_event(r) for r in rows]
+
+    # --- listening -----------------------------------------------------------------------
+    async def _listen(self) -> None:
+        def notified(*_: Any) -> None:
+            self._wake.set()
+
+        while True:
+            try:
+                closed = asyncio.Event()
+                async with self.store.connection("listen for events") as conn:
+                    conn.add_termination_listener(lambda _, done=closed: done.set())
+                    await conn.add_listener("strangler_events", notified)
+                    try:
+                        self._wake.set()  # catch up on what happened while not listening
+                        await closed.wait()
+                    finally:
+                        if not conn.is_closed():
+                            await conn.remove_listener("strangler_events", notified)
+            except StranglerError as exc:
+                log.debug("realtime_listen_retry", error=str(exc))
+            except OSError as exc:
+                log.debug("realtime_listen_retry", error=str(exc))
+            await asyncio.sleep(self.poll_seconds)
+
+    async def _pump(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.poll_seconds)
+            self._wake.clear()
+            try:
+                await self._fetch()
+                if self._last % 1000 == 0:
+                    await self.control.prune_events(dt.datetime.now(dt.UTC) - RETENTION)
+            except StranglerError as exc:
+                log.debug("realtime_fetch_failed", error=str(exc))
+
+    async def _fetch(self) -> None:
+        while True:
+            rows = await self.control.events_since(self._last)
+            for row in rows:
+                event = _event(row)
+                self._last = event.id
+                for key in (("session", str(event.session_id)), ("user", event.user_id)):
+                    for sub in list(self._subs.get(key, ())):
+                        sub.deliver(event)
+            if len(rows) < 1000:
+                return
+
+
+class StoreUnavailableForStreams(Problem):
+    def __init__(self) -> None:
+        super().__init__(503, "shutting_down", "this instance is shutting down; reconnect")
+
+
+def _event(row: dict[str, Any]) -> Event:
+    return Event(row["id"], row["kind"], row["user_id"], row["session_id"], row["payload"])
