@@ -70,6 +70,7 @@ async def session_events(request: web.Request) -> web.StreamResponse:
     sub = hub.subscribe(("session", str(session.id)))
     try:
         backlog = [] if last is None else await hub.backlog(last, session_id=session.id)
+        last = last if last is not None else await hub.control.last_event_id()
         resp = web.StreamResponse(
             headers={
                 "Content-Type": "text/event-stream",
@@ -79,7 +80,7 @@ async def session_events(request: web.Request) -> web.StreamResponse:
         )
         await resp.prepare(request)
         await resp.write(b"retry: 1000\n\n")
-        async for event in _stream(sub, backlog, last or 0):
+        async for event in _stream(sub, backlog, last):
             await resp.write(b": heartbeat\n\n" if event is None else event.sse())
         return resp
     finally:
@@ -102,12 +103,13 @@ async def user_events(request: web.Request) -> web.StreamResponse:
     ws = web.WebSocketResponse(heartbeat=HEARTBEAT_SECONDS)
     try:
         backlog = [] if last is None else await hub.backlog(last, user_id=user)
+        last = last if last is not None else await hub.control.last_event_id()
         await ws.prepare(request)
         reader = asyncio.create_task(_drain_client(ws))
         try:
-            async for event in _stream(sub, backlog, last or 0):
+            async for event in _stream(sub, backlog, last):
                 if event is not None:
-                    await ws.send_bytes(orjson.dumps(event.json()))
+                    await ws.send_str(orjson.dumps(event.json()).decode())
                 if reader.done():
                     break
         finally:

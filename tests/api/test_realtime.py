@@ -1,0 +1,181 @@
+"""Realtime: SSE per session, a WebSocket per user, replay after a reconnect, and delivery
+across two API processes."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp.test_utils import TestClient
+
+from strangler.embedded import free_port
+from tests.api.conftest import ADMIN, SECRET, ApiFactory, as_user, token
+
+ALICE = as_user("alice")
+
+
+async def _sse_events(
+    resp: aiohttp.ClientResponse, n: int, within: float = 5.0
+) -> list[dict[str, Any]]:
+    """Read ``n`` events (not comments) from an open SSE response."""
+    events: list[dict[str, Any]] = []
+    current: dict[str, Any] = {}
+    async with asyncio.timeout(within):
+        while len(events) < n:
+            raw = await resp.content.readline()
+            if not raw:
+                break
+            line = raw.decode().rstrip("\n")
+            if not line:
+                if "data" in current:
+                    current["data"] = json.loads(current["data"])
+                    events.append(current)
+                current = {}
+            elif not line.startswith(":"):
+                key, _, value = line.partition(": ")
+                current[key] = value
+    return events
+
+
+async def _session(client: TestClient[Any, Any]) -> dict[str, Any]:
+    resp = await client.post("/sessions", json={"title": "rt"}, headers=ALICE)
+    return await resp.json()  # type: ignore[no-any-return]
+
+
+async def _send(client: TestClient[Any, Any], sid: str, text: str) -> dict[str, Any]:
+    resp = await client.post(
+        f"/sessions/{sid}/messages",
+        json={"content": {"type": "conversation", "text": text}},
+        headers=ALICE,
+    )
+    assert resp.status == 201
+    return await resp.json()  # type: ignore[no-any-return]
+
+
+async def test_sse_delivers_new_messages_and_replays_after_a_reconnect(
+    make_api: ApiFactory,
+) -> None:
+    client = await make_api("dualwrite")
+    s = await _session(client)
+    async with client.get(f"/sessions/{s['id']}/events", headers=ALICE) as stream:
+        assert stream.headers["Content-Type"] == "text/event-stream"
+        first = await _send(client, s["id"], "one")
+        (event,) = await _sse_events(stream, 1)
+    assert event["event"] == "message.created" and event["data"]["id"] == first["id"]
+    for text in ("two", "three"):  # sent while nobody listens
+        await _send(client, s["id"], text)
+    headers = {**ALICE, "Last-Event-ID": event["id"]}
+    async with client.get(f"/sessions/{s['id']}/events", headers=headers) as stream:
+        missed = await _sse_events(stream, 2)
+    assert [e["data"]["content"]["text"] for e in missed] == ["two", "three"]
+    assert int(missed[0]["id"]) > int(event["id"])
+
+
+async def test_sse_is_only_for_the_sessions_owner(make_api: ApiFactory) -> None:
+    client = await make_api("dualwrite")
+    s = await _session(client)
+    resp = await client.get(f"/sessions/{s['id']}/events", headers=as_user("bob"))
+    assert resp.status == 404
+    resp = await client.get(f"/sessions/{s['id']}/events", headers={"Last-Event-ID": "x", **ALICE})
+    assert resp.status == 400
+
+
+async def test_websocket_carries_all_of_a_users_sessions(make_api: ApiFactory) -> None:
+    client = await make_api("complete")
+    async with client.ws_connect(f"/ws?access_token={token('alice')}") as ws:
+        a = await _session(client)
+        await _send(client, a["id"], "hi")
+        await client.patch(f"/sessions/{a['id']}", json={"title": "renamed"}, headers=ALICE)
+        kinds = []
+        async with asyncio.timeout(5):
+            while len(kinds) < 3:
+                msg = await ws.receive_json()
+                kinds.append(msg["event"])
+    assert kinds == ["session.created", "message.created", "session.renamed"]
+    bad = await client.get("/ws?access_token=nope")
+    assert bad.status == 401
+
+
+@pytest.fixture
+def second_instance(
+    mongo_server: Any, mongo_db: str, clean_pg: str, tmp_path: Path
+) -> Iterator[str]:
+    """``strangler serve`` in a process of its own, on the same stores."""
+    port = free_port()
+    env = {
+        **os.environ,
+        "MONGO_URI": mongo_server.uri,
+        "MONGO_DB": mongo_db,
+        "SUPABASE_DB_URL": clean_pg,
+        "SUPABASE_JWT_SECRET": SECRET,
+        "STRANGLER_ADMIN_TOKEN": ADMIN,
+        "STRANGLER_STAGE_POLL_SECONDS": "0.2",
+        "STRANGLER_LOG_FORMAT": "json",
+    }
+    env.pop("STRANGLER_STAGE", None)
+    log = tmp_path / "serve.log"
+    args = [sys.executable, "-m", "strangler.cli", "serve", "--host", "127.0.0.1"]
+    with log.open("wb") as sink:
+        proc = subprocess.Popen(
+            [*args, "--port", str(port)], env=env, stdout=subprocess.DEVNULL, stderr=sink
+        )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+
+    while True:
+        try:
+            with urllib.request.urlopen(f"{url}/readyz", timeout=1) as ready:
+                ready.read()
+            break
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                raise RuntimeError(log.read_text()) from None
+            time.sleep(0.1)
+    try:
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        assert proc.returncode == 0, log.read_text()
+
+
+@pytest.mark.parametrize("stage", ["off", "dualwrite", "complete"])
+async def test_a_message_posted_on_one_instance_reaches_a_subscriber_on_another(
+    make_api: ApiFactory, second_instance: str, stage: str
+) -> None:
+    """The stage lives in the control table, shared by both instances."""
+    client = await make_api(None)
+    admin = {"Authorization": f"Bearer {ADMIN}"}
+    for step in {"off": [], "dualwrite": ["dualwrite"], "complete": ["dualwrite", "complete"]}[
+        stage
+    ]:
+        resp = await client.put("/admin/stage", json={"stage": step, "force": True}, headers=admin)
+        assert resp.status == 200, await resp.text()
+    await asyncio.sleep(0.5)  # both instances follow within the poll interval
+    s = await _session(client)
+    async with (
+        aiohttp.ClientSession() as http,
+        http.get(f"{second_instance}/sessions/{s['id']}/events", headers=ALICE) as stream,
+    ):
+        assert stream.status == 200, await stream.text()
+        await asyncio.sleep(0.2)
+        start = time.monotonic()
+        sent = await _send(client, s["id"], "across")
+        (event,) = await _sse_events(stream, 1, within=3)
+        latency = time.monotonic() - start
+    assert event["data"]["id"] == sent["id"]
+    assert latency < 1.0, latency
