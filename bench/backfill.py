@@ -33,6 +33,7 @@ from _common import conditions, save, servers
 from strangler import schema
 from strangler.backends.mongo import MongoStore
 from strangler.backends.postgres import MESSAGE_COLS, PostgresStore, _message_row
+from strangler.config.selection import BULK_TIMEOUT
 from strangler.embedded.legacy_data import generate
 from strangler.migrate.transform import transform_message
 from strangler.migrate.verify import diff_stores
@@ -168,10 +169,14 @@ async def main(args: argparse.Namespace) -> int:
                         *r,
                     )
                 naive_rate = len(sample) / (time.perf_counter() - start)
+        print(
+            f"  raw COPY {copy_rate:,.0f} rows/s; naive INSERT {naive_rate:,.0f} rows/s", flush=True
+        )
 
         await _reset(pg.dsn)
         seconds, rss_files, tree_files = _cli_backfill(str(work), pg.dsn, work)
         file_rate = total / seconds
+        print(f"  files: {file_rate:,.0f} rows/s, RSS {rss_files} MB / {tree_files} MB", flush=True)
 
         # Live MongoDB: the backfill against a bare scan of the source.
         await _reset(pg.dsn)
@@ -184,8 +189,16 @@ async def main(args: argparse.Namespace) -> int:
             mongo.uri.replace("/?", "/chat?"), pg.dsn, work
         )
         live_rate = total / seconds
+        print(
+            f"  scan {scan_rate:,.0f} rows/s; live: {live_rate:,.0f} rows/s, "
+            f"RSS {rss_live} MB / {tree_live} MB",
+            flush=True,
+        )
 
-        async with MongoStore(mongo.uri, database="chat") as m, PostgresStore(pg.dsn) as p:
+        async with (
+            MongoStore(mongo.uri, database="chat", timeout=BULK_TIMEOUT) as m,
+            PostgresStore(pg.dsn, timeout=BULK_TIMEOUT) as p,
+        ):
             start = time.perf_counter()
             diffs = await diff_stores(m, p)
             verify_rate = sum(d.compared for d in diffs.values()) / (time.perf_counter() - start)

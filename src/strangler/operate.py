@@ -21,7 +21,7 @@ import structlog
 from strangler.backends.mongo import MongoStore
 from strangler.backends.postgres_control import PostgresControl
 from strangler.config import Settings
-from strangler.config.selection import new_store, old_store
+from strangler.config.selection import BULK_TIMEOUT, new_store, old_store
 from strangler.errors import ConfigError
 from strangler.migrate.backfill import Backfill, Counts, Orphans, summary_table
 from strangler.migrate.checkpoint import Checkpoint
@@ -93,7 +93,7 @@ async def stage_set(settings: Settings, target: Stage, *, reason: str | None, fo
 
 
 async def verify(settings: Settings, *, as_json: bool, since: dt.datetime | None = None) -> int:
-    async with old_store(settings) as old, new_store(settings) as new:
+    async with old_store(settings, bulk=True) as old, new_store(settings, bulk=True) as new:
         facade = assemble(old, new, FacadeOptions.from_settings(settings))
         stage = await facade.controller.refresh()
         auth, other = (old, new) if stage.authoritative == "old" else (new, old)
@@ -157,7 +157,7 @@ def _short(value: Any, limit: int = 60) -> Any:
 
 
 async def run_repair(settings: Settings, *, dry_run: bool, since: dt.datetime | None = None) -> int:
-    async with old_store(settings) as old, new_store(settings) as new:
+    async with old_store(settings, bulk=True) as old, new_store(settings, bulk=True) as new:
         facade = assemble(old, new, FacadeOptions.from_settings(settings))
         stage = await facade.controller.refresh()
         auth, other = (old, new) if stage.authoritative == "old" else (new, old)
@@ -244,14 +244,13 @@ async def backfill(
             origin: Source = FileSource(Path(src))
         elif src.startswith(("mongodb://", "mongodb+srv://")):
             mongo = await stack.enter_async_context(
-                # A bulk read of thousands of documents per batch: allow more than a request.
-                MongoStore(src, database=settings.mongo_db, timeout=max(settings.store_timeout, 60))
+                MongoStore(src, database=settings.mongo_db, timeout=BULK_TIMEOUT)
             )
             origin = MongoSource(mongo)
         else:
             raise ConfigError(f"--source {src!r} is neither a MongoDB URI nor a directory")
         saved = Checkpoint.load(checkpoint, origin.name) if resume else None
-        target = await stack.enter_async_context(new_store(settings))
+        target = await stack.enter_async_context(new_store(settings, bulk=True))
         rep = stack.enter_context(Report(report, append=resume))
         for name in ("chat_sessions", "messages"):
             totals[name] = await origin.estimate(name)

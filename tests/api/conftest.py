@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import sys
 import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -59,4 +61,10 @@ async def make_api(api_settings: Callable[..., Settings]) -> AsyncIterator[ApiFa
 
     yield make
     for client in clients:
-        await client.close()
+        try:
+            async with asyncio.timeout(30):
+                await client.close()
+        except TimeoutError:
+            for task in asyncio.all_tasks():
+                task.print_stack(file=sys.stderr)
+            raise

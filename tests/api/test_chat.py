@@ -8,6 +8,7 @@ import asyncio
 import base64
 from typing import Any
 
+import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient
 
@@ -190,3 +191,62 @@ async def test_sql_injection_strings_are_stored_literally(make_api: ApiFactory) 
     pct = await _json(await client.get("/sessions?search=%25", headers=ALICE), 200)
     assert pct["items"] == []  # % is a literal, not a wildcard
     assert (await client.get(f"/sessions/{s['id']}", headers=ALICE)).status == 200
+
+
+WAV = b"RIFF\x24\x00\x00\x00WAVEfmt " + bytes(32)
+PDF = b"%PDF-1.7\n" + bytes(100)
+PNG_BYTES = base64.b64decode(PNG)
+
+
+async def test_attachments_as_files_in_multipart_form_data(make_api: ApiFactory) -> None:
+    client = await make_api("dualwrite")
+    s = await _session(client)
+    form = aiohttp.FormData()
+    form.add_field("text", "three files")
+    form.add_field("audio", WAV, filename="a.wav", content_type="audio/wav")
+    form.add_field("image", PNG_BYTES, filename="i.png", content_type="image/png")
+    form.add_field("pdf", PDF, filename="d.pdf", content_type="application/pdf")
+    m = await _json(
+        await client.post(f"/sessions/{s['id']}/messages", data=form, headers=ALICE), 201
+    )
+    assert base64.b64decode(m["content"]["audioFile"]) == WAV
+    assert base64.b64decode(m["content"]["imageFile"]) == PNG_BYTES
+    assert m["content"]["text"] == "three files"
+    assert m["pdf"] == "data:application/pdf;base64," + base64.b64encode(PDF).decode()
+
+
+@pytest.mark.parametrize(
+    ("field", "data", "media_type", "status"),
+    [
+        ("image", WAV, "image/png", 422),  # the bytes are not an image
+        ("image", PNG_BYTES, "image/svg+xml", 422),  # not an accepted type
+        ("audio", WAV + bytes(2048), "audio/wav", 413),  # over the audio limit
+        ("pdf", b"<html>", "application/pdf", 422),
+    ],
+)
+async def test_bad_attachment_files_are_refused(
+    make_api: ApiFactory, field: str, data: bytes, media_type: str, status: int
+) -> None:
+    client = await make_api("dualwrite", max_audio_bytes=1024)
+    s = await _session(client)
+    form = aiohttp.FormData()
+    form.add_field(field, data, filename="f", content_type=media_type)
+    resp = await client.post(f"/sessions/{s['id']}/messages", data=form, headers=ALICE)
+    problem = await _json(resp, status)
+    assert field in problem["detail"]
+
+
+async def test_base64_attachments_in_json_are_checked_too(make_api: ApiFactory) -> None:
+    client = await make_api("dualwrite", max_image_bytes=200)
+    s = await _session(client)
+    url = f"/sessions/{s['id']}/messages"
+    not_png = base64.b64encode(WAV).decode()
+    big = base64.b64encode(PNG_BYTES + bytes(300)).decode()
+    for content, status in (
+        ({"type": "image", "imageFile": not_png}, 422),
+        ({"type": "image", "imageFile": big}, 413),
+        ({"type": "audio", "audioFile": base64.b64encode(WAV).decode()}, 201),
+    ):
+        await _json(await client.post(url, json={"content": content}, headers=ALICE), status)
+    pdf = {"content": {"type": "pdf"}, "pdf": "data:text/html;base64,PGh0bWw+"}
+    await _json(await client.post(url, json=pdf, headers=ALICE), 422)

@@ -12,15 +12,17 @@ import uuid
 from typing import Any
 
 import orjson
-from aiohttp import web
+from aiohttp import BodyPartReader, web
 from pydantic import BaseModel
 
 from strangler import ids
-from strangler.api.keys import AUTH, FACADE, HUB
+from strangler.api.attachments import PDF_DATA_URL, Kind, Limits, check, from_base64, pdf_field
+from strangler.api.keys import AUTH, FACADE, HUB, SETTINGS
 from strangler.api.problems import Problem
 from strangler.backends.base import Keyset, Page
 from strangler.errors import InvalidInput, NotFound
 from strangler.models import ChatSession, Message
+from strangler.normalize import b64
 from strangler.proxy.facade import DualWriteStore
 
 routes = web.RouteTableDef()
@@ -208,21 +210,86 @@ async def delete_session(request: web.Request) -> web.Response:
 
 @routes.post("/sessions/{session_id}/messages")
 async def send_message(request: web.Request) -> web.Response:
+    """JSON (attachments as base64) or ``multipart/form-data`` (attachments as files)."""
     facade = request.app[FACADE]
     session = await own_session(request, facade)
-    body = await json_body(request)
-    message = Message.new(
-        session_id=session.id,
-        sender=body.get("sender", "user"),
-        content=body.get("content"),  # type: ignore[arg-type]
-        audio=text_field(body, "audio", required=False),
-        image=text_field(body, "image", required=False),
-        pdf=text_field(body, "pdf", required=False),
-    )
+    limits = Limits.from_settings(request.app[SETTINGS])
+    if request.content_type == "multipart/form-data":
+        fields = await _multipart_message(request, limits)
+    else:
+        fields = _json_message(await json_body(request), limits)
+    message = Message.new(session_id=session.id, **fields)
     stored = await facade.add_message(message)
     data = record_json(stored)
     await request.app[HUB].publish("message.created", session.user_id, session.id, data)
     return json_response(data, status=201)
+
+
+_CONTENT_FILES: tuple[tuple[str, str, Kind], ...] = (
+    ("audioFile", "audio_file", "audio"),
+    ("imageFile", "image_file", "image"),
+)
+
+
+def _json_message(body: dict[str, Any], limits: Limits) -> dict[str, Any]:
+    content = body.get("content")
+    if isinstance(content, dict):
+        for key, alias, kind in _CONTENT_FILES:
+            value = content.get(key, content.get(alias))
+            if isinstance(value, str):
+                from_base64(kind, value, limits)
+    return {
+        "sender": body.get("sender", "user"),
+        "content": content,
+        "audio": text_field(body, "audio", required=False),
+        "image": text_field(body, "image", required=False),
+        "pdf": pdf_field(text_field(body, "pdf", required=False), limits),
+    }
+
+
+async def _multipart_message(request: web.Request, limits: Limits) -> dict[str, Any]:
+    """Fields ``sender``, ``type``, ``text``; files ``audio``, ``image``, ``pdf``."""
+    texts: dict[str, str] = {}
+    files: dict[Kind, bytes] = {}
+    reader = await request.multipart()
+    while (part := await reader.next()) is not None:
+        if not isinstance(part, BodyPartReader):
+            raise Problem(400, "invalid_multipart", "nested multipart bodies are not accepted")
+        name = part.name or ""
+        if name in ("audio", "image", "pdf"):
+            kind: Kind = name  # type: ignore[assignment]
+            data = await _read_capped(part, limits.of(kind) + 1)
+            files[kind] = check(kind, data, limits, media_type=part.headers.get("Content-Type", ""))
+        elif name in ("sender", "type", "text"):
+            texts[name] = (await _read_capped(part, 1 << 20)).decode("utf-8", "replace")
+        else:
+            raise Problem(
+                422,
+                "invalid_input",
+                f"unknown form field {name!r}; expected sender, type, text, audio, image, pdf",
+            )
+    content: dict[str, Any] = {
+        "type": texts.get("type")
+        or next((k for k in ("audio", "image", "pdf") if k in files), "conversation")
+    }
+    if "text" in texts:
+        content["text"] = texts["text"]
+    if "audio" in files:
+        content["audioFile"] = b64(files["audio"])
+    if "image" in files:
+        content["imageFile"] = b64(files["image"])
+    pdf = PDF_DATA_URL + b64(files["pdf"]) if "pdf" in files else None
+    return {"sender": texts.get("sender", "user"), "content": content, "pdf": pdf}
+
+
+async def _read_capped(part: BodyPartReader, cap: int) -> bytes:
+    """The part's bytes, stopping once ``cap`` is passed (the caller reports the size)."""
+    out = bytearray()
+    while chunk := await part.read_chunk():
+        out += chunk
+        if len(out) >= cap:
+            break
+    return bytes(out)
 
 
 @routes.get("/sessions/{session_id}/messages")
