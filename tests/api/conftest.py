@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
+import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Callable
+import urllib.request
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import jwt
@@ -14,6 +19,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from strangler.api import create_app
 from strangler.config import Settings
+from strangler.embedded import free_port
 
 SECRET = "test-jwt-secret-of-at-least-thirty-two-bytes!"
 ADMIN = "test-admin-token"
@@ -68,3 +74,48 @@ async def make_api(api_settings: Callable[..., Settings]) -> AsyncIterator[ApiFa
             for task in asyncio.all_tasks():
                 task.print_stack(file=sys.stderr)
             raise
+
+
+@contextlib.contextmanager
+def serve(env: dict[str, str], log: Path) -> Iterator[str]:
+    """``strangler serve`` in a process of its own; yields its base URL once it is ready,
+    and checks that it stops cleanly (exit code 0) on SIGTERM."""
+    port = free_port()
+    full = {
+        **os.environ,
+        "SUPABASE_JWT_SECRET": SECRET,
+        "STRANGLER_ADMIN_TOKEN": ADMIN,
+        "STRANGLER_STAGE_POLL_SECONDS": "0.2",
+        "STRANGLER_LOG_FORMAT": "json",
+        **env,
+    }
+    if "STRANGLER_STAGE" not in env:
+        full.pop("STRANGLER_STAGE", None)
+    args = [sys.executable, "-m", "strangler.cli", "serve", "--host", "127.0.0.1"]
+    with log.open("wb") as sink:
+        proc = subprocess.Popen(
+            [*args, "--port", str(port)], env=full, stdout=subprocess.DEVNULL, stderr=sink
+        )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            with urllib.request.urlopen(f"{url}/readyz", timeout=1) as ready:
+                ready.read()
+            break
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                proc.wait()
+                raise RuntimeError(log.read_text()) from None
+            time.sleep(0.1)
+    try:
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        assert proc.returncode == 0, log.read_text()

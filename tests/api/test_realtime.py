@@ -5,11 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import subprocess
-import sys
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,8 +14,7 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient
 
-from strangler.embedded import free_port
-from tests.api.conftest import ADMIN, SECRET, ApiFactory, as_user, token
+from tests.api.conftest import ADMIN, ApiFactory, as_user, serve, token
 
 ALICE = as_user("alice")
 
@@ -111,46 +106,9 @@ def second_instance(
     mongo_server: Any, mongo_db: str, clean_pg: str, tmp_path: Path
 ) -> Iterator[str]:
     """``strangler serve`` in a process of its own, on the same stores."""
-    port = free_port()
-    env = {
-        **os.environ,
-        "MONGO_URI": mongo_server.uri,
-        "MONGO_DB": mongo_db,
-        "SUPABASE_DB_URL": clean_pg,
-        "SUPABASE_JWT_SECRET": SECRET,
-        "STRANGLER_ADMIN_TOKEN": ADMIN,
-        "STRANGLER_STAGE_POLL_SECONDS": "0.2",
-        "STRANGLER_LOG_FORMAT": "json",
-    }
-    env.pop("STRANGLER_STAGE", None)
-    log = tmp_path / "serve.log"
-    args = [sys.executable, "-m", "strangler.cli", "serve", "--host", "127.0.0.1"]
-    with log.open("wb") as sink:
-        proc = subprocess.Popen(
-            [*args, "--port", str(port)], env=env, stdout=subprocess.DEVNULL, stderr=sink
-        )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-
-    while True:
-        try:
-            with urllib.request.urlopen(f"{url}/readyz", timeout=1) as ready:
-                ready.read()
-            break
-        except OSError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                proc.kill()
-                raise RuntimeError(log.read_text()) from None
-            time.sleep(0.1)
-    try:
+    env = {"MONGO_URI": mongo_server.uri, "MONGO_DB": mongo_db, "SUPABASE_DB_URL": clean_pg}
+    with serve(env, tmp_path / "serve.log") as url:
         yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        assert proc.returncode == 0, log.read_text()
 
 
 @pytest.mark.parametrize("stage", ["off", "dualwrite", "complete"])

@@ -12,10 +12,11 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from strangler.api import chat, ops, realtime
+from strangler.api import chat, openapi, ops, realtime
 from strangler.api.auth import Authenticator
 from strangler.api.events import Hub
-from strangler.api.keys import AUTH, FACADE, HUB, SETTINGS
+from strangler.api.jobs import VerifyJobs
+from strangler.api.keys import AUTH, FACADE, HUB, JOBS, SETTINGS
 from strangler.api.problems import problems
 from strangler.backends.postgres import PostgresStore
 from strangler.config import Settings
@@ -31,6 +32,8 @@ def create_app(settings: Settings) -> web.Application:
     app.add_routes(chat.routes)
     app.add_routes(ops.routes)
     app.add_routes(realtime.routes)
+    app.add_routes(openapi.routes)
+    app[JOBS] = VerifyJobs()
     app.cleanup_ctx.append(_facade)
     app.on_shutdown.append(_close_streams)
     return app
@@ -46,6 +49,7 @@ async def _facade(app: web.Application) -> AsyncIterator[None]:
         try:
             yield
         finally:
+            await app[JOBS].stop_all()
             await hub.stop()
 
 

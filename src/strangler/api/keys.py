@@ -6,6 +6,7 @@ from aiohttp import web
 
 from strangler.api.auth import Authenticator
 from strangler.api.events import Hub
+from strangler.api.jobs import VerifyJobs
 from strangler.config import Settings
 from strangler.proxy.facade import DualWriteStore
 
@@ -14,3 +15,4 @@ FACADE = web.AppKey("facade", DualWriteStore)
 AUTH = web.AppKey("auth", Authenticator)
 
 HUB = web.AppKey("hub", Hub)
+JOBS = web.AppKey("verify_jobs", VerifyJobs)

@@ -14,7 +14,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from strangler.api.chat import json_body, json_response
-from strangler.api.keys import AUTH, FACADE
+from strangler.api.keys import AUTH, FACADE, JOBS
 from strangler.api.problems import Problem
 from strangler.errors import StoreUnavailable, StranglerError
 from strangler.proxy.facade import DualWriteStore
@@ -154,3 +154,19 @@ async def divergences(request: web.Request) -> web.Response:
             ]
         }
     )
+
+
+@routes.post("/admin/verify")
+async def start_verify(request: web.Request) -> web.Response:
+    request.app[AUTH].admin(request)
+    job = request.app[JOBS].start(request.app[FACADE])
+    return json_response(job.json(), status=202)
+
+
+@routes.get("/admin/verify/{job_id}")
+async def verify_job(request: web.Request) -> web.Response:
+    request.app[AUTH].admin(request)
+    job = request.app[JOBS].jobs.get(request.match_info["job_id"])
+    if job is None:
+        raise Problem(404, "not_found", "no such verify job on this instance")
+    return json_response(job.json())

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,6 +25,8 @@ from strangler.proxy.compare import diff_records
 from strangler.proxy.mirror import read_state
 
 SAMPLES = 20
+#: ``(table, rows compared so far)``
+Progress = Callable[[Table, int], None]
 
 
 @dataclass
@@ -91,8 +93,10 @@ async def diff_table(
     batch: int = 1000,
     keep: int | None = None,
     since: dt.datetime | None = None,
+    progress: Progress | None = None,
 ) -> TableDiff:
-    """Merge both scans by id. ``keep`` caps how many ids are kept per kind (None: all)."""
+    """Merge both scans by id. ``keep`` caps how many ids are kept per kind (None: all);
+    ``progress`` is called every 1,000 rows (and may raise to stop the diff)."""
     result = TableDiff(table)
     a_it = _records(authoritative, table, batch, since)
     b_it = _records(other, table, batch, since)
@@ -116,6 +120,8 @@ async def diff_table(
 
     while a is not None or b is not None:
         result.compared += 1
+        if progress is not None and result.compared % 1000 == 0:
+            progress(table, result.compared)
         if b is None or (a is not None and a.id < b.id):
             twin = None if since is None else await _lookup(other, table, a.id)
             if twin is None:
@@ -143,9 +149,12 @@ async def diff_stores(
     batch: int = 1000,
     keep: int | None = None,
     since: dt.datetime | None = None,
+    progress: Progress | None = None,
 ) -> dict[Table, TableDiff]:
     """Every table's diff; the stores are equal when every ``TableDiff.equal``."""
     return {
-        t: await diff_table(authoritative, other, t, batch=batch, keep=keep, since=since)
+        t: await diff_table(
+            authoritative, other, t, batch=batch, keep=keep, since=since, progress=progress
+        )
         for t in TABLES
     }
