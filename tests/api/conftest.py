@@ -10,6 +10,7 @@ import sys
 import time
 import urllib.request
 from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -76,10 +77,17 @@ async def make_api(api_settings: Callable[..., Settings]) -> AsyncIterator[ApiFa
             raise
 
 
+@dataclass
+class Served:
+    url: str
+    proc: subprocess.Popen[bytes]
+    log: Path
+
+
 @contextlib.contextmanager
-def serve(env: dict[str, str], log: Path) -> Iterator[str]:
-    """``strangler serve`` in a process of its own; yields its base URL once it is ready,
-    and checks that it stops cleanly (exit code 0) on SIGTERM."""
+def serve(env: dict[str, str], log: Path) -> Iterator[Served]:
+    """``strangler serve`` in a process of its own, once it is ready; on exit, checks that
+    it stops cleanly (exit code 0) on SIGTERM."""
     port = free_port()
     full = {
         **os.environ,
@@ -110,7 +118,7 @@ def serve(env: dict[str, str], log: Path) -> Iterator[str]:
                 raise RuntimeError(log.read_text()) from None
             time.sleep(0.1)
     try:
-        yield url
+        yield Served(url, proc, log)
     finally:
         proc.terminate()
         try:

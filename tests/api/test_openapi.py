@@ -61,8 +61,8 @@ def fuzz_target(
         "SUPABASE_DB_URL": pg_dsn,
         "STRANGLER_STAGE": "dualwrite",
     }
-    with serve(env, tmp_path_factory.mktemp("fuzz") / "serve.log") as url:
-        yield url
+    with serve(env, tmp_path_factory.mktemp("fuzz") / "serve.log") as served:
+        yield served.url
 
 
 @fuzzed.parametrize()

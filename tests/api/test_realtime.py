@@ -107,8 +107,8 @@ def second_instance(
 ) -> Iterator[str]:
     """``strangler serve`` in a process of its own, on the same stores."""
     env = {"MONGO_URI": mongo_server.uri, "MONGO_DB": mongo_db, "SUPABASE_DB_URL": clean_pg}
-    with serve(env, tmp_path / "serve.log") as url:
-        yield url
+    with serve(env, tmp_path / "serve.log") as served:
+        yield served.url
 
 
 @pytest.mark.parametrize("stage", ["off", "dualwrite", "complete"])
@@ -137,3 +137,27 @@ async def test_a_message_posted_on_one_instance_reaches_a_subscriber_on_another(
         latency = time.monotonic() - start
     assert event["data"]["id"] == sent["id"]
     assert latency < 1.0, latency
+
+
+async def test_sigterm_ends_open_streams_and_exits_cleanly(
+    mongo_server: Any, mongo_db: str, clean_pg: str, tmp_path: Path
+) -> None:
+    """Shutdown closes SSE streams first (so draining does not wait for them), then exits 0."""
+    env = {"MONGO_URI": mongo_server.uri, "MONGO_DB": mongo_db, "SUPABASE_DB_URL": clean_pg}
+    with serve(env, tmp_path / "serve.log") as served:
+        async with aiohttp.ClientSession() as http:
+            async with http.post(
+                f"{served.url}/sessions", json={"title": "t"}, headers=ALICE
+            ) as resp:
+                s = await resp.json()
+            async with http.get(f"{served.url}/sessions/{s['id']}/events", headers=ALICE) as stream:
+                assert stream.status == 200
+                start = time.monotonic()
+                served.proc.terminate()
+                async with asyncio.timeout(8):
+                    while await stream.content.readline():
+                        pass  # the server ends the stream
+                ended = time.monotonic() - start
+        assert ended < 8
+        await asyncio.to_thread(served.proc.wait, 20)
+        assert served.proc.returncode == 0, served.log.read_text()
