@@ -266,6 +266,7 @@ async def backfill(
             checkpoint=saved,
             checkpoint_path=checkpoint,
             tombstones=PostgresControl(target).tombstoned,
+            any_tombstones=PostgresControl(target).any_tombstones,
         ).run()
     if tty:
         sys.stderr.write("\n")

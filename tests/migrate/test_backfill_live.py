@@ -86,6 +86,7 @@ async def test_backfill_under_dualwrite_traffic_ends_with_equal_stores(
                 report,
                 batch_size=25,  # type: ignore[arg-type]
                 tombstones=tombstones,
+                any_tombstones=facade.control.any_tombstones if tombstones else None,
             ).run()
         await asyncio.sleep(0.2)
         stop.set()

@@ -4,23 +4,23 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
+import json
 from typing import Any
 
 import pytest
 from bson import Binary, Decimal128, Int64, ObjectId, json_util
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from strangler.embedded.legacy_data import generate
-from strangler.migrate.ejson import fast_loads
-from strangler.migrate.prepare import (
-    fast_message_row,
-    fast_session_row,
-    message_row,
-    session_row,
-)
+from strangler.migrate.ejson import exact_loads, fast_loads
+from strangler.migrate.fastpath import fast_message_row, fast_session_row, fast_text_message_row
+from strangler.migrate.prepare import message_row, session_row
 from strangler.migrate.transform import transform_message, transform_session
 from tests.migrate.corpus import build
 
 RELAXED = json_util.JSONOptions(json_mode=json_util.JSONMode.RELAXED, uuid_representation=4)
+CANONICAL = json_util.JSONOptions(json_mode=json_util.JSONMode.CANONICAL, uuid_representation=4)
 
 
 def _variants(doc: dict[str, Any]) -> list[dict[str, Any]]:
@@ -79,3 +79,57 @@ def test_fast_rows_equal_the_general_transform(collection: str) -> None:
             assert outcome.reasons == [], (variant, outcome.reasons)
             assert row == to_row(outcome), variant
     assert taken > 0.8 * total - 60  # the generated documents are ordinary: most go fast
+
+
+def _check_text_row(text: bytes) -> bool:
+    """The text fast path's row for ``text`` (if it takes it) equals the general one."""
+    row = fast_text_message_row(text)
+    if row is None:
+        return False
+    outcome = transform_message(exact_loads(text))
+    assert outcome.reasons == [], (text, outcome.reasons)
+    assert row == message_row(outcome), text
+    return True
+
+
+@pytest.mark.parametrize("options", [RELAXED, CANONICAL], ids=["relaxed", "canonical"])
+def test_the_line_fast_path_equals_the_general_transform(options: Any) -> None:
+    _, m_docs = _documents()
+    texts = [json_util.dumps(d, json_options=options).encode() for d in m_docs]
+    texts += [  # near misses in text only
+        texts[-1].replace(b'"user"', b'"User"'),
+        texts[-1][:-1] + b', "extra": {"$numberDecimal": "1"}}',
+        b'{"_id": {"$oid": "65E1C3405F1137D8F8F58FEA"}' + texts[-1][texts[-1].index(b",") :],
+    ]
+    taken = sum(_check_text_row(t) for t in texts)
+    if options is RELAXED:
+        assert taken > 0.8 * len(texts) - 60  # ordinary lines go fast
+
+
+json_leaf = (
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**70), max_value=2**70)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text()
+)
+json_values = st.recursive(
+    json_leaf,
+    lambda children: (
+        st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=5), children, max_size=3)
+    ),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(content=json_values, sender=st.sampled_from(["user", "assistant", "User", "bot"]))
+def test_the_line_fast_path_on_arbitrary_content(content: Any, sender: str) -> None:
+    line = {
+        "_id": {"$oid": "65e1c3405f1137d8f8f58fea"},
+        "session_id": "65e1c3405f1137d8f8f58feb",
+        "sender": sender,
+        "content": content,
+        "timestamp": {"$date": "2024-03-01T12:00:00.123Z"},
+    }
+    _check_text_row(json.dumps(line).encode())

@@ -202,6 +202,14 @@ class PostgresControl:
             )
         return int(status.rsplit(" ", 1)[-1])
 
+    async def any_tombstones(self, table: str) -> bool:
+        """Whether any delete of ``table`` was recorded (a cheap check before a lookup)."""
+        async with self._store.connection("read tombstones") as conn:
+            found: bool = await conn.fetchval(
+                "SELECT EXISTS (SELECT 1 FROM strangler.tombstones WHERE table_name = $1)", table
+            )
+        return found
+
     async def tombstoned(self, table: str, record_ids: Sequence[uuid.UUID | str]) -> set[uuid.UUID]:
         """Which of ``record_ids`` were deleted through the facade."""
         if not record_ids:

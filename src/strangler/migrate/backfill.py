@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import multiprocessing
 import signal
 import time
@@ -73,8 +74,9 @@ Progress = Callable[[str, Counts], None]
 Tombstones = Callable[[str, list[str]], Awaitable[set[uuid.UUID]]]
 
 
-def _ignore_sigint() -> None:
+def _worker_init() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the main process's to handle
+    gc.disable()  # a worker builds plain tuples, never cycles: collecting only costs time
 
 
 @contextlib.contextmanager
@@ -83,7 +85,7 @@ def _workers(n: int) -> Iterator[Executor | None]:
         yield None
         return
     pool = ProcessPoolExecutor(
-        n, mp_context=multiprocessing.get_context("spawn"), initializer=_ignore_sigint
+        n, mp_context=multiprocessing.get_context("spawn"), initializer=_worker_init
     )
     try:
         yield pool
@@ -151,9 +153,12 @@ class Backfill:
         checkpoint: Checkpoint | None = None,
         checkpoint_path: Path | None = None,
         tombstones: Tombstones | None = None,
+        any_tombstones: Callable[[str], Awaitable[bool]] | None = None,
     ) -> None:
         self.source = source
         self.tombstones = tombstones
+        #: Whether a table has any tombstone at all: skips the per-chunk lookup when not.
+        self.any_tombstones = any_tombstones
         self.target = target
         self.report = report
         self.orphans = orphans
@@ -243,14 +248,18 @@ class Backfill:
     async def _load(self, batch: _Batch) -> None:
         collection, prepared = batch.collection, batch.prepared
         seen = self._seen[collection]
-        for row, position in zip(prepared.rows, prepared.positions, strict=True):
-            key = row[0]
-            if key in seen:
-                batch.note(position, "duplicate_id", quarantine=True)
-                continue
-            seen.add(key)
-            batch.rows.append(row)
-            batch.positions.append(position)
+        keys = [row[0] for row in prepared.rows]
+        if seen.isdisjoint(keys) and len(set(keys)) == len(keys):  # the usual case, in C
+            seen.update(keys)
+            batch.rows, batch.positions = list(prepared.rows), list(prepared.positions)
+        else:
+            for row, position in zip(prepared.rows, prepared.positions, strict=True):
+                if row[0] in seen:
+                    batch.note(position, "duplicate_id", quarantine=True)
+                    continue
+                seen.add(row[0])
+                batch.rows.append(row)
+                batch.positions.append(position)
         if collection == "messages":
             await self._orphans(batch)
         if batch.rows and not self.dry_run:
@@ -293,7 +302,10 @@ class Backfill:
 
     async def _orphans(self, batch: _Batch) -> None:
         """Messages whose session is neither in the source nor in the target."""
-        for sid in {r[1] for r in batch.rows if r[1] not in self._sessions}:
+        unknown = {r[1] for r in batch.rows}.difference(self._sessions)
+        if not unknown:
+            return
+        for sid in unknown:
             with contextlib.suppress(NotFound):
                 await self.target.get_session(sid)
                 self._sessions.add(sid)  # created in the new store (by the facade)
@@ -333,6 +345,8 @@ class Backfill:
     async def _gone(self, batch: _Batch) -> list[str]:
         """Rows of this chunk deleted (through the facade, or in the live source) since
         they were read."""
+        if self.tombstones is None and not isinstance(self.source, MongoSource):
+            return []  # a file source without tombstones cannot know
         stored = {
             p: r[0]
             for r, p in zip(batch.rows, batch.positions, strict=True)
@@ -341,6 +355,8 @@ class Backfill:
         if not stored:
             return []
         if self.tombstones is not None:
+            if self.any_tombstones is not None and not await self.any_tombstones(batch.collection):
+                return []  # nothing was deleted through the facade at all
             dead = {str(i) for i in await self.tombstones(batch.collection, list(stored.values()))}
             return [i for i in stored.values() if i in dead]
         if isinstance(self.source, MongoSource):
