@@ -91,21 +91,21 @@ def message_row(out: Outcome) -> tuple[Any, ...]:
 
 def _documents(
     chunk: Chunk, text_fast: Callable[[bytes], tuple[Any, ...] | None] | None, out: Prepared
-) -> Iterator[tuple[Item, list[str]]]:
-    """Each document of the chunk with the repairs decoding it needed; lines that
+) -> Iterator[tuple[int, tuple[Item, list[str]]]]:
+    """Each document of the chunk, by position, with the repairs decoding it needed; lines that
     ``text_fast`` turns into rows go straight to ``out`` instead."""
     if isinstance(chunk, BsonChunk):
         try:
             docs = bson.decode_all(chunk.data, BSON_OPTIONS)
         except BSONError:
-            yield from _bson_one_by_one(chunk.data)
+            yield from enumerate(_bson_one_by_one(chunk.data))
             return
-        for doc in docs:
-            yield doc, []
+        for position, doc in enumerate(docs):
+            yield position, (doc, [])
         return
     for i, text in enumerate(chunk.texts):
         if isinstance(text, BadInput):
-            yield text, []
+            yield i, (text, [])
             continue
         row = None if text_fast is None else text_fast(text)
         if row is not None:
@@ -113,7 +113,7 @@ def _documents(
             out.positions.append(i)
         else:
             fast = fast_loads(text)
-            yield (fast if fast is not None else parse_text(text, chunk.where(i))), []
+            yield i, ((fast if fast is not None else parse_text(text, chunk.where(i))), [])
 
 
 def _bson_one_by_one(data: bytes) -> Iterator[tuple[Item, list[str]]]:
@@ -141,7 +141,7 @@ def prepare(collection: Collection, chunk: Chunk) -> Prepared:
     to_row = session_row if sessions else message_row
     fast = fast_session_row if sessions else fast_message_row
     text_fast = None if sessions or not isinstance(chunk, TextChunk) else fast_text_message_row
-    for position, (item, decoded_with) in enumerate(_documents(chunk, text_fast, out)):
+    for position, (item, decoded_with) in _documents(chunk, text_fast, out):
         if isinstance(item, BadInput):
             source_id, original = describe(item)
             out.notes[position] = Note(position, ["unparseable"], source_id, original)
