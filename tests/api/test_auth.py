@@ -106,3 +106,45 @@ async def test_auth_without_a_way_to_verify_tokens_does_not_start(
 
     with pytest.raises(ConfigError, match="SUPABASE_JWT_SECRET"):
         create_app(api_settings("dualwrite", supabase_jwt_secret=None))
+
+
+@pytest.fixture
+async def jwks_url() -> Any:
+    """A JWKS endpoint with one RSA key (as Supabase's asymmetric signing keys publish)."""
+    from aiohttp import web
+    from aiohttp.test_utils import TestServer
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    jwk = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(key.public_key()))
+    jwk.update({"kid": "k1", "alg": "RS256", "use": "sig"})
+
+    async def keys(_: web.Request) -> web.Response:
+        return web.json_response({"keys": [jwk]})
+
+    app = web.Application()
+    app.router.add_get("/auth/v1/.well-known/jwks.json", keys)
+    server = TestServer(app)
+    await server.start_server()
+    yield str(server.make_url("/auth/v1/.well-known/jwks.json")), key
+    await server.close()
+
+
+async def test_asymmetric_tokens_are_verified_against_the_jwks(
+    make_api: ApiFactory, jwks_url: Any
+) -> None:
+    url, key = jwks_url
+    client = await make_api("dualwrite", supabase_jwt_secret=None, supabase_jwks_url=url)
+    claims = {"sub": "dana", "aud": "authenticated", "exp": int(time.time()) + 60}
+    good = jwt.encode(claims, key, algorithm="RS256", headers={"kid": "k1"})
+    resp = await client.get("/sessions", headers={"Authorization": f"Bearer {good}"})
+    assert resp.status == 200, await resp.text()
+    forged = jwt.encode(claims, SECRET, algorithm="HS256")  # no HS256 secret configured
+    resp = await client.get("/sessions", headers={"Authorization": f"Bearer {forged}"})
+    assert resp.status == 401
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    other = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    wrong = jwt.encode(claims, other, algorithm="RS256", headers={"kid": "k1"})
+    resp = await client.get("/sessions", headers={"Authorization": f"Bearer {wrong}"})
+    assert resp.status == 401

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -90,3 +91,20 @@ async def test_admin_status_and_divergences(make_api: ApiFactory) -> None:
     assert new["repair_queue_depth"] == 0
     div = await (await client.get("/admin/divergences?limit=5", headers=ADMIN_H)).json()
     assert div["items"] == []
+
+
+async def test_admin_verify_runs_in_the_background_and_reports(make_api: ApiFactory) -> None:
+    client = await make_api("dualwrite")
+    await client.post("/sessions", json={"title": "t"}, headers=as_user("alice"))
+    started = await client.post("/admin/verify", headers=ADMIN_H)
+    job = await started.json()
+    assert started.status == 202 and job["status"] == "running"
+    async with asyncio.timeout(20):
+        while job["status"] == "running":
+            await asyncio.sleep(0.1)
+            job = await (await client.get(f"/admin/verify/{job['id']}", headers=ADMIN_H)).json()
+    assert job["status"] == "done", job
+    assert job["result"]["equal"] is True
+    assert [t["compared"] for t in job["result"]["tables"]] == [1, 0]
+    missing = await client.get("/admin/verify/nope", headers=ADMIN_H)
+    assert missing.status == 404
