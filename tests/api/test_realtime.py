@@ -111,17 +111,18 @@ def second_instance(
         yield served.url
 
 
-@pytest.mark.parametrize("stage", ["off", "dualwrite", "complete"])
+LADDER = ["off", "dualwrite", "shadow", "live", "rampdown", "complete"]
+
+
+@pytest.mark.parametrize("stage", LADDER)
 async def test_a_message_posted_on_one_instance_reaches_a_subscriber_on_another(
     make_api: ApiFactory, second_instance: str, stage: str
 ) -> None:
     """The stage lives in the control table, shared by both instances."""
     client = await make_api(None)
     admin = {"Authorization": f"Bearer {ADMIN}"}
-    for step in {"off": [], "dualwrite": ["dualwrite"], "complete": ["dualwrite", "complete"]}[
-        stage
-    ]:
-        resp = await client.put("/admin/stage", json={"stage": step, "force": True}, headers=admin)
+    for step in LADDER[1 : LADDER.index(stage) + 1]:
+        resp = await client.put("/admin/stage", json={"stage": step}, headers=admin)
         assert resp.status == 200, await resp.text()
     await asyncio.sleep(0.5)  # both instances follow within the poll interval
     s = await _session(client)

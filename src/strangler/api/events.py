@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import time
 import uuid
 from collections import defaultdict
 from dataclasses import dataclass
@@ -27,6 +28,7 @@ log = structlog.get_logger(__name__)
 MAX_INLINE_BYTES = 64 * 1024
 #: Events older than this are pruned (a client away longer reloads instead of replaying).
 RETENTION = dt.timedelta(days=1)
+PRUNE_EVERY = 600.0  # seconds
 
 
 @dataclass(frozen=True)
@@ -75,6 +77,7 @@ class Hub:
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._closing = False
+        self._next_prune = time.monotonic() + PRUNE_EVERY
 
     # --- lifecycle -----------------------------------------------------------------------
     async def start(self) -> None:
@@ -160,7 +163,8 @@ class Hub:
             self._wake.clear()
             try:
                 await self._fetch()
-                if self._last % 1000 == 0:
+                if time.monotonic() >= self._next_prune:
+                    self._next_prune = time.monotonic() + PRUNE_EVERY
                     await self.control.prune_events(dt.datetime.now(dt.UTC) - RETENTION)
             except StranglerError as exc:
                 log.debug("realtime_fetch_failed", error=str(exc))
