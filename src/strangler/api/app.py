@@ -8,6 +8,10 @@ state (``api.keys``).
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import signal
+import sys
 from collections.abc import AsyncIterator
 
 from aiohttp import web
@@ -36,7 +40,21 @@ def create_app(settings: Settings) -> web.Application:
     app[JOBS] = VerifyJobs()
     app.cleanup_ctx.append(_facade)
     app.on_shutdown.append(_close_streams)
+    app.on_startup.append(_dump_tasks_on_sigusr1)
     return app
+
+
+async def _dump_tasks_on_sigusr1(app: web.Application) -> None:
+    """``kill -USR1 <pid>`` prints every asyncio task's stack to stderr: what a hung
+    instance is waiting for."""
+
+    def dump() -> None:
+        for task in asyncio.all_tasks():
+            task.print_stack(file=sys.stderr)
+        sys.stderr.flush()
+
+    with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+        asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, dump)
 
 
 async def _facade(app: web.Application) -> AsyncIterator[None]:

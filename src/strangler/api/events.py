@@ -77,6 +77,7 @@ class Hub:
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._closing = False
+        self._stop = asyncio.Event()
         self._next_prune = time.monotonic() + PRUNE_EVERY
 
     # --- lifecycle -----------------------------------------------------------------------
@@ -96,12 +97,16 @@ class Hub:
                 sub.deliver(None)
 
     async def stop(self) -> None:
+        """End the loops. They stop on a flag, not by cancellation: Python 3.11's
+        ``wait_for`` can swallow a cancel that races its wake-up, and then ``stop`` would
+        wait forever (seen on shutdown)."""
         await self.close_streams()
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        self._stop.set()
+        self._wake.set()
+        if self._tasks:
+            _, late = await asyncio.wait(self._tasks, timeout=10)
+            for task in late:  # still in a store call after 10 s: give up on it
+                task.cancel()
 
     # --- publishing ----------------------------------------------------------------------
     async def publish(self, kind: str, user_id: str, session_id: uuid.UUID, payload: Any) -> None:
@@ -138,7 +143,7 @@ class Hub:
         def notified(*_: Any) -> None:
             self._wake.set()
 
-        while True:
+        while not self._stop.is_set():
             try:
                 closed = asyncio.Event()
                 async with self.store.connection("listen for events") as conn:
@@ -146,21 +151,20 @@ class Hub:
                     await conn.add_listener("strangler_events", notified)
                     try:
                         self._wake.set()  # catch up on what happened while not listening
-                        await closed.wait()
+                        await _first(closed, self._stop)
                     finally:
                         if not conn.is_closed():
                             await conn.remove_listener("strangler_events", notified)
-            except StranglerError as exc:
+            except (StranglerError, OSError) as exc:
                 log.debug("realtime_listen_retry", error=str(exc))
-            except OSError as exc:
-                log.debug("realtime_listen_retry", error=str(exc))
-            await asyncio.sleep(self.poll_seconds)
+            await _first(self._stop, within=self.poll_seconds)
 
     async def _pump(self) -> None:
-        while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.poll_seconds)
+        while not self._stop.is_set():
+            await _first(self._wake, within=self.poll_seconds)
             self._wake.clear()
+            if self._stop.is_set():
+                return
             try:
                 await self._fetch()
                 if time.monotonic() >= self._next_prune:
@@ -180,6 +184,16 @@ class Hub:
                         sub.deliver(event)
             if len(rows) < 1000:
                 return
+
+
+async def _first(*events: asyncio.Event, within: float | None = None) -> None:
+    """Wait until any of ``events`` is set, or ``within`` seconds pass."""
+    waiters = [asyncio.ensure_future(e.wait()) for e in events]
+    try:
+        await asyncio.wait(waiters, timeout=within, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for w in waiters:
+            w.cancel()
 
 
 class StoreUnavailableForStreams(Problem):
