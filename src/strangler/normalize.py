@@ -31,14 +31,15 @@ JsonValue = None | bool | int | float | str | list["JsonValue"] | dict[str, "Jso
 
 def utc_ms(value: dt.datetime) -> dt.datetime:
     """A datetime as timezone-aware UTC truncated to milliseconds. Naive means UTC."""
+    if value.tzinfo is UTC and not value.microsecond % 1000:
+        return value  # already normalised: what the stores hand out
     value = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
     return value.replace(microsecond=value.microsecond - value.microsecond % 1000)
 
 
 def iso_z(value: dt.datetime) -> str:
     """ISO-8601 UTC with millisecond precision and a ``Z``: ``2024-03-01T12:00:00.123Z``."""
-    value = utc_ms(value)
-    return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
+    return utc_ms(value).isoformat(timespec="milliseconds")[:-6] + "Z"
 
 
 def b64(data: bytes) -> str:

@@ -250,3 +250,22 @@ async def test_base64_attachments_in_json_are_checked_too(make_api: ApiFactory) 
         await _json(await client.post(url, json={"content": content}, headers=ALICE), status)
     pdf = {"content": {"type": "pdf"}, "pdf": "data:text/html;base64,PGh0bWw+"}
     await _json(await client.post(url, json=pdf, headers=ALICE), 422)
+
+
+def test_record_json_is_exactly_pydantics_json_form() -> None:
+    import datetime as dt
+
+    from strangler.api.chat import record_json
+    from strangler.models import ChatSession, Message
+
+    s = ChatSession.new(title="t", user_id="u", created_at=dt.datetime(999, 1, 2, 3, 4, 5, 6789))
+    m = Message.new(
+        session_id=s.id,
+        sender="assistant",
+        content={"type": "image", "text": "x", "imageFile": PNG},
+        pdf="https://example.com/a.pdf",
+        timestamp=dt.datetime(2024, 2, 29, 23, 59, 59, 999999, tzinfo=dt.UTC),
+    )
+    for record in (s, m):
+        assert record_json(record) == record.model_dump(mode="json")
+        assert list(record_json(record)) == list(record.model_dump(mode="json"))

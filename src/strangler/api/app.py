@@ -20,7 +20,8 @@ from strangler.api import chat, openapi, ops, realtime
 from strangler.api.auth import Authenticator
 from strangler.api.events import Hub
 from strangler.api.jobs import VerifyJobs
-from strangler.api.keys import AUTH, FACADE, HUB, JOBS, SETTINGS
+from strangler.api.keys import AUTH, FACADE, HUB, JOBS, OWNERS, SETTINGS
+from strangler.api.owners import Owners
 from strangler.api.problems import problems
 from strangler.backends.postgres import PostgresStore
 from strangler.config import Settings
@@ -38,6 +39,7 @@ def create_app(settings: Settings) -> web.Application:
     app.add_routes(realtime.routes)
     app.add_routes(openapi.routes)
     app[JOBS] = VerifyJobs()
+    app[OWNERS] = Owners()
     app.cleanup_ctx.append(_facade)
     app.on_shutdown.append(_close_streams)
     app.on_startup.append(_dump_tasks_on_sigusr1)
@@ -63,6 +65,10 @@ async def _facade(app: web.Application) -> AsyncIterator[None]:
         new = facade.store("new")
         assert isinstance(new, PostgresStore)
         hub = app[HUB] = Hub(new)
+        owners = app[OWNERS]
+        hub.on_event.append(
+            lambda e: owners.forget(e.session_id) if e.kind == "session.deleted" else None
+        )
         await hub.start()
         try:
             yield

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 
 import jwt
 import structlog
@@ -30,6 +31,8 @@ class Authenticator:
     jwks: jwt.PyJWKClient | None
     audience: str
     admin_token: str | None
+    #: token → (sub, exp) of tokens already verified
+    _verified: dict[str, tuple[str, float]] = field(default_factory=dict)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Authenticator:
@@ -75,6 +78,9 @@ class Authenticator:
         token = _bearer(request)
         if token is None:
             raise Unauthorized("missing bearer token: send Authorization: Bearer <Supabase JWT>")
+        hit = self._verified.get(token)
+        if hit is not None and hit[1] > time.time():
+            return hit[0]  # verified before and not expired: a token never changes
         try:
             alg = jwt.get_unverified_header(token).get("alg")
             if alg == "HS256" and self.secret is not None:
@@ -100,6 +106,9 @@ class Authenticator:
         sub = claims.get("sub")
         if not isinstance(sub, str) or not sub:
             raise Unauthorized("the token has no subject (sub)")
+        if len(self._verified) >= 10_000:
+            self._verified.clear()
+        self._verified[token] = (sub, float(claims["exp"]))
         return sub
 
     def admin(self, request: web.Request) -> None:

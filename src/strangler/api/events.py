@@ -11,6 +11,7 @@ import datetime as dt
 import time
 import uuid
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -73,6 +74,8 @@ class Hub:
         self.control = PostgresControl(store)
         self.poll_seconds = poll_seconds
         self._subs: dict[tuple[str, str], set[Subscription]] = defaultdict(set)
+        #: Called with every event from every instance (for example to forget owners).
+        self.on_event: list[Callable[[Event], None]] = []
         self._last = 0
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
@@ -179,6 +182,8 @@ class Hub:
             for row in rows:
                 event = _event(row)
                 self._last = event.id
+                for hook in self.on_event:
+                    hook(event)
                 for key in (("session", str(event.session_id)), ("user", event.user_id)):
                     for sub in list(self._subs.get(key, ())):
                         sub.deliver(event)

@@ -7,6 +7,7 @@ from aiohttp import web
 from strangler.api.auth import Authenticator
 from strangler.api.events import Hub
 from strangler.api.jobs import VerifyJobs
+from strangler.api.owners import Owners
 from strangler.config import Settings
 from strangler.proxy.facade import DualWriteStore
 
@@ -16,3 +17,4 @@ AUTH = web.AppKey("auth", Authenticator)
 
 HUB = web.AppKey("hub", Hub)
 JOBS = web.AppKey("verify_jobs", VerifyJobs)
+OWNERS = web.AppKey("owners", Owners)

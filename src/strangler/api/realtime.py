@@ -18,9 +18,9 @@ import orjson
 import structlog
 from aiohttp import WSMsgType, web
 
-from strangler.api.chat import own_session
+from strangler.api.chat import owned_session_id
 from strangler.api.events import Event, Subscription
-from strangler.api.keys import AUTH, FACADE, HUB
+from strangler.api.keys import AUTH, HUB
 from strangler.api.problems import Problem
 
 log = structlog.get_logger(__name__)
@@ -64,12 +64,12 @@ async def _stream(
 
 @routes.get("/sessions/{session_id}/events")
 async def session_events(request: web.Request) -> web.StreamResponse:
-    session = await own_session(request, request.app[FACADE])
+    sid, _ = await owned_session_id(request)
     hub = request.app[HUB]
     last = _last_event_id(request)
-    sub = hub.subscribe(("session", str(session.id)))
+    sub = hub.subscribe(("session", str(sid)))
     try:
-        backlog = [] if last is None else await hub.backlog(last, session_id=session.id)
+        backlog = [] if last is None else await hub.backlog(last, session_id=sid)
         last = last if last is not None else await hub.control.last_event_id()
         resp = web.StreamResponse(
             headers={

@@ -99,6 +99,15 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
     )
 
 
+async def _reset_connection(conn: asyncpg.Connection) -> None:
+    """What a released connection needs before the next acquirer: strangler sets no session
+    state (the realtime listener unlistens itself, schema changes use their own
+    connection), so only an unfinished transaction is rolled back. asyncpg's default reset
+    costs a round trip on every release, a tenth of a request's time."""
+    if conn.is_in_transaction():
+        await conn.execute("ROLLBACK")
+
+
 def _ms(value: dt.datetime) -> dt.datetime:
     # asyncpg gives timestamptz in UTC; rows strangler wrote are already whole milliseconds.
     return value if value.microsecond % 1000 == 0 else utc_ms(value)
@@ -169,6 +178,7 @@ class PostgresStore:
                 command_timeout=self._timeout,
                 statement_cache_size=self._statement_cache_size,
                 init=_init_connection,
+                reset=_reset_connection,
             )
         return self
 
