@@ -14,6 +14,7 @@ import signal
 import sys
 from collections.abc import AsyncIterator
 
+import structlog
 from aiohttp import web
 
 from strangler.api import chat, openapi, ops, realtime
@@ -23,9 +24,13 @@ from strangler.api.jobs import VerifyJobs
 from strangler.api.keys import AUTH, FACADE, HUB, JOBS, OWNERS, SETTINGS
 from strangler.api.owners import Owners
 from strangler.api.problems import problems
+from strangler.backends.mongo import MongoStore
 from strangler.backends.postgres import PostgresStore
 from strangler.config import Settings
+from strangler.errors import StranglerError
 from strangler.proxy.wiring import connect
+
+log = structlog.get_logger(__name__)
 
 
 def create_app(settings: Settings) -> web.Application:
@@ -62,6 +67,12 @@ async def _dump_tasks_on_sigusr1(app: web.Application) -> None:
 async def _facade(app: web.Application) -> AsyncIterator[None]:
     async with connect(app[SETTINGS]) as facade:
         app[FACADE] = facade
+        old = facade.store("old")
+        if app[SETTINGS].ensure_indexes and isinstance(old, MongoStore):
+            try:
+                await old.ensure_indexes()
+            except StranglerError as exc:  # MongoDB down: serve anyway, say what is missing
+                log.warning("mongo_indexes_not_ensured", error=str(exc))
         new = facade.store("new")
         assert isinstance(new, PostgresStore)
         hub = app[HUB] = Hub(new)

@@ -92,6 +92,11 @@ class Settings(BaseSettings):
     admin_token: SecretStr | None = Field(
         default=None, description="bearer token for /admin; unset: the admin API is closed"
     )
+    ensure_indexes: bool = Field(
+        default=True,
+        description="create the MongoDB indexes the chat queries need when the API starts "
+        "(idempotent; a no-op when the legacy app already has them)",
+    )
     max_body_bytes: int = Field(default=32 * 1024 * 1024, gt=0)
     max_audio_bytes: int = Field(default=10 * 1024 * 1024, gt=0)
     max_image_bytes: int = Field(default=5 * 1024 * 1024, gt=0)
