@@ -34,6 +34,7 @@ bench: $(STAMP)  ## the benchmarks (figures go in README.md)
 	$(BIN)/python bench/stores.py
 	$(BIN)/python bench/facade.py
 	$(BIN)/python bench/backfill.py
+	$(BIN)/python bench/api.py
 
 demo: $(STAMP)  ## start embedded MongoDB + Postgres with legacy data and the schema applied
 	$(BIN)/strangler demo

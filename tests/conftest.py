@@ -13,6 +13,7 @@ import gc
 import itertools
 import os
 import tempfile
+import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -26,6 +27,7 @@ from strangler import schema
 from strangler.backends.base import ChatStore, StoreLimits
 from strangler.backends.mongo import MongoStore
 from strangler.backends.postgres import PostgresStore
+from strangler.backends.supabase_rest import SupabaseRestStore
 from strangler.embedded import EmbeddedMongo, EmbeddedPostgres
 from strangler.proxy import DualWriteStore, FacadeOptions, Stage, assemble
 from strangler.proxy.compare import normalise
@@ -34,7 +36,10 @@ from strangler.proxy.compare import normalise
 os.environ.setdefault("XDG_RUNTIME_DIR", tempfile.mkdtemp(prefix="strangler-xdg-"))
 
 _db_counter = itertools.count()
-STORE_KINDS = ["mongo", "postgres"]
+#: A live PostgREST (for example docker compose's) runs the REST store through the same
+#: conformance suite: STRANGLER_TEST_POSTGREST_URL plus STRANGLER_TEST_POSTGREST_KEY.
+POSTGREST_URL = os.environ.get("STRANGLER_TEST_POSTGREST_URL")
+STORE_KINDS = ["mongo", "postgres"] + (["supabase_rest"] if POSTGREST_URL else [])
 FACADE_KINDS = ["facade:dualwrite", "facade:shadow", "facade:live", "facade:complete"]
 CONTROL_TABLES = (
     "strangler.pending_writes, strangler.divergences, strangler.stage_control, "
@@ -159,9 +164,34 @@ def make_store(mongo_server: Any, mongo_db: str, clean_pg: str) -> StoreFactory:
             return MongoStore(mongo_server.uri, database=mongo_db, timeout=timeout, limits=limits)
         if kind == "postgres":
             return PostgresStore(clean_pg, timeout=timeout, limits=limits)
+        if kind == "supabase_rest":
+            return _LiveRest(
+                SupabaseRestStore(
+                    POSTGREST_URL or "",
+                    os.environ.get("STRANGLER_TEST_POSTGREST_KEY", ""),
+                    timeout=timeout,
+                    limits=limits,
+                )
+            )
         raise ValueError(kind)
 
     return make
+
+
+class _LiveRest:
+    """Opens the REST store on a live PostgREST and empties both tables first."""
+
+    def __init__(self, store: SupabaseRestStore) -> None:
+        self.store = store
+
+    async def __aenter__(self) -> SupabaseRestStore:
+        await self.store.__aenter__()
+        for table in ("messages", "chat_sessions"):
+            await self.store._table(table).delete().neq("id", str(uuid.UUID(int=0))).execute()
+        return self.store
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await self.store.__aexit__(*exc)
 
 
 class FacadeHandle:
