@@ -6,8 +6,9 @@ import pytest
 
 from strangler.backends.mongo import MongoStore
 from strangler.backends.postgres import PostgresStore
+from strangler.backends.supabase_rest import SupabaseRestStore
 from strangler.config import Settings
-from strangler.config.selection import new_store, old_store
+from strangler.config.selection import new_chat_store, new_store, old_store
 from strangler.errors import ConfigError
 
 
@@ -36,3 +37,50 @@ def test_missing_urls_say_which_variable_to_set(monkeypatch: pytest.MonkeyPatch)
         old_store(settings)
     with pytest.raises(ConfigError, match="SUPABASE_DB_URL"):
         new_store(settings)
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        ({"SUPABASE_DB_URL": "postgresql://u:p@h/db"}, PostgresStore),
+        ({"SUPABASE_URL": "https://p.supabase.co", "SUPABASE_KEY": "k"}, SupabaseRestStore),
+        (
+            {
+                "SUPABASE_DB_URL": "postgresql://u:p@h/db",
+                "SUPABASE_URL": "https://p.supabase.co",
+                "SUPABASE_KEY": "k",
+            },
+            PostgresStore,
+        ),
+        (
+            {
+                "SUPABASE_DB_URL": "postgresql://u:p@h/db",
+                "SUPABASE_URL": "https://p.supabase.co",
+                "SUPABASE_KEY": "k",
+                "STRANGLER_NEW_BACKEND": "rest",
+            },
+            SupabaseRestStore,
+        ),
+    ],
+    ids=["db-url", "url-and-key", "both", "both-rest-chosen"],
+)
+def test_the_supabase_store_is_chosen_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch, env: dict[str, str], expected: type
+) -> None:
+    for name in ("SUPABASE_DB_URL", "SUPABASE_URL", "SUPABASE_KEY", "STRANGLER_NEW_BACKEND"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    assert isinstance(new_chat_store(Settings(_env_file=None)), expected)  # type: ignore[call-arg]
+
+
+def test_no_supabase_store_says_what_to_set(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("SUPABASE_DB_URL", "SUPABASE_URL", "SUPABASE_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    with pytest.raises(ConfigError, match="SUPABASE_URL and SUPABASE_KEY"):
+        new_chat_store(Settings(_env_file=None))  # type: ignore[call-arg]
+    monkeypatch.setenv("STRANGLER_NEW_BACKEND", "postgres")
+    monkeypatch.setenv("SUPABASE_URL", "https://p.supabase.co")
+    monkeypatch.setenv("SUPABASE_KEY", "k")
+    with pytest.raises(ConfigError, match="needs SUPABASE_DB_URL"):
+        new_chat_store(Settings(_env_file=None))  # type: ignore[call-arg]

@@ -19,9 +19,11 @@ from typing import Any
 import structlog
 
 from strangler.backends.mongo import MongoStore
+from strangler.backends.postgres import PostgresStore
 from strangler.backends.postgres_control import PostgresControl
+from strangler.backends.supabase_rest import SupabaseRestStore
 from strangler.config import Settings
-from strangler.config.selection import BULK_TIMEOUT, new_store, old_store
+from strangler.config.selection import BULK_TIMEOUT, new_chat_store, new_store, old_store
 from strangler.errors import ConfigError
 from strangler.migrate.backfill import Backfill, Counts, Orphans, summary_table
 from strangler.migrate.checkpoint import Checkpoint
@@ -93,9 +95,8 @@ async def stage_set(settings: Settings, target: Stage, *, reason: str | None, fo
 
 
 async def verify(settings: Settings, *, as_json: bool, since: dt.datetime | None = None) -> int:
-    async with old_store(settings, bulk=True) as old, new_store(settings, bulk=True) as new:
-        facade = assemble(old, new, FacadeOptions.from_settings(settings))
-        stage = await facade.controller.refresh()
+    async with old_store(settings, bulk=True) as old, new_chat_store(settings, bulk=True) as new:
+        stage = await _stage(settings, old, new)
         auth, other = (old, new) if stage.authoritative == "old" else (new, old)
         diffs = await diff_stores(auth, other, keep=1000, since=since)
     equal = all(d.equal for d in diffs.values())
@@ -157,9 +158,8 @@ def _short(value: Any, limit: int = 60) -> Any:
 
 
 async def run_repair(settings: Settings, *, dry_run: bool, since: dt.datetime | None = None) -> int:
-    async with old_store(settings, bulk=True) as old, new_store(settings, bulk=True) as new:
-        facade = assemble(old, new, FacadeOptions.from_settings(settings))
-        stage = await facade.controller.refresh()
+    async with old_store(settings, bulk=True) as old, new_chat_store(settings, bulk=True) as new:
+        stage = await _stage(settings, old, new)
         auth, other = (old, new) if stage.authoritative == "old" else (new, old)
         diffs = await diff_stores(auth, other, since=since)
         results = await repair(auth, other, diffs, dry_run=dry_run)
@@ -187,6 +187,21 @@ async def prune_tombstones(settings: Settings, *, older_than_days: float, dry_ru
     verb = "would prune" if dry_run else "pruned"
     print(f"{verb} {n} tombstones of deletes made before {iso_z(before)}")
     return 0
+
+
+async def _stage(
+    settings: Settings, old: MongoStore, new: PostgresStore | SupabaseRestStore
+) -> Stage:
+    """The stage: from the control table over the direct store; over REST, where the
+    control table is out of reach, it must be given as STRANGLER_STAGE."""
+    if isinstance(new, PostgresStore):
+        return await assemble(old, new, FacadeOptions.from_settings(settings)).controller.refresh()
+    if settings.stage is None:
+        raise ConfigError(
+            "over the REST API the shared stage cannot be read: set STRANGLER_STAGE to the "
+            "current stage (or SUPABASE_DB_URL to use the direct store)"
+        )
+    return settings.stage
 
 
 def _is_directory(path: str) -> bool:
@@ -250,7 +265,16 @@ async def backfill(
         else:
             raise ConfigError(f"--source {src!r} is neither a MongoDB URI nor a directory")
         saved = Checkpoint.load(checkpoint, origin.name) if resume else None
-        target = await stack.enter_async_context(new_store(settings, bulk=True))
+        target = new_chat_store(settings, bulk=True)
+        await stack.enter_async_context(target)
+        control = PostgresControl(target) if isinstance(target, PostgresStore) else None
+        if control is None and isinstance(origin, FileSource):
+            log.warning(
+                "backfill_without_tombstones",
+                detail="over REST there are no tombstones: a delete made through the facade "
+                "after this export was taken can come back; prefer a live MongoDB source, or "
+                "set SUPABASE_DB_URL",
+            )
         rep = stack.enter_context(Report(report, append=resume))
         for name in ("chat_sessions", "messages"):
             totals[name] = await origin.estimate(name)
@@ -265,8 +289,8 @@ async def backfill(
             progress=progress,
             checkpoint=saved,
             checkpoint_path=checkpoint,
-            tombstones=PostgresControl(target).tombstoned,
-            any_tombstones=PostgresControl(target).any_tombstones,
+            tombstones=None if control is None else control.tombstoned,
+            any_tombstones=None if control is None else control.any_tombstones,
         ).run()
     if tty:
         sys.stderr.write("\n")

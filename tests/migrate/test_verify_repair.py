@@ -187,3 +187,21 @@ async def test_repair_reports_what_it_cannot_copy_and_repairs_the_rest(
     assert len(results["messages"].failed) == 1
     assert "orphan" in next(iter(results["messages"].failed.values()))
     assert (await pg_store.get_message(fine.id)).content == fine.content
+
+
+def test_verify_over_rest_needs_the_stage_given(mongo_server: Any, mongo_db: str) -> None:
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("SUPABASE_DB_URL", "STRANGLER_STAGE", "STRANGLER_NEW_BACKEND")
+    }
+    env |= {
+        "MONGO_URI": mongo_server.uri,
+        "MONGO_DB": mongo_db,
+        "SUPABASE_URL": "http://127.0.0.1:9",
+        "SUPABASE_KEY": "service-role",
+        "STRANGLER_LOG_FORMAT": "json",
+    }
+    out = _cli(env, "verify")
+    assert out.returncode == 2, out.stderr
+    assert "set STRANGLER_STAGE" in out.stderr and "Traceback" not in out.stderr

@@ -49,6 +49,11 @@ class Settings(BaseSettings):
         description="asyncpg prepared-statement cache; 0 behind the transaction pooler (port 6543)",
     )
     pg_pool_size: int = Field(default=10, ge=1)
+    new_backend: Literal["auto", "postgres", "rest"] = Field(
+        default="auto",
+        description="the Supabase store: postgres (SUPABASE_DB_URL), rest (SUPABASE_URL + "
+        "SUPABASE_KEY), or auto: postgres when SUPABASE_DB_URL is set, else rest",
+    )
 
     # --- the facade ------------------------------------------------------------------
     stage: Stage | None = Field(
