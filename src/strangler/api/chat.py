@@ -345,26 +345,29 @@ async def history(request: web.Request) -> web.Response:
     return json_response(page_json(page, Keyset.of_message))
 
 
-@routes.get("/messages/{message_id}")
-async def get_message(request: web.Request) -> web.Response:
+async def own_message(request: web.Request) -> tuple[Message, str]:
+    """``(message, user)`` for the message in the path if the caller owns its session; 404
+    otherwise."""
     user = await request.app[AUTH].user(request)
     facade = request.app[FACADE]
     mid = path_id(request, "message_id")
     message = await facade.get_message(mid)
     if (await facade.get_session(message.session_id)).user_id != user:
         raise NotFound(f"message {mid} not found")
+    return message, user
+
+
+@routes.get("/messages/{message_id}")
+async def get_message(request: web.Request) -> web.Response:
+    message, _ = await own_message(request)
     return json_response(record_json(message))
 
 
 @routes.delete("/messages/{message_id}")
 async def delete_message(request: web.Request) -> web.Response:
-    user = await request.app[AUTH].user(request)
-    facade = request.app[FACADE]
-    mid = path_id(request, "message_id")
-    message = await facade.get_message(mid)
-    if (await facade.get_session(message.session_id)).user_id != user:
-        raise NotFound(f"message {mid} not found")
-    await facade.delete_message(mid)
+    message, user = await own_message(request)
+    mid = message.id
+    await request.app[FACADE].delete_message(mid)
     await request.app[HUB].publish(
         "message.deleted",
         user,

@@ -62,26 +62,25 @@ def _dict(value: dict[str, Any]) -> dict[str, Any]:
     for key, item in value.items():
         if key[:1] == "$":
             raise _Slow
-        t = type(item)
-        if t is dict:
-            value[key] = _wrapper(item) if item and next(iter(item))[:1] == "$" else _dict(item)
-        elif t is list:
-            value[key] = _list(item)
-        elif t is float and not -_BIG < item < _BIG:
-            raise _Slow
+        value[key] = _value(item)
     return value
 
 
 def _list(items: list[Any]) -> list[Any]:
     for i, item in enumerate(items):
-        t = type(item)
-        if t is dict:
-            items[i] = _wrapper(item) if item and next(iter(item))[:1] == "$" else _dict(item)
-        elif t is list:
-            items[i] = _list(item)
-        elif t is float and not -_BIG < item < _BIG:
-            raise _Slow
+        items[i] = _value(item)
     return items
+
+
+def _value(item: Any) -> Any:
+    t = type(item)
+    if t is dict:
+        return _wrapper(item) if item and next(iter(item))[:1] == "$" else _dict(item)
+    if t is list:
+        return _list(item)
+    if t is float and not -_BIG < item < _BIG:
+        raise _Slow
+    return item
 
 
 def _oid(inner: Any) -> Any:
