@@ -30,9 +30,10 @@ EJSON_OPTIONS = json_util.JSONOptions(
     datetime_conversion=DatetimeConversion.DATETIME_AUTO,
 )
 #: orjson reads an integer past 64 bits as a float; json_util keeps it exact.
-_BIG = 2.0**63
-_HEX24 = re.compile(r"[0-9a-f]{24}")
-_ISO_Z = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,6})?Z")
+BIG_FLOAT = 2.0**63
+#: An ObjectId as mongoexport writes it, and a ``$date`` in its ordinary (UTC) form.
+HEX24 = re.compile(r"[0-9a-f]{24}")
+ISO_Z = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,6})?Z")
 
 
 class _Slow(Exception):
@@ -78,19 +79,19 @@ def _value(item: Any) -> Any:
         return _wrapper(item) if item and next(iter(item))[:1] == "$" else _dict(item)
     if t is list:
         return _list(item)
-    if t is float and not -_BIG < item < _BIG:
+    if t is float and not -BIG_FLOAT < item < BIG_FLOAT:
         raise _Slow
     return item
 
 
 def _oid(inner: Any) -> Any:
-    if type(inner) is str and _HEX24.fullmatch(inner):
+    if type(inner) is str and HEX24.fullmatch(inner):
         return ObjectId(inner)
     raise _Slow
 
 
 def _date(inner: Any) -> Any:
-    if type(inner) is str and _ISO_Z.fullmatch(inner):
+    if type(inner) is str and ISO_Z.fullmatch(inner):
         return dt.datetime.fromisoformat(inner)
     raise _Slow
 

@@ -19,18 +19,14 @@ import base64
 import binascii
 import datetime as dt
 import math
-import re
 from typing import Any
 
 import orjson
 from bson import Int64, ObjectId
 
 from strangler.backends.mongo_codec import MESSAGE_FIELDS
+from strangler.migrate.ejson import BIG_FLOAT, HEX24, ISO_Z
 from strangler.normalize import b64, dump_json, utc_ms
-
-_HEX24 = re.compile(r"[0-9a-f]{24}")
-_ISO_Z = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,6})?Z")
-_BIG = 2.0**63
 
 _MESSAGE_KEYS = frozenset({"_id", "session_id", "sender", "content", "timestamp"})
 _SESSION_KEYS = frozenset({"_id", "title", "created_at", "user_id"})
@@ -81,7 +77,7 @@ def fast_message_row(doc: dict[str, Any]) -> tuple[Any, ...] | None:
         if type(oid) is not ObjectId or type(ref) is not str or sender not in _SENDERS:
             return None
         ref = ref.lower()
-        if not _HEX24.fullmatch(ref):
+        if not HEX24.fullmatch(ref):
             return None
         content = dump_json(_plain(doc["content"]))
         attachments = [doc.get(f) for f in ("audio", "image", "pdf")]
@@ -121,7 +117,7 @@ def _ejson_plain(value: Any) -> Any:
     if t is str or t is int or t is bool or value is None:
         return value
     if t is float:
-        if -_BIG < value < _BIG:
+        if -BIG_FLOAT < value < BIG_FLOAT:
             return value
         raise _Unusual  # an integer past 64 bits that orjson read as a float
     if t is list:
@@ -154,7 +150,7 @@ def _binary_text(wrapper: dict[str, Any]) -> str:
 def _oid_text(value: Any) -> str:
     if type(value) is dict and len(value) == 1:
         hex24 = value.get("$oid")
-        if type(hex24) is str and _HEX24.fullmatch(hex24):
+        if type(hex24) is str and HEX24.fullmatch(hex24):
             return hex24
     raise _Unusual
 
@@ -162,7 +158,7 @@ def _oid_text(value: Any) -> str:
 def _date_text(value: Any) -> dt.datetime:
     if type(value) is dict and len(value) == 1:
         text = value.get("$date")
-        if type(text) is str and _ISO_Z.fullmatch(text):
+        if type(text) is str and ISO_Z.fullmatch(text):
             return utc_ms(dt.datetime.fromisoformat(text))
     raise _Unusual
 
@@ -181,7 +177,7 @@ def fast_text_message_row(text: bytes) -> tuple[Any, ...] | None:
     if type(ref) is not str or sender not in _SENDERS:
         return None
     ref = ref.lower()
-    if not _HEX24.fullmatch(ref):
+    if not HEX24.fullmatch(ref):
         return None
     attachments = [doc.get(f) for f in ("audio", "image", "pdf")]
     if any(a is not None and type(a) is not str for a in attachments):
