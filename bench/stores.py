@@ -8,6 +8,11 @@ taken under the same conditions.
 
 Target (Foundation issue): PostgresStore history p50 ≤ 1.3x the raw asyncpg query.
 
+With ``STRANGLER_TEST_POSTGREST_URL`` and ``STRANGLER_TEST_POSTGREST_KEY`` (a live PostgREST
+or Supabase project, e.g. ``docker compose up`` and ``http://localhost:8000``), the REST store
+(``SupabaseRestStore``) runs the same writes and history page, interleaved with
+PostgresStore, and its ratio to the direct store is printed. Without them it is skipped.
+
     python bench/stores.py [--ops N] [--history-samples N]
 """
 
@@ -16,7 +21,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime as dt
+import os
 import sys
+from contextlib import AsyncExitStack
 from typing import Any
 
 import asyncpg
@@ -27,12 +34,16 @@ from strangler import schema
 from strangler.backends.mongo import MongoStore
 from strangler.backends.mongo_codec import session_ref_candidates
 from strangler.backends.postgres import MESSAGE_COLS, PostgresStore
+from strangler.backends.supabase_rest import SupabaseRestStore
 from strangler.models import ChatSession, Message
 
 HISTORY_SQL = (
     f"SELECT {MESSAGE_COLS} FROM messages WHERE session_id = $1 ORDER BY timestamp, id LIMIT $2"
 )
 T0 = dt.datetime(2024, 1, 1, tzinfo=dt.UTC)
+#: A live PostgREST for the REST store, as the conformance suite takes it.
+REST_URL = os.environ.get("STRANGLER_TEST_POSTGREST_URL")
+REST_KEY = os.environ.get("STRANGLER_TEST_POSTGREST_KEY", "")
 
 
 def _content(i: int) -> dict[str, Any]:
@@ -116,15 +127,24 @@ async def run_level(
     conn = await asyncpg.connect(pg_dsn)
     await conn.execute("TRUNCATE chat_sessions, messages CASCADE")
     await conn.close()
-    async with (
-        MongoStore(mongo_uri, database=db) as mongo,
-        PostgresStore(pg_dsn, max_size=32) as pg,
-    ):
+    async with AsyncExitStack() as stack:
+        mongo = await stack.enter_async_context(MongoStore(mongo_uri, database=db))
+        pg = await stack.enter_async_context(PostgresStore(pg_dsn, max_size=32))
+        rest = (
+            await stack.enter_async_context(
+                SupabaseRestStore(REST_URL, REST_KEY, max_connections=max(clients, 2))
+            )
+            if REST_URL
+            else None
+        )
         await mongo.ensure_indexes()
-        for label, store in (("mongo", mongo), ("postgres", pg)):
+        stores: list[tuple[str, Any]] = [("mongo", mongo), ("postgres", pg)]
+        stores += [("rest", rest)] if rest is not None else []
+        for label, store in stores:
             rows += [st.row() for st in await bench_writes(store, label, clients, args.ops)]
         hm = await seed_history(mongo)
         hp = await seed_history(pg)
+        hr = await seed_history(rest) if rest is not None else None
         raw_pool = await asyncpg.create_pool(pg_dsn, min_size=clients, max_size=max(clients, 2))
         raw_mongo: AsyncMongoClient[Any] = AsyncMongoClient(mongo_uri, tz_aware=True)
         refs = session_ref_candidates(hm.id)
@@ -137,12 +157,14 @@ async def run_level(
             cursor = raw_mongo[db].messages.find({"session_id": {"$in": refs}})
             return await cursor.sort([("timestamp", 1), ("_id", 1)]).limit(51).to_list(None)
 
+        pg_pairs: list[tuple[str, Any]] = [
+            ("raw asyncpg", raw_pg),
+            ("PostgresStore", lambda: pg.history(hp.id)),
+        ]
+        if rest is not None and hr is not None:
+            pg_pairs.append(("SupabaseRestStore", lambda: rest.history(hr.id)))
         try:
-            pg_stats = await bench_history(
-                [("raw asyncpg", raw_pg), ("PostgresStore", lambda: pg.history(hp.id))],
-                clients,
-                args.history_samples,
-            )
+            pg_stats = await bench_history(pg_pairs, clients, args.history_samples)
             mg_stats = await bench_history(
                 [("raw pymongo", raw_mg), ("MongoStore", lambda: mongo.history(hm.id))],
                 clients,
@@ -168,6 +190,14 @@ async def run_level(
         ratios[f"mongo / postgres {op} p50, c={clients}"] = (
             p50[f"mongo {op} c={clients}"] / p50[f"postgres {op} c={clients}"]
         )
+        if REST_URL:
+            ratios[f"rest / postgres {op} p50, c={clients}"] = (
+                p50[f"rest {op} c={clients}"] / p50[f"postgres {op} c={clients}"]
+            )
+    if REST_URL:
+        ratios[f"SupabaseRestStore / PostgresStore history p50, c={clients}"] = h(
+            "SupabaseRestStore"
+        ) / h("PostgresStore")
     return rows, ratios
 
 
@@ -189,7 +219,11 @@ async def main(args: argparse.Namespace) -> int:
     target = ratios["PostgresStore / raw asyncpg history p50, c=1"]
     verdict = "MET" if target <= 1.3 else "MISSED"
     print(f"\ntarget: PostgresStore history p50 <= 1.3x raw asyncpg (c=1): {target:.2f}x {verdict}")
-    print("REST store (SupabaseRestStore): skipped, not built yet")
+    if not REST_URL:
+        print(
+            "REST store (SupabaseRestStore): skipped; set STRANGLER_TEST_POSTGREST_URL and "
+            "STRANGLER_TEST_POSTGREST_KEY to a live PostgREST (docker compose up) to include it"
+        )
     path = save("stores", {"conditions": conditions(), "rows": rows, "ratios": ratios})
     print(f"saved {path}")
     return 0
