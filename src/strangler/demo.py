@@ -24,6 +24,7 @@ from strangler.backends.mongo import MongoStore
 from strangler.backends.postgres import PostgresStore
 from strangler.embedded import EmbeddedMongo, EmbeddedPostgres, free_port
 from strangler.embedded.legacy_data import generate
+from strangler.traffic import Traffic
 
 log = structlog.get_logger(__name__)
 DEMO_DB = "chat"
@@ -38,6 +39,8 @@ class DemoOptions:
     pg_port: int = 54329
     api_port: int = 8080
     exit_after_setup: bool = False
+    #: Requests a second of generated chat traffic (``--traffic``); 0: none.
+    traffic: float = 0.0
 
 
 def _port_or_free(port: int) -> int:
@@ -126,6 +129,7 @@ async def _serve(mongo: EmbeddedMongo, pg: EmbeddedPostgres, opts: DemoOptions) 
     api = f"http://127.0.0.1:{port}"
     print(
         f"""  HTTP API               {api}   (OpenAPI: {api}/openapi.json)
+  dashboard              {api}/admin   (sign in with the admin token)
   admin token            {token}
 
 Try, in another terminal:
@@ -146,9 +150,17 @@ Auth is disabled in the demo: X-User-Id names the user. Press Ctrl-C to stop.
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    traffic = Traffic(api, rate=opts.traffic) if opts.traffic > 0 else None
+    generating = asyncio.create_task(traffic.run()) if traffic is not None else None
+    if traffic is not None:
+        print(f"generating chat traffic: about {opts.traffic:g} requests/s", flush=True)
     try:
         await stop.wait()
     finally:
+        if traffic is not None and generating is not None:
+            traffic.stop()
+            stats = await generating
+            print(f"traffic: {stats.requests} requests, {stats.errors} errors", flush=True)
         print("stopping the API ...", flush=True)
         await runner.cleanup()
 

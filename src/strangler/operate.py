@@ -21,6 +21,7 @@ import structlog
 from strangler.backends.mongo import MongoStore
 from strangler.backends.postgres import PostgresStore
 from strangler.backends.postgres_control import PostgresControl
+from strangler.backends.postgres_runs import recorded
 from strangler.backends.supabase_rest import SupabaseRestStore
 from strangler.config import Settings
 from strangler.config.selection import BULK_TIMEOUT, new_chat_store, new_store, old_store
@@ -98,9 +99,19 @@ async def verify(settings: Settings, *, as_json: bool, since: dt.datetime | None
     async with old_store(settings, bulk=True) as old, new_chat_store(settings, bulk=True) as new:
         stage = await _stage(settings, old, new)
         auth, other = (old, new) if stage.authoritative == "old" else (new, old)
-        diffs = await diff_stores(auth, other, keep=1000, since=since)
+        window = None if since is None else iso_z(since)
+        params = {"stage": stage.value, "since": window, "origin": "cli"}
+        async with recorded(new, "verify", params) as run:
+
+            def progress(table: str, compared: int) -> None:
+                run.progress[table] = compared
+
+            diffs = await diff_stores(auth, other, keep=1000, since=since, progress=progress)
+            run.result = {
+                "equal": all(d.equal for d in diffs.values()),
+                "tables": [d.summary() for d in diffs.values()],
+            }
     equal = all(d.equal for d in diffs.values())
-    window = None if since is None else iso_z(since)
     if as_json:
         print(
             json.dumps(
@@ -161,8 +172,22 @@ async def run_repair(settings: Settings, *, dry_run: bool, since: dt.datetime | 
     async with old_store(settings, bulk=True) as old, new_chat_store(settings, bulk=True) as new:
         stage = await _stage(settings, old, new)
         auth, other = (old, new) if stage.authoritative == "old" else (new, old)
-        diffs = await diff_stores(auth, other, since=since)
-        results = await repair(auth, other, diffs, dry_run=dry_run)
+        params = {"stage": stage.value, "dry_run": dry_run, "origin": "cli"}
+        async with recorded(new, "repair", params) as run:
+            diffs = await diff_stores(auth, other, since=since)
+            results = await repair(auth, other, diffs, dry_run=dry_run)
+            run.result = {
+                "tables": [
+                    {
+                        "table": r.table,
+                        "inserted": r.inserted,
+                        "deleted": r.deleted,
+                        "overwritten": r.overwritten,
+                        "failed": len(r.failed),
+                    }
+                    for r in results
+                ]
+            }
     behind = "Supabase" if auth is old else "MongoDB"
     verb = "would" if dry_run else ""
     print(f"stage {stage.value}: making {behind} match" + (" (dry run)" if dry_run else ""))
@@ -229,11 +254,23 @@ async def backfill(
     started = time.monotonic()
     totals: dict[str, int | None] = {}
     tty = sys.stderr.isatty()
+    #: What the dashboard shows of this run (``strangler.job_runs``), refreshed as it goes.
+    shown: dict[str, dict[str, Any]] = {}
 
     def progress(collection: str, c: Counts) -> None:
         rate = c.read / max(time.monotonic() - started, 1e-9)
         total = totals.get(collection)
         eta = (total - c.read) / rate if total and rate and total > c.read else None
+        shown[collection] = {
+            "read": c.read,
+            "written": c.written,
+            "repaired": c.repaired,
+            "quarantined": c.quarantined,
+            "vanished": c.vanished,
+            "total": total,
+            "rows_per_s": round(rate),
+            "eta_s": None if eta is None else round(eta),
+        }
         if tty:
             of = f"/{total:,}" if total else ""
             left = f"  ETA {eta:,.0f}s" if eta is not None else ""
@@ -278,6 +315,12 @@ async def backfill(
         rep = stack.enter_context(Report(report, append=resume))
         for name in ("chat_sessions", "messages"):
             totals[name] = await origin.estimate(name)
+        params = {"source": origin.name, "resume": resume, "orphans": orphans}
+        run = await stack.enter_async_context(
+            # A dry run writes nothing, not even its own record.
+            recorded(None if dry_run else target, "backfill", params)
+        )
+        run.progress["collections"] = shown
         result = await Backfill(
             origin,
             target,
@@ -292,6 +335,11 @@ async def backfill(
             tombstones=None if control is None else control.tombstoned,
             any_tombstones=None if control is None else control.any_tombstones,
         ).run()
+        run.result = {
+            "seconds": round(result.seconds, 1),
+            "report": str(report),
+            "counts": {k: vars(c) for k, c in result.counts.items()},
+        }
     if tty:
         sys.stderr.write("\n")
     print(summary_table(result, dry_run=dry_run))

@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator
 import structlog
 from aiohttp import web
 
-from strangler.api import chat, openapi, ops, realtime
+from strangler.api import chat, dashboard, openapi, ops, realtime
 from strangler.api.auth import Authenticator
 from strangler.api.events import Hub
 from strangler.api.jobs import VerifyJobs
@@ -43,6 +43,7 @@ def create_app(settings: Settings) -> web.Application:
     app.add_routes(ops.routes)
     app.add_routes(realtime.routes)
     app.add_routes(openapi.routes)
+    dashboard.install(app)
     app[JOBS] = VerifyJobs()
     app[OWNERS] = Owners()
     app.cleanup_ctx.append(_facade)

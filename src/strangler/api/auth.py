@@ -22,6 +22,8 @@ from strangler.errors import ConfigError, Forbidden, Unauthorized
 
 log = structlog.get_logger(__name__)
 ASYMMETRIC = ("RS256", "ES256")
+#: The dashboard's session cookie (``HttpOnly``, ``SameSite=Strict``, path ``/admin``).
+ADMIN_COOKIE = "strangler_admin"
 
 
 @dataclass
@@ -112,14 +114,37 @@ class Authenticator:
         return sub
 
     def admin(self, request: web.Request) -> None:
-        """Allow the request only with the admin token (compared in constant time)."""
+        """Allow the request only with the admin token (compared in constant time), sent as
+        a bearer token or as the dashboard's session cookie. A cookie-authenticated request
+        that changes something must also carry ``X-Strangler-Dashboard: 1``, a header a
+        cross-site form cannot send (CSRF), on top of the cookie's ``SameSite=Strict``."""
         if self.admin_token is None:
             raise Forbidden("the admin API is disabled: set STRANGLER_ADMIN_TOKEN to enable it")
         token = _bearer(request)
         if token is None:
-            raise Unauthorized("missing bearer token: send Authorization: Bearer <admin token>")
+            cookie = request.cookies.get(ADMIN_COOKIE)
+            if cookie is None:
+                raise Unauthorized("missing bearer token: send Authorization: Bearer <admin token>")
+            if not hmac.compare_digest(cookie.encode(), self.admin_cookie().encode()):
+                raise Forbidden("the dashboard session is no longer valid; sign in again")
+            if request.method not in ("GET", "HEAD") and (
+                request.headers.get("X-Strangler-Dashboard") != "1"
+            ):
+                raise Forbidden("a dashboard request that changes something needs its header")
+            return
         if not hmac.compare_digest(token.encode(), self.admin_token.encode()):
             raise Forbidden("wrong admin token")
+
+    def check_admin_token(self, token: str) -> bool:
+        return self.admin_token is not None and hmac.compare_digest(
+            token.encode(), self.admin_token.encode()
+        )
+
+    def admin_cookie(self) -> str:
+        """The dashboard session cookie's value: an HMAC of the admin token, so the token
+        itself never sits in the browser, and rotating the token ends every session."""
+        assert self.admin_token is not None
+        return hmac.new(self.admin_token.encode(), b"strangler-dashboard", "sha256").hexdigest()
 
 
 def _bearer(request: web.Request) -> str | None:

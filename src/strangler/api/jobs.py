@@ -18,6 +18,7 @@ from typing import Any
 import structlog
 
 from strangler.backends.base import Table
+from strangler.backends.postgres_runs import recorded
 from strangler.errors import StranglerError
 from strangler.migrate.verify import diff_stores
 from strangler.proxy.facade import DualWriteStore
@@ -76,8 +77,16 @@ class VerifyJobs:
         auth, other = facade.store("old"), facade.store("new")
         if facade.stage.authoritative == "new":
             auth, other = other, auth
+        params = {"stage": job.stage, "origin": "api", "job": job.id}
         try:
-            diffs = await diff_stores(auth, other, keep=100, progress=progress)
+            async with recorded(facade.store("new"), "verify", params) as run:
+                run.progress = job.progress
+                diffs = await diff_stores(auth, other, keep=100, progress=progress)
+                job.progress = {t: d.compared for t, d in diffs.items()}
+                job.result = run.result = {
+                    "equal": all(d.equal for d in diffs.values()),
+                    "tables": [d.summary() for d in diffs.values()],
+                }
         except _Stopped:
             job.status, job.error = "failed", "stopped: the instance shut down"
             return
@@ -85,11 +94,6 @@ class VerifyJobs:
             job.status, job.error = "failed", str(exc)
             log.warning("verify_job_failed", job=job.id, error=str(exc))
             return
-        job.progress = {t: d.compared for t, d in diffs.items()}
-        job.result = {
-            "equal": all(d.equal for d in diffs.values()),
-            "tables": [d.summary() for d in diffs.values()],
-        }
         job.status = "done"
 
     async def stop_all(self) -> None:

@@ -98,7 +98,7 @@ async def status(request: web.Request) -> web.Response:
     return json_response(
         {
             "stage": facade.stage.value,
-            "backends": {role: await _backend(facade, role) for role in ("old", "new")},
+            "backends": {role: await backend_status(facade, role) for role in ("old", "new")},
             "consistency_rate": facade.metrics.consistency_rate(),
             "lag_ms": {
                 "p50": statistics.median(lag) * 1000 if lag else None,
@@ -108,7 +108,7 @@ async def status(request: web.Request) -> web.Response:
     )
 
 
-async def _backend(facade: DualWriteStore, role: Any) -> dict[str, Any]:
+async def backend_status(facade: DualWriteStore, role: Any) -> dict[str, Any]:
     store = facade.store(role)
     try:
         latency: float | None = await store.ping()

@@ -106,3 +106,17 @@ class Settings(BaseSettings):
     max_audio_bytes: int = Field(default=10 * 1024 * 1024, gt=0)
     max_image_bytes: int = Field(default=5 * 1024 * 1024, gt=0)
     max_pdf_bytes: int = Field(default=20 * 1024 * 1024, gt=0)
+
+    # --- the dashboard's quotas panel ------------------------------------------------
+    plan_db_bytes: int = Field(
+        default=8 * 1024**3,
+        gt=0,
+        description="the database size your Supabase plan includes (default 8 GB, Pro; "
+        "500 MB on Free)",
+    )
+    plan_max_rows: int | None = Field(
+        default=None, gt=0, description="a row budget per chat table to warn against; unset: none"
+    )
+    quota_warn_ratio: float = Field(
+        default=0.8, gt=0, le=1, description="a quota is flagged at this share of its limit"
+    )

@@ -9,10 +9,15 @@ ones, with samples and field-level diffs.
 so it can run every few minutes during a migration. A row that only one store's window
 holds is then looked up by id in the other store: its time may differ there, or be a
 legacy string the window cannot match, and that is a difference, not a missing row.
+
+Under live traffic the two scans see slightly different moments, so every id they find
+different is re-read on both sides half a second later (``settle``) and reported only if it
+still differs: a message sent during the verify is not a false alarm.
 """
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -142,6 +147,55 @@ async def diff_table(
     return result
 
 
+#: Seconds to wait before re-reading the ids a scan found different: under live traffic a
+#: row written between the two scans, or whose secondary write is in flight, settles.
+SETTLE_SECONDS = 0.5
+
+
+async def settle(
+    authoritative: ChatStore, other: ChatStore, result: TableDiff, *, delay: float
+) -> TableDiff:
+    """Re-read every kept id on both sides after ``delay`` and keep only what still differs.
+
+    The two scans run one after the other, so under live traffic a message sent meanwhile
+    shows as "extra" or "missing" although both stores hold it a moment later. Ids past
+    ``keep`` were not kept and cannot be re-read: their counts stay as scanned (an upper
+    bound)."""
+    ids = result.ids()
+    if not ids:
+        return result
+    await asyncio.sleep(delay)
+    settled = TableDiff(result.table, compared=result.compared)
+    for kind in ("missing", "extra", "different"):
+        kept = len(result.different if kind == "different" else getattr(result, kind))
+        settled.counts[kind] = result.counts[kind] - kept  # the unkept remain counted
+    for start in range(0, len(ids), 16):
+        chunk = ids[start : start + 16]
+        pairs = await asyncio.gather(
+            *(
+                asyncio.gather(
+                    _lookup(authoritative, result.table, i), _lookup(other, result.table, i)
+                )
+                for i in chunk
+            )
+        )
+        for record_id, (a, b) in zip(chunk, pairs, strict=True):
+            if a is None and b is None:
+                continue  # deleted on both sides meanwhile
+            if b is None:
+                settled.counts["missing"] += 1
+                settled.missing.append(record_id)
+            elif a is None:
+                settled.counts["extra"] += 1
+                settled.extra.append(record_id)
+            else:
+                d = diff_records(a, b)
+                if d:
+                    settled.counts["different"] += 1
+                    settled.different[record_id] = d
+    return settled
+
+
 async def diff_stores(
     authoritative: ChatStore,
     other: ChatStore,
@@ -150,11 +204,14 @@ async def diff_stores(
     keep: int | None = None,
     since: dt.datetime | None = None,
     progress: Progress | None = None,
+    settle_seconds: float = SETTLE_SECONDS,
 ) -> dict[Table, TableDiff]:
-    """Every table's diff; the stores are equal when every ``TableDiff.equal``."""
-    return {
-        t: await diff_table(
+    """Every table's diff; the stores are equal when every ``TableDiff.equal``. What the
+    scans find different is re-read after ``settle_seconds`` (:func:`settle`)."""
+    out = {}
+    for t in TABLES:
+        scanned = await diff_table(
             authoritative, other, t, batch=batch, keep=keep, since=since, progress=progress
         )
-        for t in TABLES
-    }
+        out[t] = await settle(authoritative, other, scanned, delay=settle_seconds)
+    return out

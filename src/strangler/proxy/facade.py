@@ -137,7 +137,15 @@ class DualWriteStore:
             return
         auth = self.store(stage.authoritative)
         other = self.store("new" if stage.authoritative == "old" else "old")
-        self.shadow.submit(table, key, result, lambda: fn(auth), lambda: fn(other), differ)
+        # The other store's read is timed, so its latency shows while it is not serving.
+        self.shadow.submit(
+            table,
+            key,
+            result,
+            lambda: fn(auth),
+            lambda: self._call(other, f"shadow_{table}", fn),
+            differ,
+        )
 
     async def _read_record(
         self, table: str, record_id: uuid.UUID, fn: Callable[[ChatStore], Awaitable[T]]
@@ -174,7 +182,13 @@ class DualWriteStore:
         # PyMongo operation mid-server-selection corrupts its topology lock. The request waits
         # at most secondary_timeout; past that the record is journaled and the task finishes
         # on its own, bounded by the store's own timeouts (replay is idempotent either way).
-        task = asyncio.get_running_loop().create_task(secondary(auth, self.store(target), result))
+        sec = self.store(target)
+
+        async def timed_secondary() -> None:
+            async with self.metrics.timed(sec.name, op):
+                await secondary(auth, sec, result)
+
+        task = asyncio.get_running_loop().create_task(timed_secondary())
         self._background.add(task)
         task.add_done_callback(self._background.discard)
         task.add_done_callback(_retrieve)

@@ -19,6 +19,7 @@ import time
 from collections import deque
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
@@ -77,21 +78,64 @@ class FacadeMetrics:
         self.stage = Gauge("strangler_stage", "1 for the current stage", ["stage"], registry=r)
         #: The most recent lag samples, for exact percentiles (benchmarks, dashboard).
         self.recent_lag: deque[float] = deque(maxlen=10_000)
+        #: Time-stamped recent samples for the dashboard's windowed charts:
+        #: (monotonic time, store, seconds, failed), (time, matched), (time, lag seconds).
+        self.recent_ops: deque[tuple[float, str, float, bool]] = deque(maxlen=20_000)
+        self.recent_comparisons: deque[tuple[float, bool]] = deque(maxlen=10_000)
+        self.recent_lag_at: deque[tuple[float, float]] = deque(maxlen=10_000)
 
     def observe_lag(self, seconds: float) -> None:
         self.lag.observe(seconds)
         self.recent_lag.append(seconds)
+        self.recent_lag_at.append((time.monotonic(), seconds))
+
+    def compared(self, table: str, *, diverged: bool) -> None:
+        self.comparisons.labels(table, "diverged" if diverged else "match").inc()
+        self.recent_comparisons.append((time.monotonic(), not diverged))
 
     @asynccontextmanager
     async def timed(self, store: str, op: str) -> AsyncIterator[None]:
         start = time.perf_counter()
+        failed = False
         try:
             yield
         except StranglerError as exc:
+            failed = True
             self.errors.labels(store, op, type(exc).__name__).inc()
             raise
         finally:
-            self.op_seconds.labels(store, op).observe(time.perf_counter() - start)
+            elapsed = time.perf_counter() - start
+            self.op_seconds.labels(store, op).observe(elapsed)
+            self.recent_ops.append((time.monotonic(), store, elapsed, failed))
+
+    def window(self, seconds: float = 10.0) -> dict[str, Any]:
+        """The last ``seconds``: each store's p50/p99 latency (ms), error rate and ops/s;
+        the consistency rate of shadow comparisons; the secondary lag p99 (ms). A value
+        with no samples in the window is ``None``."""
+        since = time.monotonic() - seconds
+        per_store: dict[str, list[tuple[float, bool]]] = {}
+        for t, store, elapsed, failed in reversed(self.recent_ops):
+            if t < since:
+                break
+            per_store.setdefault(store, []).append((elapsed, failed))
+        stores = {}
+        for store, samples in per_store.items():
+            lat = sorted(e for e, _ in samples)
+            stores[store] = {
+                "p50_ms": _pct(lat, 0.5) * 1000,
+                "p99_ms": _pct(lat, 0.99) * 1000,
+                "error_rate": sum(1 for _, f in samples if f) / len(samples),
+                "ops_per_s": len(samples) / seconds,
+            }
+        matched = [m for t, m in self.recent_comparisons if t >= since]
+        lag = sorted(v for t, v in self.recent_lag_at if t >= since)
+        return {
+            "window_s": seconds,
+            "stores": stores,
+            "consistency_rate": sum(matched) / len(matched) if matched else None,
+            "comparisons": len(matched),
+            "lag_p99_ms": _pct(lag, 0.99) * 1000 if lag else None,
+        }
 
     def consistency_rate(self) -> float | None:
         match = diverged = 0.0
@@ -107,3 +151,7 @@ class FacadeMetrics:
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+def _pct(ordered: list[float], q: float) -> float:
+    return ordered[min(len(ordered) - 1, int(len(ordered) * q))]

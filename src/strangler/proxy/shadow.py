@@ -93,7 +93,7 @@ class ShadowReader:
                     _outcome(auth_fetch), _outcome(other_fetch)
                 )
                 diff = differ(auth_now, other_now)
-            self.metrics.comparisons.labels(table, "diverged" if diff else "match").inc()
+            self.metrics.compared(table, diverged=bool(diff))
             if diff and self.on_divergence is not None:
                 await self.on_divergence(table, key, diff)
         except StranglerError as exc:
