@@ -5,7 +5,7 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: install test test-all lint fmt bench demo clean
+.PHONY: install test test-all lint fmt bench demo clean browser
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -20,6 +20,12 @@ test: $(STAMP)  ## run the test suite against real embedded servers (skips the s
 
 test-all: $(STAMP)  ## the whole suite, slow tests included
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+browser:  ## Debian's Chromium for the dashboard's browser tests (they skip without it)
+	@command -v chromium >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq chromium; \
+	  else sudo apt-get update -qq && sudo apt-get install -y -qq chromium; fi; }
+	@chromium --version
 
 lint: $(STAMP)  ## ruff (lint + format check) and mypy --strict on src/
 	$(BIN)/ruff check .

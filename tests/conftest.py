@@ -43,7 +43,7 @@ STORE_KINDS = ["mongo", "postgres"] + (["supabase_rest"] if POSTGREST_URL else [
 FACADE_KINDS = ["facade:dualwrite", "facade:shadow", "facade:live", "facade:complete"]
 CONTROL_TABLES = (
     "strangler.pending_writes, strangler.divergences, strangler.stage_control, "
-    "strangler.stage_transitions, strangler.tombstones"
+    "strangler.stage_transitions, strangler.tombstones, strangler.job_runs"
 )
 
 

@@ -205,3 +205,29 @@ def test_verify_over_rest_needs_the_stage_given(mongo_server: Any, mongo_db: str
     out = _cli(env, "verify")
     assert out.returncode == 2, out.stderr
     assert "set STRANGLER_STAGE" in out.stderr and "Traceback" not in out.stderr
+
+
+async def test_verify_rereads_what_the_scans_found_different_before_reporting(
+    mongo_store: MongoStore, pg_store: PostgresStore
+) -> None:
+    """Under live traffic a row written between the two scans, or whose secondary write is
+    in flight, is equal a moment later: ``settle`` drops it; a real difference stays."""
+    from strangler.migrate.verify import diff_table, settle
+
+    s = _session("s", RECENT)
+    late = _message(s, "sent during the verify", RECENT)
+    drift = _session("drift", RECENT)
+    for store in (mongo_store, pg_store):
+        await store.upsert_sessions([s, drift])
+    await mongo_store.upsert_messages([late])
+    await pg_store.rename_session(drift.id, "drifted")
+    scanned = await diff_table(mongo_store, pg_store, "messages")
+    assert scanned.missing == [late.id]
+    await pg_store.upsert_messages([late])  # the secondary write lands
+    settled = await settle(mongo_store, pg_store, scanned, delay=0)
+    assert settled.equal and settled.compared == scanned.compared
+
+    sessions = await diff_table(mongo_store, pg_store, "chat_sessions")
+    settled = await settle(mongo_store, pg_store, sessions, delay=0)
+    assert list(settled.different) == [drift.id] and settled.counts["different"] == 1
+    assert settled.different[drift.id]["title"] == {"authoritative": "drift", "other": "drifted"}

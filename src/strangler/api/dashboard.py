@@ -28,6 +28,7 @@ from strangler.api.auth import ADMIN_COOKIE
 from strangler.api.chat import json_response
 from strangler.api.keys import AUTH, FACADE, JOBS, SETTINGS
 from strangler.api.ops import backend_status
+from strangler.api.problems import Problem
 from strangler.backends.postgres import PostgresStore
 from strangler.backends.postgres_runs import JobRuns, QuotaPlan, quotas
 from strangler.errors import InvalidInput, StranglerError
@@ -107,7 +108,16 @@ async def login(request: web.Request) -> web.Response:
     auth = request.app[AUTH]
     if auth.admin_token is None:
         return _page("login.html", 403, message="The dashboard is disabled.")
-    form = await request.post()
+    if request.content_type not in ("application/x-www-form-urlencoded", "multipart/form-data"):
+        raise Problem(
+            415,
+            "unsupported_media_type",
+            "send the sign-in form as application/x-www-form-urlencoded (field: token)",
+        )
+    try:
+        form = await request.post()
+    except ValueError as exc:  # a malformed body or multipart boundary
+        raise Problem(400, "invalid_form", f"the sign-in form cannot be read: {exc}") from None
     token = form.get("token")
     if not isinstance(token, str) or not auth.check_admin_token(token.strip()):
         log.warning("dashboard_login_failed", remote=request.remote)

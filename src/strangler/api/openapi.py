@@ -21,6 +21,10 @@ _TIME = {"type": "string", "format": "date-time"}
 _NULLABLE_TEXT = {"type": ["string", "null"]}
 
 
+def _html(description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"text/html": {"schema": {"type": "string"}}}}
+
+
 def _ref(name: str) -> dict[str, str]:
     return {"$ref": f"#/components/schemas/{name}"}
 
@@ -89,6 +93,7 @@ def build() -> dict[str, Any]:
     chat = ["chat"]
     ops = ["operations"]
     admin = ["admin"]
+    dashboard = ["dashboard"]
     return {
         "openapi": "3.1.0",
         "info": {
@@ -313,6 +318,111 @@ def build() -> dict[str, Any]:
                     {"202": _json(_ref("VerifyJob"), "The job, running")},
                     security="admin",
                     tags=admin,
+                )
+            },
+            "/admin": {
+                "get": _op(
+                    "The operator dashboard (HTML), or its sign-in page without a session",
+                    {"200": _html("The dashboard or the sign-in page"), "403": _html("Disabled")},
+                    security=None,
+                    tags=dashboard,
+                )
+            },
+            "/admin/login": {
+                "post": _op(
+                    "Sign in with the admin token; sets the HttpOnly session cookie",
+                    {
+                        "303": {"description": "Signed in: to /admin"},
+                        "200": _html("The dashboard, when the redirect is followed"),
+                        "403": _html("Wrong token: the sign-in page with the error"),
+                    },
+                    body={
+                        "required": True,
+                        "content": {
+                            "application/x-www-form-urlencoded": {
+                                "schema": {
+                                    "type": "object",
+                                    "properties": {"token": {"type": "string"}},
+                                }
+                            }
+                        },
+                    },
+                    security=None,
+                    tags=dashboard,
+                )
+            },
+            "/admin/logout": {
+                "post": _op(
+                    "Sign out: clears the session cookie",
+                    {
+                        "303": {"description": "To /admin"},
+                        "200": _html("The sign-in page, when the redirect is followed"),
+                    },
+                    security=None,
+                    tags=dashboard,
+                )
+            },
+            "/admin/static/{name}": {
+                "parameters": [
+                    {
+                        "name": "name",
+                        "in": "path",
+                        "required": True,
+                        "schema": {"type": "string", "enum": ["dashboard.css", "dashboard.js"]},
+                    }
+                ],
+                "get": _op(
+                    "The dashboard's stylesheet and script",
+                    {
+                        "200": {
+                            "description": "The file",
+                            "content": {
+                                "text/css": {"schema": {"type": "string"}},
+                                "text/javascript": {"schema": {"type": "string"}},
+                            },
+                        }
+                    },
+                    security=None,
+                    tags=dashboard,
+                ),
+            },
+            "/admin/overview": {
+                "get": _op(
+                    "Everything the dashboard shows: stage and ladder, backends, quotas, "
+                    "backfill/verify/repair runs, divergences, stage history",
+                    {"200": _json({"type": "object"}, "The overview")},
+                    security="admin",
+                    tags=dashboard,
+                )
+            },
+            "/admin/stage/preview": {
+                "get": _op(
+                    "What moving to a stage would change, its warnings, and why it is blocked",
+                    {"200": _json({"type": "object"}, "The preview")},
+                    params=[
+                        {
+                            "name": "to",
+                            "in": "query",
+                            "required": True,
+                            "schema": {"type": "string"},
+                        }
+                    ],
+                    security="admin",
+                    tags=dashboard,
+                )
+            },
+            "/admin/stream": {
+                "get": _op(
+                    "Server-Sent Events: a `tick` a second with windowed latency, error rate, "
+                    "consistency rate, secondary lag and repair-queue depth",
+                    {
+                        "200": {
+                            "description": "The event stream",
+                            "content": {"text/event-stream": {"schema": {"type": "string"}}},
+                        }
+                    },
+                    security="admin",
+                    tags=dashboard,
                 )
             },
             "/admin/verify/{job_id}": {
