@@ -16,6 +16,7 @@ from __future__ import annotations
 import codecs
 import gzip
 import json
+import zlib
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -87,6 +88,8 @@ def parse_text(text: bytes, where: str) -> Item:
         doc = exact_loads(text)
     except (ValueError, TypeError, BSONError, OverflowError) as exc:
         return BadInput(where, text.decode("utf-8", "replace"), f"{type(exc).__name__}: {exc}")
+    except RecursionError:  # nested deeper than Python's parser goes; MongoDB allows 100
+        return BadInput(where, text.decode("utf-8", "replace"), "JSON nested too deeply")
     if not isinstance(doc, dict):
         return BadInput(
             where,
@@ -164,6 +167,32 @@ def _open(path: Path) -> BinaryIO:
     return open(path, "rb")
 
 
+#: What reading a damaged file raises: a corrupt or truncated gzip stream, an I/O error.
+_UNREADABLE = (OSError, EOFError, zlib.error)
+
+
+def _guarded(
+    items: Iterator[tuple[int, bytes | BadInput]], path: Path
+) -> Iterator[tuple[int, bytes | BadInput]]:
+    """The items, until the file cannot be read further (a corrupt or truncated ``.gz``);
+    then one ``BadInput`` for the rest of it, so the damage is reported, not a traceback."""
+    last = 0
+    try:
+        for number, text in items:
+            last = number
+            yield number, text
+    except _UNREADABLE as exc:
+        yield (
+            last + 1,
+            BadInput(
+                f"{path.name}:{last + 1} and after",
+                "",
+                f"the file cannot be read past this point ({type(exc).__name__}: {exc}); "
+                "re-export it or fix the archive, then run again with --resume",
+            ),
+        )
+
+
 def _jsonl(handle: BinaryIO, path: Path) -> Iterator[tuple[int, bytes | BadInput]]:
     for n, raw in enumerate(handle, start=1):
         try:
@@ -218,6 +247,17 @@ def _array(
             return
         try:
             _, end = decoder.raw_decode(buf, pos)
+        except RecursionError:
+            yield (
+                n + 1,
+                BadInput(
+                    f"{path.name}:element {n + 1} and after",
+                    buf[pos : pos + 10_000],
+                    f"element {n + 1} is nested too deeply to read; the rest of the array "
+                    "cannot be split into documents",
+                ),
+            )
+            return
         except json.JSONDecodeError as exc:
             if not eof:
                 more()  # the element may continue in the next chunk
@@ -264,10 +304,13 @@ class FileSource:
 
     async def chunks(self, collection: str, batch: int, skip: int = 0) -> AsyncIterator[Chunk]:
         path = self.path(collection)
-        with _open(path) as probe:
-            is_array = probe.read(4096).lstrip()[:1] == b"["
+        try:
+            with _open(path) as probe:
+                is_array = probe.read(4096).lstrip()[:1] == b"["
+        except _UNREADABLE:
+            is_array = False  # _guarded reports it at the first read
         with _open(path) as handle:
-            items = _array(handle, path) if is_array else _jsonl(handle, path)
+            items = _guarded(_array(handle, path) if is_array else _jsonl(handle, path), path)
             unit = "element" if is_array else "line"
             numbers: list[int] = []
             texts: list[bytes | BadInput] = []
