@@ -5,7 +5,7 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: install test test-all lint fmt bench demo clean browser
+.PHONY: install test test-slow test-all lint fmt bench demo clean browser
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -17,6 +17,9 @@ install: $(STAMP)  ## create .venv and install strangler with its dev extras
 
 test: $(STAMP)  ## run the test suite against real embedded servers (skips the slow tests)
 	$(BIN)/pytest -m "not slow" $(PYTEST_ARGS)
+
+test-slow: $(STAMP)  ## only the slow tests: the chaos harness's short run, the long fuzzing run
+	$(BIN)/pytest -m slow $(PYTEST_ARGS)
 
 test-all: $(STAMP)  ## the whole suite, slow tests included
 	$(BIN)/pytest $(PYTEST_ARGS)
@@ -41,6 +44,7 @@ bench: $(STAMP)  ## the benchmarks (figures go in README.md)
 	$(BIN)/python bench/facade.py
 	$(BIN)/python bench/backfill.py
 	$(BIN)/python bench/api.py
+	$(BIN)/python bench/chaos.py
 
 demo: $(STAMP)  ## start embedded MongoDB + Postgres with legacy data and the schema applied
 	$(BIN)/strangler demo

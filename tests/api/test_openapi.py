@@ -3,6 +3,9 @@ that breaks it."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -65,9 +68,15 @@ def fuzz_target(
         yield served.url
 
 
+#: Examples per operation: 40 in the quick suite; the slow run asks for more.
+EXAMPLES = int(os.environ.get("STRANGLER_FUZZ_EXAMPLES", "40"))
+#: When set, every generated request appends a line here (the slow run counts them).
+COUNT_FILE = os.environ.get("STRANGLER_FUZZ_COUNT_FILE")
+
+
 @fuzzed.parametrize()
 @settings(
-    max_examples=40,
+    max_examples=EXAMPLES,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
@@ -75,6 +84,9 @@ def test_fuzzing_finds_no_server_error_and_no_undocumented_response(
     case: Any, fuzz_target: str
 ) -> None:
     headers = ADMIN_H if case.path.startswith("/admin") else USER
+    if COUNT_FILE:
+        with open(COUNT_FILE, "a", encoding="utf-8") as fh:
+            fh.write(f"{case.method} {case.path}\n")
     case.call_and_validate(
         base_url=fuzz_target,
         headers=headers,
@@ -85,3 +97,27 @@ def test_fuzzing_finds_no_server_error_and_no_undocumented_response(
             response_schema_conformance,
         ],
     )
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1800)
+def test_a_long_fuzzing_run_sends_over_2000_requests_and_finds_no_5xx(tmp_path: Any) -> None:
+    """The reliability issue's run: the fuzz test above with more examples per operation,
+    in a fresh pytest process, counting the requests it really sent."""
+    count = tmp_path / "requests.txt"
+    env = {**os.environ, "STRANGLER_FUZZ_EXAMPLES": "250", "STRANGLER_FUZZ_COUNT_FILE": str(count)}
+    proc = subprocess.run(
+        [
+            *(sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-x"),
+            f"{__file__}::test_fuzzing_finds_no_server_error_and_no_undocumented_response",
+            f"--basetemp={tmp_path / 'inner'}",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1700,
+    )
+    assert proc.returncode == 0, proc.stdout[-4000:]
+    sent = count.read_text().splitlines()
+    assert len(sent) >= 2000, f"only {len(sent)} requests generated"
+    assert len({line.split(" ", 1)[1] for line in sent}) >= 15  # spread over the whole API

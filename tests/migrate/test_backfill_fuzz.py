@@ -53,11 +53,14 @@ def _write(directory: Path, name: str, data: bytes, *, gz: bool = False) -> None
 async def _run(directory: Path, pg: PostgresStore) -> tuple[object, list[str]]:
     """The backfill's result, or the StranglerError's message: anything else fails."""
     with Report(directory / "report.jsonl") as report:
+        error: StranglerError | None = None
         try:
             result = await Backfill(FileSource(directory), pg, report, dry_run=True).run()
         except StranglerError as exc:
-            assert str(exc), "an error without a message"
-            return exc, []
+            error = exc
+    if error is not None:
+        assert str(error), "an error without a message"
+        return error, []
     lines = (directory / "report.jsonl").read_text().splitlines()
     return result, lines
 
@@ -124,8 +127,10 @@ def test_the_cli_never_prints_a_traceback(case: str, clean_pg: str, tmp_path: Pa
     _write(tmp_path, "messages", HOSTILE[case])
     env = {**os.environ, "SUPABASE_DB_URL": clean_pg, "STRANGLER_LOG_FORMAT": "json"}
     proc = subprocess.run(
-        [sys.executable, "-m", "strangler.cli", "backfill", "--source", str(tmp_path)]
-        + ["--report", str(tmp_path / "r.jsonl"), "--checkpoint", str(tmp_path / "cp.json")],
+        [
+            *(sys.executable, "-m", "strangler.cli", "backfill", "--source", str(tmp_path)),
+            *("--report", str(tmp_path / "r.jsonl"), "--checkpoint", str(tmp_path / "cp.json")),
+        ],
         env=env,
         capture_output=True,
         text=True,

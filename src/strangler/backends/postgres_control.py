@@ -13,6 +13,9 @@ from strangler.backends.postgres import PostgresStore
 from strangler.proxy.journal import PendingWrite
 from strangler.proxy.stages import Role, Stage
 
+#: How long a replayer holds the journal entries it took (``PostgresJournal.due``).
+LEASE_SECONDS = 30.0
+
 
 class PostgresJournal:
     """Pending secondary writes, in ``strangler.pending_writes``."""
@@ -34,13 +37,19 @@ class PostgresJournal:
 
     async def due(self, targets: Sequence[Role], limit: int) -> list[PendingWrite]:
         async with self._store.connection("journal due") as conn:
+            # Claimed for LEASE_SECONDS: another instance's replayer skips them, and if this
+            # one dies they are due again when the lease ends.
             rows = await conn.fetch(
-                "SELECT id, target, table_name, record_id, attempts, last_error, created_at"
-                " FROM strangler.pending_writes WHERE target = ANY($1::text[]) AND next_at <= now()"
-                " ORDER BY id LIMIT $2",
+                "UPDATE strangler.pending_writes SET next_at = now() + make_interval(secs => $3)"
+                " WHERE id IN (SELECT id FROM strangler.pending_writes"
+                " WHERE target = ANY($1::text[]) AND next_at <= now()"
+                " ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED)"
+                " RETURNING id, target, table_name, record_id, attempts, last_error, created_at",
                 list(targets),
                 limit,
+                LEASE_SECONDS,
             )
+            rows = sorted(rows, key=lambda r: r[0])
         return [
             PendingWrite(
                 target=r[1],

@@ -46,7 +46,9 @@ class WriteJournal(Protocol):
         ...
 
     async def due(self, targets: Sequence[Role], limit: int) -> list[PendingWrite]:
-        """Entries for ``targets`` whose next attempt is due, oldest first."""
+        """Entries for ``targets`` whose next attempt is due, oldest first. A journal may
+        claim them for a lease (Postgres does: another instance's replayer skips them until
+        the lease ends or ``retry_later``/``done`` settles them)."""
         ...
 
     async def done(self, entries: Sequence[PendingWrite]) -> None:

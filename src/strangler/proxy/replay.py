@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import datetime as dt
 from collections.abc import Callable
+from typing import Any
 
 import structlog
 
@@ -23,6 +24,10 @@ from strangler.proxy.mirror import mirror
 from strangler.proxy.stages import Role, Stage, other
 
 log = structlog.get_logger(__name__)
+
+
+#: Records mirrored at once by one replay batch.
+CONCURRENCY = 16
 
 
 class Replayer:
@@ -76,7 +81,10 @@ class Replayer:
             self._wake.clear()
             if self._stopping:
                 return
-            await self.run_once()
+            # A full batch means more are due: keep going (a rollback from complete may
+            # have thousands of parked writes to replay) until a batch comes back short.
+            while await self.run_once() >= self._batch and not self._stopping:
+                pass
 
     async def run_once(self) -> int:
         """One pass over both journals; returns how many entries landed."""
@@ -95,41 +103,55 @@ class Replayer:
         return landed
 
     async def _drain(self, journal: WriteJournal, targets: list[Role]) -> int:
-        landed = 0
+        """One batch: each record is mirrored once however many entries name it (mirroring
+        copies its current state), up to ``CONCURRENCY`` records at a time. Every mirror
+        runs to completion; none is cancelled."""
         entries = await journal.due(targets, self._batch)
+        groups: dict[tuple[Role, str, Any], list[PendingWrite]] = {}
+        for entry in entries:
+            groups.setdefault((entry.target, entry.table, entry.record_id), []).append(entry)
         done: list[PendingWrite] = []
         dead: list[PendingWrite] = []
-        for entry in entries:
-            try:
-                await mirror(
-                    self._stores[other(entry.target)],
-                    self._stores[entry.target],
-                    entry.table,
-                    entry.record_id,
-                )
-            except CorruptRecord as exc:
-                # It can never land (an orphan in the source): set it aside, loudly, rather
-                # than retry forever and block the move to complete. Verify still shows it.
-                log.error(
-                    "secondary_write_dead_lettered",
-                    table=entry.table,
-                    id=str(entry.record_id),
-                    target=entry.target,
-                    error=str(exc),
-                )
-                self._metrics.repairs.labels("dead_letter").inc()
-                dead.append(entry)
-                continue
-            except StranglerError as exc:
-                delay = min(self._max_backoff, 0.5 * 2 ** min(entry.attempts, 10))
-                self._metrics.repairs.labels("retry").inc()
-                await journal.retry_later(entry, f"{type(exc).__name__}: {exc}", delay)
-                continue
-            done.append(entry)
-            self._metrics.repairs.labels("landed").inc()
-            self._metrics.observe_lag((dt.datetime.now(dt.UTC) - entry.created_at).total_seconds())
+        gate = asyncio.Semaphore(CONCURRENCY)
+
+        async def land(group: list[PendingWrite]) -> None:
+            entry = group[0]
+            async with gate:
+                try:
+                    await mirror(
+                        self._stores[other(entry.target)],
+                        self._stores[entry.target],
+                        entry.table,
+                        entry.record_id,
+                    )
+                except CorruptRecord as exc:
+                    # It can never land (an orphan in the source): set it aside, loudly,
+                    # rather than retry forever and block the move to complete. Verify still
+                    # shows it.
+                    log.error(
+                        "secondary_write_dead_lettered",
+                        table=entry.table,
+                        id=str(entry.record_id),
+                        target=entry.target,
+                        error=str(exc),
+                    )
+                    self._metrics.repairs.labels("dead_letter").inc(len(group))
+                    dead.extend(group)
+                    return
+                except StranglerError as exc:
+                    self._metrics.repairs.labels("retry").inc(len(group))
+                    for e in group:
+                        delay = min(self._max_backoff, 0.5 * 2 ** min(e.attempts, 10))
+                        await journal.retry_later(e, f"{type(exc).__name__}: {exc}", delay)
+                    return
+            done.extend(group)
+            self._metrics.repairs.labels("landed").inc(len(group))
+            now = dt.datetime.now(dt.UTC)
+            for e in group:
+                self._metrics.observe_lag((now - e.created_at).total_seconds())
+
+        await asyncio.gather(*(land(g) for g in groups.values()))
         await journal.done(done + dead)
-        landed += len(done)
         if done:
             log.info("secondary_writes_replayed", journal=journal.name, count=len(done))
-        return landed
+        return len(done)
