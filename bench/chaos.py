@@ -109,12 +109,16 @@ class Instance:
         """RSS (kB) and open file descriptors of the running process."""
         if self.proc is None or self.proc.poll() is not None:
             return {}
-        status = Path(f"/proc/{self.proc.pid}/status").read_text()
+        try:
+            status = Path(f"/proc/{self.proc.pid}/status").read_text()
+            fds = os.listdir(f"/proc/{self.proc.pid}/fd")
+        except OSError:  # it exited meanwhile
+            return {}
         rss = next(int(ln.split()[1]) for ln in status.splitlines() if ln.startswith("VmRSS"))
-        fds = os.listdir(f"/proc/{self.proc.pid}/fd")
-        sockets = sum(
-            1 for fd in fds if os.readlink(f"/proc/{self.proc.pid}/fd/{fd}").startswith("socket:")
-        )
+        sockets = 0
+        for fd in fds:
+            with contextlib.suppress(OSError):  # closed between listing and reading
+                sockets += os.readlink(f"/proc/{self.proc.pid}/fd/{fd}").startswith("socket:")
         return {"rss_kb": rss, "fds": len(fds), "sockets": sockets}
 
 
@@ -184,29 +188,31 @@ class Load:
     ) -> tuple[int, Any]:
         """One request through the balancer: (status, JSON) or (0, None) with no answer."""
         headers = {"X-User-Id": user}
+        last: Exception | None = None
         start = time.perf_counter()
         phase = self.phase
+        first, self._rr = self._rr, self._rr + 1  # fixed now: other requests move it on
         for attempt in range(len(self.instances)):
-            inst = self.instances[(self._rr + attempt) % len(self.instances)]
+            inst = self.instances[(first + attempt) % len(self.instances)]
             try:
                 async with http.request(
                     method, inst.url + path, json=body, headers=headers
                 ) as resp:
                     data = await resp.json() if resp.content_type.endswith("json") else None
-                    self._rr += 1
                     self.requests += 1
                     self.latencies.append(time.perf_counter() - start)
                     if resp.status >= 500:
                         self.failures.append(Failure(time.time(), phase, f"HTTP {resp.status}"))
                     return resp.status, data
-            except aiohttp.ClientConnectorError:
+            except aiohttp.ClientConnectorError as exc:
+                last = exc
                 continue  # refused: the request never left; the balancer tries the next one
             except (aiohttp.ClientError, TimeoutError) as exc:
                 self.requests += 1
                 self.failures.append(Failure(time.time(), phase, type(exc).__name__))
                 return 0, None
         self.requests += 1
-        self.failures.append(Failure(time.time(), phase, "no instance reachable"))
+        self.failures.append(Failure(time.time(), phase, f"no instance reachable: {last}"))
         return 0, None
 
     async def _client(self, http: aiohttp.ClientSession, n: int) -> None:
@@ -273,7 +279,9 @@ class Load:
 
     async def run(self) -> None:
         timeout = aiohttp.ClientTimeout(total=15)
-        connector = aiohttp.TCPConnector(limit=0)
+        # A new connection per request, as a balancer in front of restarting instances
+        # does: no pooled connection to a killed process is ever reused.
+        connector = aiohttp.TCPConnector(limit=0, force_close=True)
         async with aiohttp.ClientSession(timeout=timeout, connector=connector) as http:
             await asyncio.gather(*(self._client(http, n) for n in range(self.clients)))
 
@@ -285,7 +293,9 @@ class Load:
 class Fault:
     name: str
     stage: str  # injected while at this stage (by position in the walk)
-    expect_failures: bool  # True only when the authoritative store is down
+    #: True when requests may fail: the authoritative store is down, or an instance is
+    #: killed with requests in flight (they fail with it; new ones go to the other).
+    expect_failures: bool
 
 
 class Harness:
@@ -377,12 +387,12 @@ class Harness:
                 1: Fault("pg down (non-authoritative)", "dualwrite", False),
                 2: Fault("slow mongo (authoritative)", "shadow", False),
                 3: Fault("mongo down (non-authoritative)", "live", False),
-                5: Fault("sigkill api instance", "complete", False),
+                5: Fault("sigkill api instance", "complete", True),
                 6: Fault("slow pg (authoritative)", "rampdown", False),
                 9: Fault("slow pg (non-authoritative)", "dualwrite", False),
             }
         return {
-            1: Fault("sigkill api instance", "dualwrite", False),
+            1: Fault("sigkill api instance", "dualwrite", True),
             2: Fault("pg down (non-authoritative)", "shadow", False),
             4: Fault("mongo down (non-authoritative)", "rampdown", False),
             7: Fault("pg down (authoritative)", "live", True),
@@ -443,9 +453,13 @@ class Harness:
     async def run(self) -> dict[str, Any]:
         self.mongo.start()
         self.pg.start()
+        self.instances: list[Instance] = []
         try:
             return await self._run()
         finally:
+            for inst in self.instances:  # a run that failed halfway leaves none behind
+                if inst.proc is not None and inst.proc.poll() is None:
+                    inst.kill()
             await asyncio.to_thread(self.mongo.stop)
             await asyncio.to_thread(self.pg.stop)
 

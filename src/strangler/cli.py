@@ -55,15 +55,14 @@ def _cmd_schema(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
-    from aiohttp import web
-
     from strangler.api import create_app
+    from strangler.api.server import serve
 
     host = args.host or settings.host
     port = args.port or settings.port
     app = create_app(settings)
     print(f"strangler: serving the chat API on http://{host}:{port} (Ctrl-C stops)", flush=True)
-    web.run_app(app, host=host, port=port, print=None, shutdown_timeout=10, access_log=None)
+    asyncio.run(serve(app, host, port, header_timeout=settings.header_timeout))
     return 0
 
 

@@ -109,7 +109,7 @@ async def _serve(mongo: EmbeddedMongo, pg: EmbeddedPostgres, opts: DemoOptions) 
     """The HTTP API on the facade until SIGINT/SIGTERM, then a graceful stop."""
     from aiohttp import web
 
-    from strangler.api import create_app
+    from strangler.api import create_app, server
     from strangler.config import Settings
 
     token = secrets.token_urlsafe(18)
@@ -123,7 +123,7 @@ async def _serve(mongo: EmbeddedMongo, pg: EmbeddedPostgres, opts: DemoOptions) 
         admin_token=token,
     )
     port = _port_or_free(opts.api_port)
-    runner = web.AppRunner(create_app(settings), shutdown_timeout=10)
+    runner = server.runner(create_app(settings))
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", port).start()
     api = f"http://127.0.0.1:{port}"

@@ -85,7 +85,7 @@ class Served:
 
 
 @contextlib.contextmanager
-def serve(env: dict[str, str], log: Path) -> Iterator[Served]:
+def serve(env: dict[str, str], log: Path, *, ready: str = "/readyz") -> Iterator[Served]:
     """``strangler serve`` in a process of its own, once it is ready; on exit, checks that
     it stops cleanly (exit code 0) on SIGTERM."""
     port = free_port()
@@ -108,8 +108,8 @@ def serve(env: dict[str, str], log: Path) -> Iterator[Served]:
     deadline = time.monotonic() + 30
     while True:
         try:
-            with urllib.request.urlopen(f"{url}/readyz", timeout=1) as ready:
-                ready.read()
+            with urllib.request.urlopen(f"{url}{ready}", timeout=1) as answer:
+                answer.read()
             break
         except OSError:
             if proc.poll() is not None or time.monotonic() > deadline:

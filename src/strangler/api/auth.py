@@ -33,6 +33,8 @@ class Authenticator:
     jwks: jwt.PyJWKClient | None
     audience: str
     admin_token: str | None
+    #: Required ``iss``; None: not checked.
+    issuer: str | None = None
     #: token → (sub, exp) of tokens already verified
     _verified: dict[str, tuple[str, float]] = field(default_factory=dict)
 
@@ -68,6 +70,8 @@ class Authenticator:
             jwks=jwt.PyJWKClient(jwks_url, cache_keys=True) if jwks_url else None,
             audience=settings.jwt_audience,
             admin_token=admin,
+            issuer=settings.jwt_issuer
+            or (f"{settings.supabase_url.rstrip('/')}/auth/v1" if settings.supabase_url else None),
         )
 
     async def user(self, request: web.Request) -> str:
@@ -99,7 +103,8 @@ class Authenticator:
                 key,  # type: ignore[arg-type]
                 algorithms=[alg],
                 audience=self.audience,
-                options={"require": ["exp", "sub"]},
+                issuer=self.issuer,
+                options={"require": ["exp", "sub", *(["iss"] if self.issuer else [])]},
             )
         except jwt.ExpiredSignatureError:
             raise Unauthorized("the token has expired; sign in again") from None

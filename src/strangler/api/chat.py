@@ -7,6 +7,7 @@ user sees and changes only their own sessions and messages; anyone else's are an
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import uuid
 from typing import Any
@@ -129,6 +130,27 @@ def query_time(request: web.Request, name: str) -> dt.datetime | None:
     return value
 
 
+#: Seconds a client has to send a request body (``STRANGLER_BODY_TIMEOUT``): a slow upload is
+#: cut off with 408.
+BODY_TIMEOUT = 30.0
+
+
+def body_timeout(request: web.Request) -> float:
+    return request.app[SETTINGS].body_timeout if SETTINGS in request.app else BODY_TIMEOUT
+
+
+async def read_body(request: web.Request) -> bytes:
+    """The whole body, within ``body_timeout`` (a slow client gets 408, not a held slot)."""
+    limit = body_timeout(request)
+    try:
+        async with asyncio.timeout(limit):
+            return await request.read()
+    except TimeoutError:
+        raise Problem(
+            408, "request_timeout", f"the request body did not arrive within {limit:g} s"
+        ) from None
+
+
 async def json_body(request: web.Request) -> dict[str, Any]:
     if request.content_type != "application/json":
         raise Problem(
@@ -136,7 +158,7 @@ async def json_body(request: web.Request) -> dict[str, Any]:
             "unsupported_media_type",
             f"send application/json, not {request.content_type or 'no content type'}",
         )
-    raw = await request.read()
+    raw = await read_body(request)
     try:
         body = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
@@ -252,7 +274,11 @@ async def send_message(request: web.Request) -> web.Response:
     sid, user = await owned_session_id(request)
     limits = Limits.from_settings(request.app[SETTINGS])
     if request.content_type == "multipart/form-data":
-        fields = await _multipart_message(request, limits)
+        try:
+            async with asyncio.timeout(body_timeout(request)):
+                fields = await _multipart_message(request, limits)
+        except TimeoutError:
+            raise Problem(408, "request_timeout", "the upload did not arrive in time") from None
     else:
         fields = _json_message(await json_body(request), limits)
     message = Message.new(session_id=sid, **fields)

@@ -25,7 +25,7 @@ import structlog
 from aiohttp import web
 
 from strangler.api.auth import ADMIN_COOKIE
-from strangler.api.chat import json_response
+from strangler.api.chat import body_timeout, json_response
 from strangler.api.keys import AUTH, FACADE, JOBS, SETTINGS
 from strangler.api.ops import backend_status
 from strangler.api.problems import Problem
@@ -115,7 +115,10 @@ async def login(request: web.Request) -> web.Response:
             "send the sign-in form as application/x-www-form-urlencoded (field: token)",
         )
     try:
-        form = await request.post()
+        async with asyncio.timeout(body_timeout(request)):
+            form = await request.post()
+    except TimeoutError:
+        raise Problem(408, "request_timeout", "the sign-in form did not arrive in time") from None
     except ValueError as exc:  # a malformed body or multipart boundary
         raise Problem(400, "invalid_form", f"the sign-in form cannot be read: {exc}") from None
     token = form.get("token")

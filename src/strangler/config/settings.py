@@ -94,6 +94,17 @@ class Settings(BaseSettings):
         "/auth/v1/.well-known/jwks.json when SUPABASE_URL is set",
     )
     jwt_audience: str = "authenticated"
+    jwt_issuer: str | None = Field(
+        default=None,
+        description="the iss user tokens must carry; default SUPABASE_URL + /auth/v1 when "
+        "SUPABASE_URL is set (Supabase Auth's issuer), else not checked",
+    )
+    header_timeout: float = Field(
+        default=10.0, gt=0, description="seconds a new connection has to send a request head"
+    )
+    body_timeout: float = Field(
+        default=30.0, gt=0, description="seconds a client has to send a request body"
+    )
     admin_token: SecretStr | None = Field(
         default=None, description="bearer token for /admin; unset: the admin API is closed"
     )
