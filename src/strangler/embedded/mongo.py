@@ -24,6 +24,16 @@ def _port_open(host: str, port: int) -> bool:
         return False
 
 
+def _alive(pid: int) -> bool:
+    """Running, not exited (an exited child stays in /proc as a zombie until reaped; its
+    files and locks are already released)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
 class EmbeddedMongo:
     """A SecantusDB server on ``127.0.0.1:port`` with its data in ``storage_path``.
 
@@ -119,11 +129,14 @@ class EmbeddedMongo:
         except OSError:
             return
         if b"secantus" in cmdline and str(self.storage_path).encode() in cmdline:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(pid, signal.SIGTERM)
-            deadline = time.monotonic() + 15
-            while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
-                time.sleep(0.05)
+            for sig, wait in ((signal.SIGTERM, 15.0), (signal.SIGKILL, 10.0)):
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(pid, sig)
+                deadline = time.monotonic() + wait
+                while _alive(pid) and time.monotonic() < deadline:
+                    time.sleep(0.05)
+                if not _alive(pid):
+                    return
 
     def stop(self, *, kill: bool = False, timeout: float = 15.0) -> None:
         """Stop the server: SIGTERM and wait (or SIGKILL at once when ``kill``)."""
