@@ -8,6 +8,8 @@ import datetime as dt
 import orjson
 import pytest
 from bson import ObjectId
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from strangler import ids
 from strangler.errors import InvalidInput
@@ -96,3 +98,16 @@ def test_invalid_sender_names_the_field() -> None:
         Message.new(
             session_id=ids.new_id(), sender="system", content={"type": "conversation", "text": "x"}
         )
+
+
+@settings(max_examples=500)
+@given(st.datetimes(timezones=st.one_of(st.none(), st.just(dt.UTC), st.timezones())))
+def test_iso_z_formats_like_isoformat_truncated_to_milliseconds(value: dt.datetime) -> None:
+    """``iso_z`` uses orjson's formatter for speed; it must equal the plain definition."""
+    from strangler.normalize import iso_z, utc_ms
+
+    try:
+        expected = utc_ms(value).isoformat(timespec="milliseconds")[:-6] + "Z"
+    except OverflowError:  # near datetime.min/max, the UTC shift leaves the range
+        return
+    assert iso_z(value) == expected

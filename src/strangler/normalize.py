@@ -38,8 +38,14 @@ def utc_ms(value: dt.datetime) -> dt.datetime:
 
 
 def iso_z(value: dt.datetime) -> str:
-    """ISO-8601 UTC with millisecond precision and a ``Z``: ``2024-03-01T12:00:00.123Z``."""
-    return utc_ms(value).isoformat(timespec="milliseconds")[:-6] + "Z"
+    """ISO-8601 UTC with millisecond precision and a ``Z``: ``2024-03-01T12:00:00.123Z``.
+
+    orjson's C formatter does the work (a third of ``isoformat``'s time: this runs 50 times
+    a history page); it writes whole seconds without a fraction, and microseconds as six
+    digits, of which ``utc_ms`` leaves the last three zero."""
+    value = utc_ms(value)
+    text = orjson.dumps(value, option=orjson.OPT_UTC_Z).decode()
+    return text[1:24] + "Z" if value.microsecond else text[1:20] + ".000Z"
 
 
 def b64(data: bytes) -> str:
