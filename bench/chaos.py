@@ -161,6 +161,18 @@ class Ledger:
     #: Deletes answered 404: not an acknowledged delete, and not judged.
     deletes_not_found: int = 0
 
+    def deleted(self, rid: str, status: int, live: dict[str, Any], gone: set[str]) -> None:
+        """Record the answer to a delete: acknowledged (204), not found (404: not judged),
+        or unanswered (it may have landed: not judged either)."""
+        if status == 204:
+            gone.add(rid)
+            live.pop(rid, None)
+            return
+        if status == 404:
+            self.deletes_not_found += 1
+        if status in (0, 404) or status >= 500:
+            self.maybe_deleted.add(rid)
+
 
 class Load:
     """Closed-loop clients; each owns its sessions, so the ledger's order is exact."""
@@ -254,25 +266,11 @@ class Load:
                 if candidates:
                     mid = self.rng.choice(candidates)
                     status, _ = await self._send(http, user, "DELETE", f"/messages/{mid}")
-                    if status == 204:
-                        led.deleted_messages.add(mid)
-                        led.messages.pop(mid, None)
-                    elif status == 404:
-                        led.deletes_not_found += 1
-                        led.maybe_deleted.add(mid)
-                    elif status == 0 or status >= 500:
-                        led.maybe_deleted.add(mid)
+                    led.deleted(mid, status, led.messages, led.deleted_messages)
             elif roll < 0.78 and len(mine) > 1:
                 sid = mine.pop(self.rng.randrange(len(mine)))
                 status, _ = await self._send(http, user, "DELETE", f"/sessions/{sid}")
-                if status == 204:
-                    led.deleted_sessions.add(sid)
-                    led.sessions.pop(sid, None)
-                elif status == 404:
-                    led.deletes_not_found += 1
-                    led.maybe_deleted.add(sid)
-                elif status == 0 or status >= 500:
-                    led.maybe_deleted.add(sid)
+                led.deleted(sid, status, led.sessions, led.deleted_sessions)
             else:
                 sid = self.rng.choice(mine)
                 await self._send(http, user, "GET", f"/sessions/{sid}/messages?limit=50")

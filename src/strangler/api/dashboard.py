@@ -29,6 +29,7 @@ from strangler.api.chat import body_timeout, json_response
 from strangler.api.keys import AUTH, FACADE, JOBS, SETTINGS
 from strangler.api.ops import backend_status
 from strangler.api.problems import Problem
+from strangler.api.realtime import sse_response
 from strangler.backends.postgres import PostgresStore
 from strangler.backends.postgres_runs import JobRuns, QuotaPlan, quotas
 from strangler.errors import InvalidInput, StranglerError
@@ -344,15 +345,7 @@ async def stream(request: web.Request) -> web.StreamResponse:
     request.app[AUTH].admin(request)
     facade = request.app[FACADE]
     streams = request.app[STREAMS]
-    resp = web.StreamResponse(
-        headers={
-            "Content-Type": "text/event-stream",
-            "Cache-Control": "no-cache",
-            "X-Accel-Buffering": "no",
-        }
-    )
-    await resp.prepare(request)
-    await resp.write(b"retry: 2000\n\n")
+    resp = await sse_response(request, retry_ms=2000)
     try:
         while not streams.closing:
             data = orjson.dumps(await tick(facade))

@@ -29,6 +29,21 @@ routes = web.RouteTableDef()
 HEARTBEAT_SECONDS = 15.0
 
 
+async def sse_response(request: web.Request, *, retry_ms: int) -> web.StreamResponse:
+    """A prepared Server-Sent Events response (unbuffered by proxies), with the client's
+    reconnect delay already sent."""
+    resp = web.StreamResponse(
+        headers={
+            "Content-Type": "text/event-stream",
+            "Cache-Control": "no-cache",
+            "X-Accel-Buffering": "no",  # nginx: pass events through at once
+        }
+    )
+    await resp.prepare(request)
+    await resp.write(b"retry: %d\n\n" % retry_ms)
+    return resp
+
+
 def _last_event_id(request: web.Request) -> int | None:
     raw = request.headers.get("Last-Event-ID") or request.query.get("last_event_id")
     if raw is None:
@@ -71,15 +86,7 @@ async def session_events(request: web.Request) -> web.StreamResponse:
     try:
         backlog = [] if last is None else await hub.backlog(last, session_id=sid)
         last = last if last is not None else await hub.control.last_event_id()
-        resp = web.StreamResponse(
-            headers={
-                "Content-Type": "text/event-stream",
-                "Cache-Control": "no-cache",
-                "X-Accel-Buffering": "no",
-            }
-        )
-        await resp.prepare(request)
-        await resp.write(b"retry: 1000\n\n")
+        resp = await sse_response(request, retry_ms=1000)
         async for event in _stream(sub, backlog, last):
             await resp.write(b": heartbeat\n\n" if event is None else event.sse())
         return resp
