@@ -195,6 +195,11 @@ class Load:
     def stop(self) -> None:
         self._stop = True
 
+    def fail(self, kind: str) -> None:
+        """A failed request, under the phase at the moment it failed: a request in flight
+        on an instance when it is killed fails with the kill, whenever it started."""
+        self.failures.append(Failure(time.time(), self.phase, kind))
+
     async def _send(
         self, http: aiohttp.ClientSession, user: str, method: str, path: str, body: Any = None
     ) -> tuple[int, Any]:
@@ -202,7 +207,6 @@ class Load:
         headers = {"X-User-Id": user}
         last: Exception | None = None
         start = time.perf_counter()
-        phase = self.phase
         first, self._rr = self._rr, self._rr + 1  # fixed now: other requests move it on
         for attempt in range(len(self.instances)):
             inst = self.instances[(first + attempt) % len(self.instances)]
@@ -214,17 +218,17 @@ class Load:
                     self.requests += 1
                     self.latencies.append(time.perf_counter() - start)
                     if resp.status >= 500:
-                        self.failures.append(Failure(time.time(), phase, f"HTTP {resp.status}"))
+                        self.fail(f"HTTP {resp.status}")
                     return resp.status, data
             except aiohttp.ClientConnectorError as exc:
                 last = exc
                 continue  # refused: the request never left; the balancer tries the next one
             except (aiohttp.ClientError, TimeoutError) as exc:
                 self.requests += 1
-                self.failures.append(Failure(time.time(), phase, type(exc).__name__))
+                self.fail(type(exc).__name__)
                 return 0, None
         self.requests += 1
-        self.failures.append(Failure(time.time(), phase, f"no instance reachable: {last}"))
+        self.fail(f"no instance reachable: {last}")
         return 0, None
 
     async def _client(self, http: aiohttp.ClientSession, n: int) -> None:
@@ -304,6 +308,7 @@ class Harness:
         self.pg = EmbeddedPostgres(tmp / "pg")
         self.events: list[dict[str, Any]] = []
         self.backfills: list[dict[str, Any]] = []
+        self.repairs: list[dict[str, Any]] = []
         self.samples: list[dict[str, Any]] = []
 
     def note(self, what: str, **extra: Any) -> None:
@@ -408,6 +413,7 @@ class Harness:
                 self.load.phase = "steady"
             if stage == "dualwrite" and pos == 1:
                 await self.backfill(round_no)
+                await self.repair(round_no)
             await asyncio.sleep(self.args.dwell / 2)
             if pos in plan:
                 await self.inject(plan[pos])
@@ -439,6 +445,24 @@ class Harness:
         self.backfills.append({"round": round_no + 1, "exit": proc.returncode, "summary": summary})
         if proc.returncode != 0:
             self.note("backfill failed", stderr=err.decode()[-500:])
+
+    async def repair(self, round_no: int) -> None:
+        """The runbook's step 4: a backfill never overwrites or deletes, so what changed in
+        MongoDB alone while the stage was ``off`` (renames, deletes) is repaired here, under
+        the load, before shadow reads compare the stores."""
+        env = {**os.environ, **self.instances[0].env}
+        proc = await asyncio.create_subprocess_exec(
+            *(sys.executable, "-m", "strangler.cli", "repair"),
+            env=env,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        out, err = await proc.communicate()
+        lines = out.decode().strip().splitlines()
+        self.repairs.append({"round": round_no + 1, "exit": proc.returncode, "output": lines})
+        self.note("repair", round=round_no + 1, output=" | ".join(lines[1:]))
+        if proc.returncode != 0:
+            self.note("repair failed", stderr=err.decode()[-500:])
 
     async def sampler(self) -> None:
         while not self.load._stop:
@@ -562,7 +586,9 @@ class Harness:
         checks = {
             "every acknowledged write present": not lost,
             "every acknowledged delete absent": not resurrected,
-            "every backfill succeeded": all(b["exit"] == 0 for b in self.backfills),
+            "every backfill and repair succeeded": all(
+                b["exit"] == 0 for b in self.backfills + self.repairs
+            ),
             "verify exits 0 after repair": verify.returncode == 0,
             "zero failures at fault-free stage changes and non-authoritative outages": (
                 not unexpected
@@ -589,6 +615,7 @@ class Harness:
             "lost": lost[:20],
             "resurrected": resurrected[:20],
             "backfills": self.backfills,
+            "repairs_after_backfill": self.repairs,
             "repair_output": repair.stdout.strip().splitlines(),
             "verify_exit": verify.returncode,
             "divergences_recorded": len(divergences.get("items", [])) if status == 200 else None,
@@ -647,7 +674,9 @@ def print_report(r: dict[str, Any]) -> None:
         print(f"backfill in round {b['round']}: exit {b['exit']}")
         for line in b["summary"][-5:]:
             print(f"    {line}")
-    print("repair: " + " | ".join(r["repair_output"]))
+    for b in r["repairs_after_backfill"]:
+        print(f"repair after the backfill, round {b['round']}: " + " | ".join(b["output"][1:]))
+    print("final repair: " + " | ".join(r["repair_output"]))
     for line in r["lost"] + r["resurrected"]:
         print(f"  LOST/RESURRECTED: {line}")
     for name, s in r["soak"].items():
