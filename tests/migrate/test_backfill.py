@@ -372,3 +372,45 @@ def test_ctrl_c_on_the_real_cli_leaves_a_checkpoint_that_resumes(
 async def _count_messages(dsn: str) -> int:
     async with PostgresStore(dsn) as pg:
         return await pg.count("messages")
+
+
+async def test_sessions_deleted_again_and_again_while_their_messages_load(
+    clean_pg: str, tmp_path: Path
+) -> None:
+    """Live traffic keeps deleting sessions while the backfill loads their messages: each
+    retry looks again, the messages of deleted sessions count as vanished, and the run
+    finishes (it used to fail on the second foreign-key error)."""
+    oids = [f"65f1a2b3c4d5e6f70819{i:04x}" for i in range(4)]
+    sessions = [{"_id": {"$oid": oid}, "title": "t", "user_id": "u"} for oid in oids]
+    messages = [
+        {
+            "_id": {"$oid": f"75f1a2b3c4d5e6f70819{n:04x}"},
+            "session_id": oid,
+            "sender": "user",
+            "content": {"type": "conversation", "text": f"m{n}"},
+            "timestamp": {"$date": "2024-03-01T12:00:00Z"},
+        }
+        for n, oid in enumerate(oids * 3)
+    ]
+    for name, docs in (("chat_sessions", sessions), ("messages", messages)):
+        (tmp_path / f"{name}.json").write_text("".join(json.dumps(d) + "\n" for d in docs))
+
+    class DeletingStore(PostgresStore):
+        """Deletes one more session just before each of the first three message loads."""
+
+        deletes = 0
+
+        async def insert_rows(self, table: str, rows: list[tuple[Any, ...]]) -> int:  # type: ignore[override]
+            if table == "messages" and self.deletes < 3:
+                await self.delete_session(rows[0][1])
+                self.deletes += 1
+            return await super().insert_rows(table, rows)  # type: ignore[arg-type]
+
+    async with DeletingStore(clean_pg) as pg:
+        with Report(tmp_path / "report.jsonl") as report:
+            result = await Backfill(FileSource(tmp_path), pg, report, batch_size=100).run()
+        counts = result.counts["messages"]
+        assert pg.deletes == 3
+        assert counts.read == 12 and counts.vanished == 9 and counts.written == 3
+        assert await pg.count("messages") == 3
+        assert await pg.count("chat_sessions") == 1

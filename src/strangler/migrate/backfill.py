@@ -32,7 +32,7 @@ from bson import ObjectId
 
 from strangler.backends.base import ChatStore, Table
 from strangler.backends.mongo import translate_errors
-from strangler.errors import NotFound
+from strangler.errors import NotFound, StoreUnavailable
 from strangler.migrate.checkpoint import Checkpoint
 from strangler.migrate.prepare import Note, Prepared, prepare
 from strangler.migrate.report import Report, describe
@@ -70,6 +70,8 @@ class BackfillResult:
 
 
 Progress = Callable[[str, Counts], None]
+#: Tries to load a batch of messages while live traffic keeps deleting their sessions.
+SESSION_RACE_ATTEMPTS = 10
 #: Which of these ids were deleted through the facade (``PostgresControl.tombstoned``).
 Tombstones = Callable[[str, list[str]], Awaitable[set[uuid.UUID]]]
 
@@ -330,14 +332,24 @@ class Backfill:
         """Store the messages whose session still exists. The others had a session when
         the chunk was read (orphans are caught before), so it was deleted meanwhile: they
         vanished with it."""
-        present: set[str] = set()
-        for sid in {r[1] for r in batch.rows}:
-            with contextlib.suppress(NotFound):
-                await self.target.get_session(sid)
-                present.add(sid)
-        keep = [r for r in batch.rows if r[1] in present]
-        if keep:
-            await self.target.insert_rows("messages", keep)
+        for _ in range(SESSION_RACE_ATTEMPTS):
+            present: set[str] = set()
+            for sid in {r[1] for r in batch.rows}:
+                with contextlib.suppress(NotFound):
+                    await self.target.get_session(sid)
+                    present.add(sid)
+            keep = [r for r in batch.rows if r[1] in present]
+            try:
+                if keep:
+                    await self.target.insert_rows("messages", keep)
+            except NotFound:
+                continue  # another of these sessions was deleted meanwhile: look again
+            break
+        else:
+            raise StoreUnavailable(
+                f"{SESSION_RACE_ATTEMPTS} attempts to load a batch of messages each met a "
+                "session deleted meanwhile; run the backfill again with --resume"
+            )
         batch.vanished.update(
             p for r, p in zip(batch.rows, batch.positions, strict=True) if r[1] not in present
         )
