@@ -465,12 +465,17 @@ class Harness:
             self.note("repair failed", stderr=err.decode()[-500:])
 
     async def sampler(self) -> None:
-        while not self.load._stop:
-            for inst in self.instances:
-                s = inst.sample()
-                if s:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as http:
+            while not self.load._stop:
+                for inst in self.instances:
+                    s: dict[str, Any] = inst.sample()
+                    if not s:
+                        continue
+                    with contextlib.suppress(aiohttp.ClientError, TimeoutError, KeyError):
+                        async with http.get(f"{inst.url}/admin/status", headers=ADMIN_H) as r:
+                            s["tasks"] = (await r.json())["process"]["asyncio_tasks"]
                     self.samples.append({"t": time.time(), "instance": inst.name, **s})
-            await asyncio.sleep(self.args.sample_seconds)
+                await asyncio.sleep(self.args.sample_seconds)
 
     async def run(self) -> dict[str, Any]:
         self.mongo.start()
@@ -627,9 +632,10 @@ class Harness:
 
 
 def soak_summary(samples: list[dict[str, Any]]) -> dict[str, Any]:
-    """Per instance: RSS and fds at the start, the end and their peak; ``flat`` when the
-    last quarter's median RSS is within 25% (+16 MB) of the first quarter's and the socket
-    count did not grow by more than the pools' headroom."""
+    """Per instance: RSS, fds, sockets and asyncio tasks at the start, the end and their
+    peak; ``flat`` when the last quarter's median RSS is within 25% (+16 MB) of the first
+    quarter's, and neither the socket count (+12: the pools' headroom) nor the asyncio task
+    count (+20: requests in flight) grew."""
     out: dict[str, Any] = {}
     for name in sorted({s["instance"] for s in samples}):
         mine = [s for s in samples if s["instance"] == name]
@@ -642,6 +648,8 @@ def soak_summary(samples: list[dict[str, Any]]) -> dict[str, Any]:
         rss1 = statistics.median(s["rss_kb"] for s in last)
         sock0 = max(s["sockets"] for s in first)
         sock1 = max(s["sockets"] for s in last)
+        tasks0 = max((s.get("tasks", 0) for s in first), default=0)
+        tasks1 = max((s.get("tasks", 0) for s in last), default=0)
         out[name] = {
             "samples": len(mine),
             "rss_mb_first_quarter": round(rss0 / 1024, 1),
@@ -650,7 +658,11 @@ def soak_summary(samples: list[dict[str, Any]]) -> dict[str, Any]:
             "sockets_first_quarter_max": sock0,
             "sockets_last_quarter_max": sock1,
             "fds_max": max(s["fds"] for s in mine),
-            "flat": rss1 <= rss0 * 1.25 + 16 * 1024 and sock1 <= sock0 + 12,
+            "asyncio_tasks_first_quarter_max": tasks0,
+            "asyncio_tasks_last_quarter_max": tasks1,
+            "flat": rss1 <= rss0 * 1.25 + 16 * 1024
+            and sock1 <= sock0 + 12
+            and tasks1 <= tasks0 + 20,
         }
     return out
 

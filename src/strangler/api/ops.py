@@ -7,6 +7,7 @@ Prometheus text: the facade's metrics. ``/admin/*`` needs ``STRANGLER_ADMIN_TOKE
 
 from __future__ import annotations
 
+import asyncio
 import statistics
 from typing import Any
 
@@ -100,6 +101,8 @@ async def status(request: web.Request) -> web.Response:
             "stage": facade.stage.value,
             "backends": {role: await backend_status(facade, role) for role in ("old", "new")},
             "consistency_rate": facade.metrics.consistency_rate(),
+            # What a soak watches for leaks: tasks that never finish, streams never closed.
+            "process": {"asyncio_tasks": len(asyncio.all_tasks())},
             "lag_ms": {
                 "p50": statistics.median(lag) * 1000 if lag else None,
                 "p99": lag[min(len(lag) - 1, int(len(lag) * 0.99))] * 1000 if lag else None,
