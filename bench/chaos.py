@@ -421,48 +421,36 @@ class Harness:
 
     async def backfill(self, round_no: int) -> None:
         """The runbook's step 3, under the load: copy what only MongoDB holds."""
-        env = {**os.environ, **self.instances[0].env}
         self.note("backfill", round=round_no + 1)
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "strangler.cli",
-            "backfill",
-            "--source",
-            self.mongo.uri.replace("/?", "/chat?"),
-            "--workers",
-            "1",
-            "--report",
-            str(self.tmp / f"backfill-{round_no}.jsonl"),
-            "--checkpoint",
-            str(self.tmp / f"backfill-{round_no}.checkpoint.json"),
-            env=env,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
+        code, summary = await self.cli(
+            *("backfill", "--source", self.mongo.uri, "--workers", "1"),
+            *("--report", str(self.tmp / f"backfill-{round_no}.jsonl")),
+            *("--checkpoint", str(self.tmp / f"backfill-{round_no}.checkpoint.json")),
         )
-        out, err = await proc.communicate()
-        summary = out.decode().strip().splitlines()
-        self.backfills.append({"round": round_no + 1, "exit": proc.returncode, "summary": summary})
-        if proc.returncode != 0:
-            self.note("backfill failed", stderr=err.decode()[-500:])
+        self.backfills.append({"round": round_no + 1, "exit": code, "summary": summary})
 
     async def repair(self, round_no: int) -> None:
         """The runbook's step 4: a backfill never overwrites or deletes, so what changed in
         MongoDB alone while the stage was ``off`` (renames, deletes) is repaired here, under
         the load, before shadow reads compare the stores."""
-        env = {**os.environ, **self.instances[0].env}
+        code, lines = await self.cli("repair")
+        self.repairs.append({"round": round_no + 1, "exit": code, "output": lines})
+        self.note("repair", round=round_no + 1, output=" | ".join(lines[1:]))
+
+    async def cli(self, *args: str) -> tuple[int, list[str]]:
+        """``strangler <args>`` with the instances' environment: exit code and stdout lines
+        (stderr is noted when it fails)."""
         proc = await asyncio.create_subprocess_exec(
-            *(sys.executable, "-m", "strangler.cli", "repair"),
-            env=env,
+            *(sys.executable, "-m", "strangler.cli", *args),
+            env={**os.environ, **self.instances[0].env},
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
         )
         out, err = await proc.communicate()
-        lines = out.decode().strip().splitlines()
-        self.repairs.append({"round": round_no + 1, "exit": proc.returncode, "output": lines})
-        self.note("repair", round=round_no + 1, output=" | ".join(lines[1:]))
-        if proc.returncode != 0:
-            self.note("repair failed", stderr=err.decode()[-500:])
+        code = proc.returncode if proc.returncode is not None else -1
+        if code != 0:
+            self.note(f"strangler {args[0]} exited {code}", stderr=err.decode()[-500:])
+        return code, out.decode().strip().splitlines()
 
     async def sampler(self) -> None:
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as http:
@@ -563,21 +551,8 @@ class Harness:
                 with contextlib.suppress(NotFound):
                     await mongo.get_message(uuid.UUID(rid))
                     resurrected.append(f"message {rid} deleted but present")
-        env = {**os.environ, **self.instances[0].env}
-        repair = await asyncio.to_thread(
-            subprocess.run,
-            [sys.executable, "-m", "strangler.cli", "repair"],
-            env=env,
-            capture_output=True,
-            text=True,
-        )
-        verify = await asyncio.to_thread(
-            subprocess.run,
-            [sys.executable, "-m", "strangler.cli", "verify", "--json"],
-            env=env,
-            capture_output=True,
-            text=True,
-        )
+        _, repair_output = await self.cli("repair")
+        verify_exit, _ = await self.cli("verify", "--json")
         status, divergences = await self.admin("GET", "/admin/divergences?limit=1000")
         for inst in self.instances:
             await inst.stop()
@@ -594,7 +569,7 @@ class Harness:
             "every backfill and repair succeeded": all(
                 b["exit"] == 0 for b in self.backfills + self.repairs
             ),
-            "verify exits 0 after repair": verify.returncode == 0,
+            "verify exits 0 after repair": verify_exit == 0,
             "zero failures at fault-free stage changes and non-authoritative outages": (
                 not unexpected
             ),
@@ -621,8 +596,8 @@ class Harness:
             "resurrected": resurrected[:20],
             "backfills": self.backfills,
             "repairs_after_backfill": self.repairs,
-            "repair_output": repair.stdout.strip().splitlines(),
-            "verify_exit": verify.returncode,
+            "repair_output": repair_output,
+            "verify_exit": verify_exit,
             "divergences_recorded": len(divergences.get("items", [])) if status == 200 else None,
             "checks": checks,
             "result": "pass" if all(checks.values()) else "fail",
