@@ -180,6 +180,7 @@ async def _bare(history: bytes, clients: int, seconds: float) -> dict[str, Any]:
         await proc.wait()
 
 
+STAGES = ("off", "dualwrite", "complete")
 _BARE_BODY = Path(tempfile.gettempdir()) / "strangler-bench-bare.json"
 
 
@@ -251,7 +252,7 @@ async def main(args: argparse.Namespace) -> int:
             ):
                 history = await r.read()
         print(f"seeded {len(pairs)} sessions x {args.messages} messages", flush=True)
-        for stage in ("off", "dualwrite", "complete"):
+        for stage in args.stages:
             async with Server({**base, "STRANGLER_STAGE": stage}, log) as srv:
                 await _load(srv.url, pairs, args.clients, 2)  # warm up
                 results[stage] = await _load(srv.url, pairs, args.clients, args.seconds)
@@ -263,9 +264,15 @@ async def main(args: argparse.Namespace) -> int:
             )
         results["bare"] = await _bare(history, args.clients, args.seconds)
         print(f"  bare       {results['bare']['rps']:>8,.0f} req/s", flush=True)
-        async with Server({**base, "STRANGLER_STAGE": "complete"}, log) as srv:
-            user, sid = pairs[0]
-            results["fanout"] = await _fanout(srv.url, user, sid, args.subscribers, 10)
+        if args.subscribers:
+            async with Server({**base, "STRANGLER_STAGE": "complete"}, log) as srv:
+                user, sid = pairs[0]
+                results["fanout"] = await _fanout(srv.url, user, sid, args.subscribers, 10)
+        if set(args.stages) != set(STAGES) or not args.subscribers:
+            print("\na partial run (--stages or --subscribers 0): not saved")
+            for stage in args.stages:
+                print(f"  {stage} / bare  {results[stage]['rps'] / results['bare']['rps']:5.2f}x")
+            return 0
     off = results["off"]["rps"]
     ratios = {
         "complete_vs_off": results["complete"]["rps"] / off,
@@ -292,6 +299,13 @@ if __name__ == "__main__":
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--clients", type=int, default=64)
+    parser.add_argument(
+        "--stages",
+        nargs="+",
+        choices=STAGES,
+        default=list(STAGES),
+        help="stages to load (a partial run prints ratios to bare and saves nothing)",
+    )
     parser.add_argument("--seconds", type=float, default=30)
     parser.add_argument("--subscribers", type=int, default=1000)
     parser.add_argument("--users", type=int, default=20)

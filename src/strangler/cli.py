@@ -360,9 +360,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--batch-size",
         type=_positive,
-        default=2000,
+        default=5000,
         metavar="N",
-        help="documents per chunk (and per COPY); default 2000",
+        help="documents per chunk (and per COPY); default 5000",
     )
     p.add_argument(
         "--workers",

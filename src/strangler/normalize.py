@@ -14,6 +14,7 @@ import base64
 import datetime as dt
 import json
 import math
+import re
 import uuid
 from collections.abc import Mapping
 from decimal import Decimal
@@ -111,6 +112,33 @@ def replace_nul(value: Any) -> Any:
         return {replace_nul(k): replace_nul(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [replace_nul(v) for v in value]
+    return value
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def has_surrogate(value: Any) -> bool:
+    """True when a lone UTF-16 surrogate (U+D800 to U+DFFF, which only a JSON ``\\uD8xx``
+    escape can produce) appears in any string or mapping key inside ``value``. Neither
+    UTF-8 nor Postgres can hold one."""
+    if isinstance(value, str):
+        return _SURROGATE.search(value) is not None
+    if isinstance(value, Mapping):
+        return any(has_surrogate(k) or has_surrogate(v) for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return any(has_surrogate(v) for v in value)
+    return False
+
+
+def replace_surrogates(value: Any) -> Any:
+    """``value`` with every lone surrogate replaced by U+FFFD (like ``replace_nul``)."""
+    if isinstance(value, str):
+        return _SURROGATE.sub("\ufffd", value)
+    if isinstance(value, Mapping):
+        return {replace_surrogates(k): replace_surrogates(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [replace_surrogates(v) for v in value]
     return value
 
 

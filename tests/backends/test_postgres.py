@@ -8,6 +8,7 @@ import uuid
 
 import pytest
 
+from strangler.backends.pgcopy import CopyRows, RowWriter
 from strangler.backends.postgres import PostgresStore
 from strangler.errors import NotFound
 from strangler.models import ChatSession, Message
@@ -45,19 +46,26 @@ def _row(sid: uuid.UUID, text: str) -> tuple[object, ...]:
     )
 
 
+def _encoded(rows: list[tuple[object, ...]]) -> CopyRows:
+    writer = RowWriter("messages")
+    for row in rows:
+        writer.row(row)
+    return writer.done()
+
+
 async def test_bulk_load_never_overwrites_and_survives_conflicts(clean_pg: str) -> None:
     """Straight COPY while nothing conflicts; a batch that meets an existing row (here one
     the facade wrote, with a newer value) is merged instead, keeping the existing row."""
     async with PostgresStore(clean_pg) as store:
         s = await store.create_session(ChatSession.new(title="t", user_id="u"))
         first = [_row(s.id, f"a{i}") for i in range(50)]
-        assert await store.insert_rows("messages", first) == 50
+        assert await store.insert_rows("messages", _encoded(first)) == 50
         newer = await store.get_message(first[0][0])
         await store.upsert_messages([newer.model_copy(update={"content": {"text": "newer"}})])
         mixed = [(*first[0][:3], b'{"text": "legacy"}', *first[0][4:]), _row(s.id, "b")]
-        assert await store.insert_rows("messages", mixed) == 1
+        assert await store.insert_rows("messages", _encoded(mixed)) == 1
         assert (await store.get_message(first[0][0])).content == {"text": "newer"}
-        assert await store.insert_rows("messages", [_row(s.id, "c")]) == 1
+        assert await store.insert_rows("messages", _encoded([_row(s.id, "c")])) == 1
         assert await store.count("messages") == 52
         with pytest.raises(NotFound):  # a message whose session is gone
-            await store.insert_rows("messages", [_row(uuid.uuid4(), "orphan")])
+            await store.insert_rows("messages", _encoded([_row(uuid.uuid4(), "orphan")]))

@@ -19,10 +19,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from bson import json_util
+from bson import ObjectId, json_util
 from pymongo import AsyncMongoClient
 
 from strangler.backends.mongo import MongoStore
+from strangler.backends.pgcopy import CopyRows
 from strangler.backends.postgres import PostgresStore
 from strangler.embedded.legacy_data import generate
 from strangler.errors import NotFound
@@ -400,9 +401,9 @@ async def test_sessions_deleted_again_and_again_while_their_messages_load(
 
         deletes = 0
 
-        async def insert_rows(self, table: str, rows: list[tuple[Any, ...]]) -> int:  # type: ignore[override]
+        async def insert_rows(self, table: str, rows: CopyRows) -> int:  # type: ignore[override]
             if table == "messages" and self.deletes < 3:
-                await self.delete_session(rows[0][1])
+                await self.delete_session(rows.tuples()[0][1])
                 self.deletes += 1
             return await super().insert_rows(table, rows)  # type: ignore[arg-type]
 
@@ -414,3 +415,32 @@ async def test_sessions_deleted_again_and_again_while_their_messages_load(
         assert counts.read == 12 and counts.vanished == 9 and counts.written == 3
         assert await pg.count("messages") == 3
         assert await pg.count("chat_sessions") == 1
+
+
+async def test_lone_surrogates_in_export_files_are_replaced_and_reported(
+    clean_pg: str, tmp_path: Path
+) -> None:
+    """A ``\\ud800`` escape in a mongoexport file is a string UTF-8 cannot hold: the document
+    is stored with U+FFFD in its place and reported (with its original, still escaped); a
+    proper surrogate pair is an ordinary character."""
+    sid, m1, m2 = ObjectId(), ObjectId(), ObjectId()
+    (tmp_path / "chat_sessions.json").write_text(
+        f'{{"_id": {{"$oid": "{sid}"}}, "title": "bad \\ud800 title", "user_id": "u", '
+        '"created_at": {"$date": "2024-01-01T00:00:00Z"}}\n'
+    )
+    (tmp_path / "messages.json").write_text(
+        f'{{"_id": {{"$oid": "{m1}"}}, "session_id": "{sid}", "sender": "user", '
+        '"content": {"text": "a\\udfffb"}, "timestamp": {"$date": "2024-01-01T00:00:01Z"}}\n'
+        f'{{"_id": {{"$oid": "{m2}"}}, "session_id": "{sid}", "sender": "user", '
+        '"content": {"text": "\\ud83d\\ude00"}, "timestamp": {"$date": "2024-01-01T00:00:02Z"}}\n'
+    )
+    async with PostgresStore(clean_pg) as pg:
+        with Report(tmp_path / "report.jsonl") as report:
+            result = await Backfill(FileSource(tmp_path), pg, report, workers=0).run()
+        assert (await pg.get_session(str(sid))).title == "bad \ufffd title"
+        assert (await pg.get_message(str(m1))).content == {"text": "a\ufffdb"}
+        assert (await pg.get_message(str(m2))).content == {"text": "\U0001f600"}
+    assert result.counts["messages"].written == 2 and result.counts["messages"].repaired == 1
+    lines = _report(tmp_path / "report.jsonl")
+    assert [ln["reasons"] for ln in lines] == [["surrogate_replaced"], ["surrogate_replaced"]]
+    assert lines[1]["original"]["content"] == {"text": "a\udfffb"}

@@ -24,6 +24,7 @@ from asyncpg import exceptions as pgerr
 
 from strangler import ids
 from strangler.backends.base import Keyset, Page, StoreLimits, Table
+from strangler.backends.pgcopy import CopyRows
 from strangler.backends.validation import (
     check_limit,
     check_message,
@@ -141,6 +142,18 @@ def _session_row(s: ChatSession) -> tuple[Any, ...]:
 
 def _message_row(m: Message) -> tuple[Any, ...]:
     return (m.id, m.session_id, m.sender, m.content, m.timestamp, m.audio, m.image, m.pdf)
+
+
+async def _copy(
+    conn: asyncpg.Connection, table: str, columns: list[str], rows: list[tuple[Any, ...]] | CopyRows
+) -> None:
+    """``COPY`` rows into ``table``: tuples (encoded here) or ``CopyRows`` (encoded already)."""
+    if isinstance(rows, CopyRows):
+        await conn.copy_to_table(
+            table, source=memoryview(rows.payload()), columns=columns, format="binary"
+        )
+    else:
+        await conn.copy_records_to_table(table, records=rows, columns=columns)
 
 
 class PostgresStore:
@@ -361,7 +374,7 @@ class PostgresStore:
         table: str,
         cols: str,
         updates: str,
-        records: list[tuple[Any, ...]],
+        records: list[tuple[Any, ...]] | CopyRows,
         op: str,
         overwrite: bool,
     ) -> int:
@@ -372,7 +385,7 @@ class PostgresStore:
                 f"CREATE TEMP TABLE IF NOT EXISTS {stage} "
                 f"(LIKE {table} INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
             )
-            await conn.copy_records_to_table(stage, records=records, columns=columns)
+            await _copy(conn, stage, columns, records)
             action = f"DO UPDATE SET {updates}" if overwrite else "DO NOTHING"
             status = await conn.execute(
                 f"INSERT INTO {table} ({cols}) SELECT DISTINCT ON (id) {cols} FROM {stage} "
@@ -380,9 +393,9 @@ class PostgresStore:
             )
         return int(status.rsplit(" ", 1)[-1])
 
-    async def insert_rows(self, table: Table, rows: list[tuple[Any, ...]]) -> int:
-        """Insert rows given in column order (``migrate.prepare``), never overwriting: the
-        backfill's load. Returns how many were inserted.
+    async def insert_rows(self, table: Table, rows: CopyRows) -> int:
+        """Insert rows encoded by the backfill's workers (``backends.pgcopy``), never
+        overwriting: the backfill's load. Returns how many were inserted.
 
         ``COPY`` goes straight into the table while no row exists yet, the common case in
         a backfill, at the speed of a raw ``COPY``. A batch that meets an existing id (or a
@@ -395,9 +408,7 @@ class PostgresStore:
         if self._direct_copy.get(table, True):
             try:
                 async with self._conn(f"load {table}") as conn, conn.transaction():
-                    await conn.copy_records_to_table(
-                        table, records=rows, columns=[c.strip() for c in cols.split(",")]
-                    )
+                    await _copy(conn, table, [c.strip() for c in cols.split(",")], rows)
                 return len(rows)
             except (Conflict, NotFound):
                 self._direct_copy[table] = False

@@ -36,6 +36,7 @@ from supabase import AsyncClient, AsyncClientOptions, acreate_client
 
 from strangler import ids
 from strangler.backends.base import Keyset, Page, StoreLimits, Table
+from strangler.backends.pgcopy import CopyRows
 from strangler.backends.validation import check_limit, check_message, check_session
 from strangler.errors import Conflict, InvalidInput, NotFound, StoreUnavailable
 from strangler.ids import IdLike
@@ -420,9 +421,11 @@ class SupabaseRestStore:
             "messages", [message_body(m) for m in messages], overwrite, "upsert messages"
         )
 
-    async def insert_rows(self, table: Table, rows: list[tuple[Any, ...]]) -> int:
-        """The backfill's load (rows in column order, ``migrate.prepare``), never
-        overwriting. Slower than ``PostgresStore``'s COPY: JSON over HTTPS in chunks."""
+    async def insert_rows(self, table: Table, encoded: CopyRows) -> int:
+        """The backfill's load (rows encoded for ``COPY`` by ``migrate.prepare``, read back
+        here), never overwriting. Slower than ``PostgresStore``'s COPY: JSON over HTTPS in
+        chunks."""
+        rows = encoded.tuples()
         if table == "chat_sessions":
             bodies = [
                 {"id": str(r[0]), "title": r[1], "created_at": iso_z(r[2]), "user_id": r[3]}

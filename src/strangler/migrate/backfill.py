@@ -19,6 +19,7 @@ import contextlib
 import gc
 import multiprocessing
 import signal
+import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -32,6 +33,7 @@ from bson import ObjectId
 
 from strangler.backends.base import ChatStore, Table
 from strangler.backends.mongo import translate_errors
+from strangler.backends.pgcopy import CopyRows, RowWriter
 from strangler.errors import NotFound, StoreUnavailable
 from strangler.migrate.checkpoint import Checkpoint
 from strangler.migrate.prepare import Note, Prepared, prepare
@@ -46,7 +48,7 @@ Orphans = Literal["quarantine", "adopt"]
 class Target(ChatStore, Protocol):
     """A store the backfill can load: the chat store plus a bulk insert of ready rows."""
 
-    async def insert_rows(self, table: Table, rows: list[tuple[Any, ...]]) -> int: ...
+    async def insert_rows(self, table: Table, rows: CopyRows) -> int: ...
 
 
 @dataclass
@@ -86,8 +88,13 @@ def _workers(n: int) -> Iterator[Executor | None]:
     if n <= 0:
         yield None
         return
+    # Forking is instant and the workers start with every module imported; spawning costs
+    # each worker half a second of imports (a second of the two CPUs, on the critical path
+    # of a short run). Fork only a single-threaded process, though: a thread holding a lock
+    # at the fork would leave the child that lock forever held.
+    method = "fork" if threading.active_count() == 1 else "spawn"
     pool = ProcessPoolExecutor(
-        n, mp_context=multiprocessing.get_context("spawn"), initializer=_worker_init
+        n, mp_context=multiprocessing.get_context(method), initializer=_worker_init
     )
     try:
         yield pool
@@ -116,12 +123,13 @@ class _Batch:
     collection: Collection
     chunk: Chunk
     prepared: Prepared
-    rows: list[tuple[Any, ...]] = field(default_factory=list)
+    rows: CopyRows = field(init=False)
     positions: list[int] = field(default_factory=list)
     quarantined: set[int] = field(default_factory=set)
     vanished: set[int] = field(default_factory=set)
 
     def __post_init__(self) -> None:
+        self.rows = self.prepared.rows
         self.originals = _Originals(self.chunk)
         self.quarantined = set(self.prepared.notes) - set(self.prepared.positions)
 
@@ -134,10 +142,18 @@ class _Batch:
         if quarantine:
             self.quarantined.add(position)
 
-    def keep(self, keep: Callable[[tuple[Any, ...], int], bool]) -> None:
-        kept = [(r, p) for r, p in zip(self.rows, self.positions, strict=True) if keep(r, p)]
-        self.rows = [r for r, _ in kept]
-        self.positions = [p for _, p in kept]
+    def keep(self, keep: Callable[[int, int], bool]) -> None:
+        """Keep the rows for which ``keep(row index, position)`` is true."""
+        kept = [i for i, p in enumerate(self.positions) if keep(i, p)]
+        if len(kept) < len(self.positions):
+            self.rows = self.rows.subset(kept)
+            self.positions = [self.positions[i] for i in kept]
+
+    def stored(self) -> Iterator[tuple[int, int]]:
+        """``(row index, position)`` of the rows stored and not deleted since."""
+        for i, p in enumerate(self.positions):
+            if p not in self.vanished:
+                yield i, p
 
 
 class Backfill:
@@ -149,7 +165,7 @@ class Backfill:
         *,
         orphans: Orphans = "quarantine",
         dry_run: bool = False,
-        batch_size: int = 2000,
+        batch_size: int = 5000,
         workers: int = 0,
         progress: Progress | None = None,
         checkpoint: Checkpoint | None = None,
@@ -169,10 +185,10 @@ class Backfill:
         self.workers = workers
         self.progress = progress
         self.result = BackfillResult()
-        #: Ids stored in this run (rows carry ids as text): a second document mapping to
-        #: one of them is a duplicate.
-        self._seen: dict[Collection, set[str]] = {"chat_sessions": set(), "messages": set()}
-        self._sessions: set[str] = set()
+        #: Ids stored in this run (16 bytes each): a second document mapping to one of them
+        #: is a duplicate.
+        self._seen: dict[Collection, set[bytes]] = {"chat_sessions": set(), "messages": set()}
+        self._sessions: set[bytes] = set()
         self.checkpoint = checkpoint or Checkpoint(source=source.name)
         self.checkpoint_path = checkpoint_path
         for name, saved in self.checkpoint.counts.items():
@@ -250,18 +266,21 @@ class Backfill:
     async def _load(self, batch: _Batch) -> None:
         collection, prepared = batch.collection, batch.prepared
         seen = self._seen[collection]
-        keys = [row[0] for row in prepared.rows]
+        keys = prepared.rows.ids
         if seen.isdisjoint(keys) and len(set(keys)) == len(keys):  # the usual case, in C
             seen.update(keys)
-            batch.rows, batch.positions = list(prepared.rows), list(prepared.positions)
+            batch.positions = list(prepared.positions)
         else:
-            for row, position in zip(prepared.rows, prepared.positions, strict=True):
-                if row[0] in seen:
+            batch.positions = list(prepared.positions)
+
+            def first(i: int, position: int) -> bool:
+                if keys[i] in seen:
                     batch.note(position, "duplicate_id", quarantine=True)
-                    continue
-                seen.add(row[0])
-                batch.rows.append(row)
-                batch.positions.append(position)
+                    return False
+                seen.add(keys[i])
+                return True
+
+            batch.keep(first)
         if collection == "messages":
             await self._orphans(batch)
         if batch.rows and not self.dry_run:
@@ -275,11 +294,7 @@ class Backfill:
                     await self._messages_without_session(batch)
             await self._undo_deleted(batch)
         if collection == "chat_sessions":
-            self._sessions.update(
-                r[0]
-                for r, p in zip(batch.rows, batch.positions, strict=True)
-                if p not in batch.vanished
-            )
+            self._sessions.update(batch.rows.ids[i] for i, _ in batch.stored())
         self._account(batch)
 
     def _account(self, batch: _Batch) -> None:
@@ -288,7 +303,9 @@ class Backfill:
         counts.quarantined += len(batch.quarantined)
         counts.vanished += len(batch.vanished)
         counts.written += len(batch.rows) - len(batch.vanished)
-        stored = dict(zip(batch.positions, (r[0] for r in batch.rows), strict=True))
+        if not batch.prepared.notes:
+            return
+        stored = {p: batch.rows.id_text(i) for i, p in enumerate(batch.positions)}
         for position, note in sorted(batch.prepared.notes.items()):
             if position in batch.vanished:
                 continue  # gone from the source: nothing to store, nothing to report
@@ -304,41 +321,45 @@ class Backfill:
 
     async def _orphans(self, batch: _Batch) -> None:
         """Messages whose session is neither in the source nor in the target."""
-        unknown = {r[1] for r in batch.rows}.difference(self._sessions)
+        refs = batch.rows.refs or []
+        unknown = set(refs).difference(self._sessions)
         if not unknown:
             return
         for sid in unknown:
             with contextlib.suppress(NotFound):
-                await self.target.get_session(sid)
+                await self.target.get_session(uuid.UUID(bytes=sid))
                 self._sessions.add(sid)  # created in the new store (by the facade)
-        adopted: list[tuple[Any, ...]] = []
+        adopted = RowWriter("chat_sessions")
+        rows = batch.rows
 
-        def keep(row: tuple[Any, ...], position: int) -> bool:
-            if row[1] in self._sessions:
+        def keep(i: int, position: int) -> bool:
+            if refs[i] in self._sessions:
                 return True
             if self.orphans == "quarantine":
                 batch.note(position, "orphan_session", quarantine=True)
                 return False
-            adopted.append((row[1], "(recovered session)", row[4], ""))
-            self._sessions.add(row[1])
+            sid = str(uuid.UUID(bytes=refs[i]))
+            adopted.session(sid, "(recovered session)", rows.timestamp(i), "")
+            self._sessions.add(refs[i])
             batch.note(position, "orphan_adopted", quarantine=False)
             return True
 
         batch.keep(keep)
         if adopted and not self.dry_run:
-            await self.target.insert_rows("chat_sessions", adopted)
+            await self.target.insert_rows("chat_sessions", adopted.done())
 
     async def _messages_without_session(self, batch: _Batch) -> None:
         """Store the messages whose session still exists. The others had a session when
         the chunk was read (orphans are caught before), so it was deleted meanwhile: they
         vanished with it."""
+        refs = batch.rows.refs or []
         for _ in range(SESSION_RACE_ATTEMPTS):
-            present: set[str] = set()
-            for sid in {r[1] for r in batch.rows}:
+            present: set[bytes] = set()
+            for sid in set(refs):
                 with contextlib.suppress(NotFound):
-                    await self.target.get_session(sid)
+                    await self.target.get_session(uuid.UUID(bytes=sid))
                     present.add(sid)
-            keep = [r for r in batch.rows if r[1] in present]
+            keep = batch.rows.subset([i for i, r in enumerate(refs) if r in present])
             try:
                 if keep:
                     await self.target.insert_rows("messages", keep)
@@ -351,52 +372,50 @@ class Backfill:
                 "session deleted meanwhile; run the backfill again with --resume"
             )
         batch.vanished.update(
-            p for r, p in zip(batch.rows, batch.positions, strict=True) if r[1] not in present
+            p for r, p in zip(refs, batch.positions, strict=True) if r not in present
         )
 
-    async def _gone(self, batch: _Batch) -> list[str]:
-        """Rows of this chunk deleted (through the facade, or in the live source) since
-        they were read."""
+    async def _gone(self, batch: _Batch) -> set[bytes]:
+        """Ids of rows of this chunk deleted (through the facade, or in the live source)
+        since they were read."""
         if self.tombstones is None and not isinstance(self.source, MongoSource):
-            return []  # a file source without tombstones cannot know
-        stored = {
-            p: r[0]
-            for r, p in zip(batch.rows, batch.positions, strict=True)
-            if p not in batch.vanished
-        }
+            return set()  # a file source without tombstones cannot know
+        stored = dict(batch.stored())
         if not stored:
-            return []
+            return set()
+        ids = batch.rows.ids
         if self.tombstones is not None:
             if self.any_tombstones is not None and not await self.any_tombstones(batch.collection):
-                return []  # nothing was deleted through the facade at all
-            dead = {str(i) for i in await self.tombstones(batch.collection, list(stored.values()))}
-            return [i for i in stored.values() if i in dead]
-        if isinstance(self.source, MongoSource):
-            legacy = {}
-            for position, record_id in stored.items():
-                doc = batch.originals[position]
-                if not isinstance(doc, BadInput):
-                    legacy[doc["_id"]] = record_id
-            coll = self.source.store.collection(batch.collection)
-            present = await _present(coll, list(legacy))
-            return [
-                record_id for legacy_id, record_id in legacy.items() if legacy_id not in present
-            ]
-        return []
+                return set()  # nothing was deleted through the facade at all
+            texts = [batch.rows.id_text(i) for i in stored]
+            dead = await self.tombstones(batch.collection, texts)
+            return {ids[i] for i in stored if uuid.UUID(bytes=ids[i]) in dead}
+        assert isinstance(self.source, MongoSource)
+        legacy = {}
+        for i, position in stored.items():
+            doc = batch.originals[position]
+            if not isinstance(doc, BadInput):
+                legacy[doc["_id"]] = ids[i]
+        coll = self.source.store.collection(batch.collection)
+        present = await _present(coll, list(legacy))
+        return {record_id for legacy_id, record_id in legacy.items() if legacy_id not in present}
 
     async def _undo_deleted(self, batch: _Batch) -> None:
         """Delete again what was deleted while we copied it, and mark it vanished."""
-        gone = set(await self._gone(batch))
-        for row, position in zip(batch.rows, batch.positions, strict=True):
-            if row[0] not in gone:
+        gone = await self._gone(batch)
+        if not gone:
+            return
+        for i, position in enumerate(batch.positions):
+            if batch.rows.ids[i] not in gone:
                 continue
             batch.vanished.add(position)
-            log.info("backfill_delete_replayed", collection=batch.collection, id=str(row[0]))
+            record_id = uuid.UUID(bytes=batch.rows.ids[i])
+            log.info("backfill_delete_replayed", collection=batch.collection, id=str(record_id))
             with contextlib.suppress(NotFound):
                 if batch.collection == "chat_sessions":
-                    await self.target.delete_session(row[0])
+                    await self.target.delete_session(record_id)
                 else:
-                    await self.target.delete_message(row[0])
+                    await self.target.delete_message(record_id)
 
 
 async def _present(coll: Any, legacy_ids: list[Any]) -> set[Any]:

@@ -2,7 +2,10 @@
 
 Stateless and pure, so it runs in worker processes (``strangler backfill --workers N``):
 while the main process loads one chunk into Postgres, the workers decode, transform and
-encode the next ones. Only bytes and plain tuples cross the process boundary.
+encode the next ones. Only bytes and plain values cross the process boundary.
+
+Rows leave a worker encoded for ``COPY`` (``backends.pgcopy``): one buffer per chunk
+crosses the process boundary, not thousands of tuples.
 
 Ordinary documents take the fast paths (``migrate.fastpath``); everything else is
 decoded exactly and goes through the general transform (``migrate.transform``), which
@@ -18,8 +21,13 @@ from typing import Any
 import bson
 from bson.errors import BSONError
 
+from strangler.backends.pgcopy import CopyRows, RowWriter
 from strangler.migrate.ejson import fast_loads
-from strangler.migrate.fastpath import fast_message_row, fast_session_row, fast_text_message_row
+from strangler.migrate.fastpath import (
+    fast_message_row,
+    fast_session_row,
+    fast_text_message_fields,
+)
 from strangler.migrate.report import describe
 from strangler.migrate.sources import (
     BSON_OPTIONS,
@@ -27,6 +35,7 @@ from strangler.migrate.sources import (
     BsonChunk,
     Chunk,
     Item,
+    LinesChunk,
     TextChunk,
     parse_text,
 )
@@ -53,13 +62,14 @@ class Note:
 
 @dataclass(slots=True)
 class Prepared:
-    """One chunk, transformed. ``rows[i]`` came from document ``positions[i]`` of the chunk;
-    ``notes`` (by position) hold the repaired documents (which also have a row) and the
-    quarantined ones (which do not)."""
+    """One chunk, transformed. ``rows`` are encoded for ``COPY`` (``backends.pgcopy``);
+    row ``i`` came from document ``positions[i]`` of the chunk. ``notes`` (by position) hold
+    the repaired documents (which also have a row) and the quarantined ones (which do
+    not)."""
 
     collection: Collection
     read: int
-    rows: list[tuple[Any, ...]] = field(default_factory=list)
+    rows: CopyRows
     positions: list[int] = field(default_factory=list)
     notes: dict[int, Note] = field(default_factory=dict)
 
@@ -90,10 +100,12 @@ def message_row(out: Outcome) -> tuple[Any, ...]:
 
 
 def _documents(
-    chunk: Chunk, text_fast: Callable[[bytes], tuple[Any, ...] | None] | None, out: Prepared
+    chunk: TextChunk | BsonChunk,
+    text_fast: Callable[[bytes], tuple[Any, ...] | None] | None,
+    fast_row: Callable[[int, tuple[Any, ...]], bool],
 ) -> Iterator[tuple[int, tuple[Item, list[str]]]]:
-    """Each document of the chunk, by position, with the repairs decoding it needed; lines that
-    ``text_fast`` turns into rows go straight to ``out`` instead."""
+    """Each document of the chunk, by position, with the repairs decoding it needed; lines
+    that ``text_fast`` reads and ``fast_row`` takes are not yielded."""
     if isinstance(chunk, BsonChunk):
         try:
             docs = bson.decode_all(chunk.data, BSON_OPTIONS)
@@ -108,10 +120,7 @@ def _documents(
             yield i, (text, [])
             continue
         row = None if text_fast is None else text_fast(text)
-        if row is not None:
-            out.rows.append(row)
-            out.positions.append(i)
-        else:
+        if row is None or not fast_row(i, row):
             fast = fast_loads(text)
             yield i, ((fast if fast is not None else parse_text(text, chunk.where(i))), [])
 
@@ -134,29 +143,57 @@ def _bson_one_by_one(data: bytes) -> Iterator[tuple[Item, list[str]]]:
 
 
 def prepare(collection: Collection, chunk: Chunk) -> Prepared:
-    """Transform every document of ``chunk`` (the worker's whole job)."""
-    out = Prepared(collection, read=len(chunk))
+    """Transform every document of ``chunk`` and encode the rows (the worker's whole job)."""
+    docs: TextChunk | BsonChunk = chunk.texts() if isinstance(chunk, LinesChunk) else chunk
     sessions = collection == "chat_sessions"
     transform = transform_session if sessions else transform_message
     to_row = session_row if sessions else message_row
     fast = fast_session_row if sessions else fast_message_row
-    text_fast = None if sessions or not isinstance(chunk, TextChunk) else fast_text_message_row
-    for position, (item, decoded_with) in _documents(chunk, text_fast, out):
+    text_fast = None if sessions or not isinstance(docs, TextChunk) else fast_text_message_fields
+    writer = RowWriter(collection)
+    positions: list[int] = []
+    notes: dict[int, Note] = {}
+
+    def add(position: int, row: tuple[Any, ...]) -> bool:
+        """Encode a row; False if its text cannot be UTF-8 (a lone surrogate): the general
+        transform then repairs the document and reports it."""
+        try:
+            writer.row(row)
+        except UnicodeEncodeError:
+            return False
+        positions.append(position)
+        return True
+
+    def add_oids(position: int, fields: tuple[Any, ...]) -> bool:
+        try:
+            writer.message_oids(*fields)
+        except UnicodeEncodeError:
+            return False
+        positions.append(position)
+        return True
+
+    for position, (item, decoded_with) in _documents(docs, text_fast, add_oids):
         if isinstance(item, BadInput):
             source_id, original = describe(item)
-            out.notes[position] = Note(position, ["unparseable"], source_id, original)
+            notes[position] = Note(position, ["unparseable"], source_id, original)
             continue
-        row = None if decoded_with else fast(item)
-        if row is not None:
-            out.rows.append(row)
-            out.positions.append(position)
+        row = None if decoded_with else _fast(fast, item)
+        if row is not None and add(position, row):
             continue
         outcome = transform(item)
         reasons = decoded_with + outcome.reasons
-        if outcome.record is not None:
-            out.rows.append(to_row(outcome))
-            out.positions.append(position)
+        if outcome.record is not None and not add(position, to_row(outcome)):
+            reasons.append("unencodable_text")  # no row: the loader quarantines it
         if reasons:
             source_id, original = describe(item)
-            out.notes[position] = Note(position, reasons, source_id, original)
-    return out
+            notes[position] = Note(position, reasons, source_id, original)
+    return Prepared(collection, len(docs), writer.done(), positions, notes)
+
+
+def _fast(
+    fast: Callable[[dict[str, Any]], tuple[Any, ...] | None], doc: dict[str, Any]
+) -> tuple[Any, ...] | None:
+    try:
+        return fast(doc)
+    except UnicodeEncodeError:  # a lone surrogate in content: the general transform's case
+        return None

@@ -71,7 +71,12 @@ class Report:
         }
         self.lines += 1
         if self._fh is not None:
-            self._fh.write(json.dumps(line, ensure_ascii=False) + "\n")
+            text = json.dumps(line, ensure_ascii=False)
+            try:
+                text.encode()
+            except UnicodeEncodeError:  # a lone surrogate from an export file: keep it escaped
+                text = json.dumps(line)
+            self._fh.write(text + "\n")
 
 
 def describe(original: Any) -> tuple[Any, Any]:

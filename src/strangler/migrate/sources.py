@@ -69,6 +69,51 @@ class TextChunk:
 
 
 @dataclass(frozen=True, slots=True)
+class LinesChunk:
+    """JSON Lines as they are in the file, for a worker to split: ``data`` holds ``count``
+    whole lines (blank ones included), the first of them line ``first`` of ``name``. The
+    loading process only finds line ends; it never touches a line on its own."""
+
+    name: str
+    first: int
+    count: int
+    data: bytes
+
+    def __len__(self) -> int:
+        return self.count
+
+    def texts(self) -> TextChunk:
+        """The non-blank lines, each checked as UTF-8 (a line that is not becomes a
+        ``BadInput``)."""
+        lines = self.data.split(b"\n")
+        if lines and not lines[-1]:
+            lines.pop()  # the newline that ends the last line
+        try:
+            self.data.decode("utf-8")
+            valid = True  # the usual case: one check for the whole chunk
+        except UnicodeDecodeError:
+            valid = False
+        numbers: list[int] = []
+        texts: list[bytes | BadInput] = []
+        for n, raw in enumerate(lines, start=self.first):
+            if not raw.strip():
+                continue
+            numbers.append(n)
+            if valid:
+                texts.append(raw)
+                continue
+            try:
+                raw.decode("utf-8")
+                texts.append(raw)
+            except UnicodeDecodeError as exc:
+                where = f"{self.name}:{n}"
+                texts.append(
+                    BadInput(where, raw.decode("utf-8", "replace"), f"invalid UTF-8: {exc}")
+                )
+        return TextChunk(self.name, "line", numbers, texts)
+
+
+@dataclass(frozen=True, slots=True)
 class BsonChunk:
     """Documents as they came from MongoDB: ``count`` BSON documents back to back."""
 
@@ -79,7 +124,7 @@ class BsonChunk:
         return self.count
 
 
-Chunk = TextChunk | BsonChunk
+Chunk = TextChunk | LinesChunk | BsonChunk
 
 
 def parse_text(text: bytes, where: str) -> Item:
@@ -103,6 +148,8 @@ def decode_chunk(chunk: Chunk) -> list[Item]:
     """Every document of a chunk, read exactly (slow; the backfill's workers read fast)."""
     if isinstance(chunk, BsonChunk):
         return list(bson.decode_all(chunk.data, BSON_OPTIONS))
+    if isinstance(chunk, LinesChunk):
+        chunk = chunk.texts()
     return [
         t if isinstance(t, BadInput) else parse_text(t, chunk.where(i))
         for i, t in enumerate(chunk.texts)
@@ -193,16 +240,59 @@ def _guarded(
         )
 
 
-def _jsonl(handle: BinaryIO, path: Path) -> Iterator[tuple[int, bytes | BadInput]]:
-    for n, raw in enumerate(handle, start=1):
+#: A chunk of JSON Lines holds at most this many bytes (unless one line is longer), so a
+#: file of huge documents still loads in bounded memory.
+MAX_CHUNK_BYTES = 16 << 20
+_READ = 4 << 20
+
+
+def _line_chunks(
+    handle: BinaryIO, path: Path, batch: int, skip: int
+) -> Iterator[LinesChunk | TextChunk]:
+    """Chunks of up to ``batch`` whole lines (fewer past ``MAX_CHUNK_BYTES``), after
+    skipping ``skip`` lines. A file that cannot be read further (a corrupt or truncated
+    ``.gz``) ends with one ``BadInput`` for the rest of it, so the damage is reported."""
+    buf, pos, line, eof = b"", 0, 1, False
+    broken: BaseException | None = None
+    while True:
+        while True:  # cut every chunk the buffer holds
+            want = skip or batch
+            end, n = pos, 0
+            while n < want and end - pos <= MAX_CHUNK_BYTES:
+                nl = buf.find(b"\n", end)
+                if nl < 0:
+                    break
+                end, n = nl + 1, n + 1
+            if n < want and end - pos <= MAX_CHUNK_BYTES:  # not a full chunk
+                if not eof:
+                    break  # read more
+                if end < len(buf):
+                    end, n = len(buf), n + 1  # the last line has no newline
+                if n == 0:
+                    break
+            if skip:
+                skip -= n
+            else:
+                yield LinesChunk(path.name, line, n, buf[pos:end])
+            line, pos = line + n, end
+        if eof:
+            break
         try:
-            raw.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            where = f"{path.name}:{n}"
-            yield n, BadInput(where, raw.decode("utf-8", "replace"), f"invalid UTF-8: {exc}")
-            continue
-        if raw.strip():
-            yield n, raw
+            data = handle.read(_READ)
+        except _UNREADABLE as exc:
+            broken, data = exc, b""
+            cut = buf.rfind(b"\n", pos) + 1
+            buf = buf[pos:cut] if cut else b""  # a partial last line is part of the damage
+            pos = 0
+        buf, pos, eof = buf[pos:] + data, 0, not data
+    if broken is not None:
+        bad = BadInput(
+            f"{path.name}:{line} and after",
+            "",
+            f"the file cannot be read past this point ({type(broken).__name__}: {broken}); "
+            "re-export it or fix the archive, then run again with --resume",
+        )
+        yield TextChunk(path.name, "line", [line], [bad])
 
 
 def _array(
@@ -303,15 +393,20 @@ class FileSource:
         return None  # counting would mean reading the whole file once more
 
     async def chunks(self, collection: str, batch: int, skip: int = 0) -> AsyncIterator[Chunk]:
+        """JSON Lines come as ``LinesChunk``s (``skip`` counts lines, blank ones too); an
+        array's elements as ``TextChunk``s (``skip`` counts elements)."""
         path = self.path(collection)
         try:
             with _open(path) as probe:
                 is_array = probe.read(4096).lstrip()[:1] == b"["
         except _UNREADABLE:
-            is_array = False  # _guarded reports it at the first read
+            is_array = False  # the first read reports it
         with _open(path) as handle:
-            items = _guarded(_array(handle, path) if is_array else _jsonl(handle, path), path)
-            unit = "element" if is_array else "line"
+            if not is_array:
+                for lines in _line_chunks(handle, path, batch, skip):
+                    yield lines
+                return
+            items = _guarded(_array(handle, path), path)
             numbers: list[int] = []
             texts: list[bytes | BadInput] = []
             for seen, (number, text) in enumerate(items):
@@ -320,7 +415,7 @@ class FileSource:
                 numbers.append(number)
                 texts.append(text)
                 if len(texts) >= batch:
-                    yield TextChunk(path.name, unit, numbers, texts)
+                    yield TextChunk(path.name, "element", numbers, texts)
                     numbers, texts = [], []
             if texts:
-                yield TextChunk(path.name, unit, numbers, texts)
+                yield TextChunk(path.name, "element", numbers, texts)

@@ -2,7 +2,9 @@
 
 Built on the lenient reader in ``backends.mongo_codec`` (the id mapping, timestamps from
 BSON dates, ISO strings or epoch milliseconds, nested BSON types to JSON, sender case),
-plus what only the backfill does: U+0000 becomes U+FFFD, because Postgres cannot store it.
+plus what only the backfill does: U+0000 becomes U+FFFD, because Postgres cannot store it,
+and so does a lone UTF-16 surrogate (a ``\\uD800`` escape in an export file), which UTF-8
+cannot encode.
 Every coercion is a reason code; the caller reports the document with them.
 """
 
@@ -15,7 +17,13 @@ from typing import Any, Literal
 from strangler.backends.mongo_codec import decode_message, decode_session
 from strangler.errors import CorruptRecord
 from strangler.models import ChatSession, Message
-from strangler.normalize import dump_json, has_nul, replace_nul
+from strangler.normalize import (
+    dump_json,
+    has_nul,
+    has_surrogate,
+    replace_nul,
+    replace_surrogates,
+)
 
 Collection = Literal["chat_sessions", "messages"]
 
@@ -59,6 +67,12 @@ def _transform(
     except CorruptRecord as exc:
         out.reasons = list(exc.reasons)
         return out
+    surrogates = [f for f in (*text_fields, "content") if has_surrogate(getattr(record, f, None))]
+    if surrogates:
+        out.reasons.append("surrogate_replaced")
+        record = record.model_copy(
+            update={f: replace_surrogates(getattr(record, f)) for f in surrogates}
+        )
     nul = [f for f in text_fields if _has_nul(getattr(record, f))]
     if isinstance(record, Message):
         out.content_json = dump_json(record.content)
