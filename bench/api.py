@@ -114,8 +114,16 @@ async def _seed(url: str, users: int, sessions: int, per: int) -> list[tuple[str
     return out
 
 
+#: The request mix: shares of history pages, sends and session lists.
+MIX = (0.7, 0.2, 0.1)
+
+
 async def _load(
-    url: str, pairs: list[tuple[str, str]], clients: int, seconds: float
+    url: str,
+    pairs: list[tuple[str, str]],
+    clients: int,
+    seconds: float,
+    mix: tuple[float, float, float] = MIX,
 ) -> dict[str, Any]:
     tokens = {u: {"Authorization": f"Bearer {_token(u)}"} for u, _ in pairs}
     latencies: list[float] = []
@@ -129,9 +137,9 @@ async def _load(
             user, sid = rng.choice(pairs)
             roll = rng.random()
             start = time.perf_counter()
-            if roll < 0.7:
+            if roll < mix[0]:
                 req = http.get(f"{url}/sessions/{sid}/messages?limit=50", headers=tokens[user])
-            elif roll < 0.9:
+            elif roll < mix[0] + mix[1]:
                 req = http.post(
                     f"{url}/sessions/{sid}/messages",
                     json={"content": {"type": "conversation", "text": "load"}},
@@ -255,7 +263,7 @@ async def main(args: argparse.Namespace) -> int:
         for stage in args.stages:
             async with Server({**base, "STRANGLER_STAGE": stage}, log) as srv:
                 await _load(srv.url, pairs, args.clients, 2)  # warm up
-                results[stage] = await _load(srv.url, pairs, args.clients, args.seconds)
+                results[stage] = await _load(srv.url, pairs, args.clients, args.seconds, args.mix)
             r = results[stage]
             print(
                 f"  {stage:<10} {r['rps']:>8,.0f} req/s  p50 {r['p50_ms']:6.1f} ms  "
@@ -268,8 +276,8 @@ async def main(args: argparse.Namespace) -> int:
             async with Server({**base, "STRANGLER_STAGE": "complete"}, log) as srv:
                 user, sid = pairs[0]
                 results["fanout"] = await _fanout(srv.url, user, sid, args.subscribers, 10)
-        if set(args.stages) != set(STAGES) or not args.subscribers:
-            print("\na partial run (--stages or --subscribers 0): not saved")
+        if set(args.stages) != set(STAGES) or not args.subscribers or args.mix != MIX:
+            print("\na partial run (--stages, --mix or --subscribers 0): not saved")
             for stage in args.stages:
                 print(f"  {stage} / bare  {results[stage]['rps'] / results['bare']['rps']:5.2f}x")
             return 0
@@ -308,6 +316,14 @@ if __name__ == "__main__":
     )
     parser.add_argument("--seconds", type=float, default=30)
     parser.add_argument("--subscribers", type=int, default=1000)
+    parser.add_argument(
+        "--mix",
+        type=lambda t: tuple(float(x) for x in t.split(",")),
+        default=MIX,
+        metavar="H,S,L",
+        help="shares of history pages, sends and session lists (default 0.7,0.2,0.1); "
+        "a run with another mix prints ratios to bare and saves nothing",
+    )
     parser.add_argument("--users", type=int, default=20)
     parser.add_argument("--sessions", type=int, default=5, help="per user")
     parser.add_argument("--messages", type=int, default=60, help="per session")

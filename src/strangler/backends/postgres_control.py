@@ -29,10 +29,14 @@ class PostgresJournal:
         if not entries:
             return
         async with self._store.connection("journal add") as conn:
-            await conn.executemany(
+            # One statement for any number of entries: one round trip.
+            await conn.execute(
                 "INSERT INTO strangler.pending_writes (target, table_name, record_id, created_at)"
-                " VALUES ($1, $2, $3, $4)",
-                [(e.target, e.table, e.record_id, e.created_at) for e in entries],
+                " SELECT * FROM unnest($1::text[], $2::text[], $3::uuid[], $4::timestamptz[])",
+                [e.target for e in entries],
+                [e.table for e in entries],
+                [e.record_id for e in entries],
+                [e.created_at for e in entries],
             )
 
     async def due(self, targets: Sequence[Role], limit: int) -> list[PendingWrite]:
@@ -237,16 +241,17 @@ class PostgresControl:
         self, kind: str, user_id: str, session_id: uuid.UUID, payload: Any
     ) -> int:
         """Append an event and wake every instance's listener; returns its id."""
-        async with self._store.connection("publish event") as conn, conn.transaction():
+        # One statement, so one round trip and one commit; the NOTIFY goes out at that commit.
+        async with self._store.connection("publish event") as conn:
             event_id: int = await conn.fetchval(
-                "INSERT INTO strangler.events (kind, user_id, session_id, payload)"
-                " VALUES ($1, $2, $3, $4) RETURNING id",
+                "WITH e AS (INSERT INTO strangler.events (kind, user_id, session_id, payload)"
+                " VALUES ($1, $2, $3, $4) RETURNING id)"
+                " SELECT id FROM e, LATERAL pg_notify('strangler_events', e.id::text)",
                 kind,
                 user_id,
                 session_id,
                 payload,
             )
-            await conn.execute("SELECT pg_notify('strangler_events', $1)", str(event_id))
         return event_id
 
     async def events_since(
