@@ -280,6 +280,9 @@ async def main(args: argparse.Namespace) -> int:
             print("\na partial run (--stages, --mix or --subscribers 0): not saved")
             for stage in args.stages:
                 print(f"  {stage} / bare  {results[stage]['rps'] / results['bare']['rps']:5.2f}x")
+            if "fanout" in results:
+                f = results["fanout"]
+                print(f"  SSE fan-out: p50 {f['p50_ms']:.0f} ms, p99 {f['p99_ms']:.0f} ms")
             return 0
     off = results["off"]["rps"]
     ratios = {

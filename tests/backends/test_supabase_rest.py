@@ -16,6 +16,7 @@ import httpx
 import pytest
 
 from strangler.backends.base import Keyset
+from strangler.backends.pgcopy import RowWriter
 from strangler.backends.supabase_rest import SupabaseRestStore
 from strangler.errors import Conflict, InvalidInput, NotFound, StoreUnavailable
 from strangler.models import ChatSession, Message
@@ -164,6 +165,39 @@ async def test_bulk_upserts_are_chunked_and_say_what_a_conflict_does(rest: Any) 
     server.answer(201, None, **{"content-range": "*/1"})
     await store.upsert_sessions(sessions[:1], overwrite=True)
     assert "resolution=merge-duplicates" in server.requests[-1].headers["prefer"]
+
+
+async def test_backfill_rows_encoded_for_copy_are_posted_as_json_without_overwriting(
+    rest: Any,
+) -> None:
+    """The backfill hands every store rows encoded for ``COPY``; over REST they are read back
+    and sent as ignore-duplicates upserts, values intact."""
+    store, server = rest
+    sid, mid = uuid.uuid4(), uuid.uuid4()
+    sessions = RowWriter("chat_sessions")
+    sessions.session(str(sid), "Trip", AT, "u1")
+    messages = RowWriter("messages")
+    messages.message(str(mid), str(sid), "user", b'{"text": "hi"}', AT, None, "aW1n", None)
+    server.answer(201, None, **{"content-range": "*/1"})
+    server.answer(201, None, **{"content-range": "*/1"})
+    assert await store.insert_rows("chat_sessions", sessions.done()) == 1
+    assert await store.insert_rows("messages", messages.done()) == 1
+    assert json.loads(server.requests[0].content) == [
+        {"id": str(sid), "title": "Trip", "created_at": "2026-11-25T09:00:00.123Z", "user_id": "u1"}
+    ]
+    assert json.loads(server.requests[1].content) == [
+        {
+            "id": str(mid),
+            "session_id": str(sid),
+            "sender": "user",
+            "content": {"text": "hi"},
+            "timestamp": "2026-11-25T09:00:00.123Z",
+            "audio": None,
+            "image": "aW1n",
+            "pdf": None,
+        }
+    ]
+    assert all("resolution=ignore-duplicates" in r.headers["prefer"] for r in server.requests)
 
 
 async def test_big_rows_split_a_chunk_by_bytes(rest: Any) -> None:
