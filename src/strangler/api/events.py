@@ -13,6 +13,7 @@ import uuid
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import orjson
@@ -40,12 +41,21 @@ class Event:
     session_id: uuid.UUID
     payload: Any
 
+    # Encoded once per event, not once per subscriber (cached_property writes the
+    # instance's __dict__ directly, which a frozen dataclass allows).
+    @cached_property
     def sse(self) -> bytes:
+        """The event as a Server-Sent Events message."""
         return (
             f"id: {self.id}\nevent: {self.kind}\ndata: ".encode()
             + orjson.dumps(self.payload)
             + b"\n\n"
         )
+
+    @cached_property
+    def ws_text(self) -> str:
+        """The event as a WebSocket text message."""
+        return orjson.dumps(self.json()).decode()
 
     def json(self) -> dict[str, Any]:
         return {"id": self.id, "event": self.kind, "data": self.payload}

@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 
-import orjson
 import structlog
 from aiohttp import WSMsgType, web
 
@@ -63,7 +62,10 @@ async def _stream(
         yield event
     while True:
         try:
-            item = await asyncio.wait_for(sub.queue.get(), HEARTBEAT_SECONDS)
+            # asyncio.timeout, not wait_for: wait_for wraps each get in a task of its own,
+            # which is a thousand extra tasks per event with a thousand subscribers.
+            async with asyncio.timeout(HEARTBEAT_SECONDS):
+                item = await sub.queue.get()
         except TimeoutError:
             yield None
             continue
@@ -88,7 +90,7 @@ async def session_events(request: web.Request) -> web.StreamResponse:
         last = last if last is not None else await hub.control.last_event_id()
         resp = await sse_response(request, retry_ms=1000)
         async for event in _stream(sub, backlog, last):
-            await resp.write(b": heartbeat\n\n" if event is None else event.sse())
+            await resp.write(b": heartbeat\n\n" if event is None else event.sse)
         return resp
     finally:
         hub.unsubscribe(sub)
@@ -116,7 +118,7 @@ async def user_events(request: web.Request) -> web.StreamResponse:
         try:
             async for event in _stream(sub, backlog, last):
                 if event is not None:
-                    await ws.send_str(orjson.dumps(event.json()).decode())
+                    await ws.send_str(event.ws_text)
                 if reader.done():
                     break
         finally:
