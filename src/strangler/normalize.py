@@ -16,7 +16,7 @@ import json
 import math
 import re
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from decimal import Decimal
 from typing import Any
 
@@ -92,27 +92,37 @@ def to_json_value(value: Any) -> JsonValue:
     return str(value)
 
 
+def _any_string(value: Any, test: Callable[[str], bool]) -> bool:
+    """True when ``test`` holds for any string (or mapping key) inside ``value``."""
+    if isinstance(value, str):
+        return test(value)
+    if isinstance(value, Mapping):
+        return any(_any_string(k, test) or _any_string(v, test) for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return any(_any_string(v, test) for v in value)
+    return False
+
+
+def _map_strings(value: Any, fn: Callable[[str], str]) -> Any:
+    """``value`` with ``fn`` applied to every string and mapping key inside it."""
+    if isinstance(value, str):
+        return fn(value)
+    if isinstance(value, Mapping):
+        return {_map_strings(k, fn): _map_strings(v, fn) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_map_strings(v, fn) for v in value]
+    return value
+
+
 def has_nul(value: Any) -> bool:
     """True when U+0000 appears in any string (or mapping key) inside ``value``."""
-    if isinstance(value, str):
-        return "\x00" in value
-    if isinstance(value, Mapping):
-        return any(has_nul(k) or has_nul(v) for k, v in value.items())
-    if isinstance(value, list | tuple):
-        return any(has_nul(v) for v in value)
-    return False
+    return _any_string(value, lambda s: "\x00" in s)
 
 
 def replace_nul(value: Any) -> Any:
     """``value`` with every U+0000 replaced by U+FFFD, in strings and mapping keys: what the
     backfill stores where Postgres cannot hold the original, and so what compares equal."""
-    if isinstance(value, str):
-        return value.replace("\x00", "\ufffd")
-    if isinstance(value, Mapping):
-        return {replace_nul(k): replace_nul(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [replace_nul(v) for v in value]
-    return value
+    return _map_strings(value, lambda s: s.replace("\x00", "\ufffd"))
 
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
@@ -122,24 +132,12 @@ def has_surrogate(value: Any) -> bool:
     """True when a lone UTF-16 surrogate (U+D800 to U+DFFF, which only a JSON ``\\uD8xx``
     escape can produce) appears in any string or mapping key inside ``value``. Neither
     UTF-8 nor Postgres can hold one."""
-    if isinstance(value, str):
-        return _SURROGATE.search(value) is not None
-    if isinstance(value, Mapping):
-        return any(has_surrogate(k) or has_surrogate(v) for k, v in value.items())
-    if isinstance(value, list | tuple):
-        return any(has_surrogate(v) for v in value)
-    return False
+    return _any_string(value, lambda s: _SURROGATE.search(s) is not None)
 
 
 def replace_surrogates(value: Any) -> Any:
     """``value`` with every lone surrogate replaced by U+FFFD (like ``replace_nul``)."""
-    if isinstance(value, str):
-        return _SURROGATE.sub("\ufffd", value)
-    if isinstance(value, Mapping):
-        return {replace_surrogates(k): replace_surrogates(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [replace_surrogates(v) for v in value]
-    return value
+    return _map_strings(value, lambda s: _SURROGATE.sub("\ufffd", s))
 
 
 def dump_json(value: JsonValue) -> bytes:

@@ -92,21 +92,10 @@ class RowWriter:
         pdf: str | None,
     ) -> None:
         """One ``messages`` row; ``content`` is its JSON text."""
-        id16, sid16, s = uuid_bytes(id_text), uuid_bytes(session_text), sender.encode()
-        row = b"".join(
-            (
-                _MESSAGE_IDS.pack(8, 16, id16, 16, sid16, len(s)),
-                s,
-                _JSONB.pack(len(content) + 1, 1),
-                content,
-                _TIME.pack(8, _micros(timestamp)),
-                _text(audio),
-                _text(image),
-                _text(pdf),
-            )
-        )
-        self._add(row, id16)
-        self._refs.append(sid16)
+        self._message(
+            uuid_bytes(id_text), uuid_bytes(session_text), sender, content, timestamp,
+            audio, image, pdf,
+        )  # fmt: skip
 
     def message_oids(
         self,
@@ -122,8 +111,22 @@ class RowWriter:
         """Like :meth:`message`, with both ids given as legacy ObjectIds (24 lower-case hex
         digits), mapped as DESIGN.md says: ``o[0:6] 8000 8000 o[6:12]``."""
         oid, ref = bytes.fromhex(oid_hex), bytes.fromhex(session_oid_hex)
-        id16 = oid[:6] + _OID_MIDDLE + oid[6:]
-        sid16 = ref[:6] + _OID_MIDDLE + ref[6:]
+        self._message(
+            oid[:6] + _OID_MIDDLE + oid[6:], ref[:6] + _OID_MIDDLE + ref[6:], sender, content,
+            timestamp, audio, image, pdf,
+        )  # fmt: skip
+
+    def _message(
+        self,
+        id16: bytes,
+        sid16: bytes,
+        sender: str,
+        content: bytes,
+        timestamp: dt.datetime,
+        audio: str | None,
+        image: str | None,
+        pdf: str | None,
+    ) -> None:
         s = sender.encode()
         row = b"".join(
             (
