@@ -270,6 +270,19 @@ async def main(args: argparse.Namespace) -> int:
                 f"p99 {r['p99_ms']:6.1f} ms  errors {r['errors']}",
                 flush=True,
             )
+        if args.history_cache and "complete" in args.stages:
+            # The same stage with the history page cache on (off by default).
+            env = {**base, "STRANGLER_STAGE": "complete"}
+            env["STRANGLER_HISTORY_CACHE_SECONDS"] = str(args.history_cache)
+            async with Server(env, log) as srv:
+                await _load(srv.url, pairs, args.clients, 2, args.mix)  # warm up
+                r = await _load(srv.url, pairs, args.clients, args.seconds, args.mix)
+            results["complete_cached"] = r
+            print(
+                f"  {'complete, history cache':<10} {r['rps']:>8,.0f} req/s  "
+                f"p50 {r['p50_ms']:6.1f} ms  p99 {r['p99_ms']:6.1f} ms  errors {r['errors']}",
+                flush=True,
+            )
         results["bare"] = await _bare(history, args.clients, args.seconds)
         print(f"  bare       {results['bare']['rps']:>8,.0f} req/s", flush=True)
         if args.subscribers:
@@ -278,7 +291,10 @@ async def main(args: argparse.Namespace) -> int:
                 results["fanout"] = await _fanout(srv.url, user, sid, args.subscribers, 10)
         if set(args.stages) != set(STAGES) or not args.subscribers or args.mix != MIX:
             print("\na partial run (--stages, --mix or --subscribers 0): not saved")
-            for stage in args.stages:
+            for stage in [
+                *args.stages,
+                *(["complete_cached"] if "complete_cached" in results else []),
+            ]:
                 print(f"  {stage} / bare  {results[stage]['rps'] / results['bare']['rps']:5.2f}x")
             if "fanout" in results:
                 f = results["fanout"]
@@ -290,6 +306,10 @@ async def main(args: argparse.Namespace) -> int:
         "dualwrite_vs_off": results["dualwrite"]["rps"] / off,
         "complete_vs_bare": results["complete"]["rps"] / results["bare"]["rps"],
     }
+    if "complete_cached" in results:
+        ratios["complete_cached_vs_bare"] = (
+            results["complete_cached"]["rps"] / results["bare"]["rps"]
+        )
     f = results["fanout"]
     print(
         f"\n{args.clients} clients, {args.seconds:g} s per stage (70% history, 20% send, 10% list)"
@@ -297,6 +317,10 @@ async def main(args: argparse.Namespace) -> int:
     print(f"  complete / off    {ratios['complete_vs_off']:5.2f}x  (target >= 1.0)")
     print(f"  dualwrite / off   {ratios['dualwrite_vs_off']:5.2f}x  (target >= 0.75)")
     print(f"  complete / bare   {ratios['complete_vs_bare']:5.2f}x  (target >= 0.5)")
+    if "complete_cached_vs_bare" in ratios:
+        print(
+            f"  complete with the history cache / bare  {ratios['complete_cached_vs_bare']:5.2f}x"
+        )
     print(
         f"  SSE fan-out to {f['subscribers']} subscribers: {f['deliveries']} deliveries, "
         f"p50 {f['p50_ms']:.0f} ms, p99 {f['p99_ms']:.0f} ms (target < 250 ms)"
@@ -319,6 +343,13 @@ if __name__ == "__main__":
     )
     parser.add_argument("--seconds", type=float, default=30)
     parser.add_argument("--subscribers", type=int, default=1000)
+    parser.add_argument(
+        "--history-cache",
+        type=float,
+        default=60.0,
+        metavar="SECONDS",
+        help="also load complete with STRANGLER_HISTORY_CACHE_SECONDS set to this (0: skip)",
+    )
     parser.add_argument(
         "--mix",
         type=lambda t: tuple(float(x) for x in t.split(",")),

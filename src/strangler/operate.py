@@ -6,13 +6,16 @@ only parses arguments and prints.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import datetime as dt
 import getpass
 import json
+import signal
 import socket
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -233,6 +236,33 @@ def _is_directory(path: str) -> bool:
     return Path(path).is_dir()
 
 
+@contextlib.contextmanager
+def _stop_on_ctrl_c(job: str) -> Iterator[asyncio.Event]:
+    """An event that the first Ctrl-C (or SIGTERM) sets, for a job to stop at its next
+    checkpoint; a second one interrupts at once."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+
+    def first() -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+        log.warning(
+            f"{job}_stopping", detail="stopping after the batch in hand; Ctrl-C again stops now"
+        )
+
+    handled = []
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            loop.add_signal_handler(sig, first)
+            handled.append(sig)
+    try:
+        yield stop
+    finally:
+        for sig in handled:
+            loop.remove_signal_handler(sig)
+
+
 async def backfill(
     settings: Settings,
     *,
@@ -321,6 +351,7 @@ async def backfill(
             recorded(None if dry_run else target, "backfill", params)
         )
         run.progress["collections"] = shown
+        stop = stack.enter_context(_stop_on_ctrl_c("backfill"))
         result = await Backfill(
             origin,
             target,
@@ -334,6 +365,7 @@ async def backfill(
             checkpoint_path=checkpoint,
             tombstones=None if control is None else control.tombstoned,
             any_tombstones=None if control is None else control.any_tombstones,
+            stop=stop,
         ).run()
         run.result = {
             "seconds": round(result.seconds, 1),

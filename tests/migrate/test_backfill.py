@@ -319,7 +319,7 @@ def test_ctrl_c_on_the_real_cli_leaves_a_checkpoint_that_resumes(
     relaxed_opts = json_util.JSONOptions(
         json_mode=json_util.JSONMode.RELAXED, uuid_representation=4
     )
-    n_sessions, per = 200, 100
+    n_sessions, per = 200, 250  # long enough (at 100 a batch) to be mid-run at Ctrl-C
     with (
         open(tmp_path / "chat_sessions.json", "w") as fs,
         open(tmp_path / "messages.json", "w") as fm,

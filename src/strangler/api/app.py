@@ -20,8 +20,9 @@ from aiohttp import web
 from strangler.api import chat, dashboard, openapi, ops, realtime
 from strangler.api.auth import Authenticator
 from strangler.api.events import Hub
+from strangler.api.history_cache import HistoryCache
 from strangler.api.jobs import VerifyJobs
-from strangler.api.keys import AUTH, FACADE, HUB, JOBS, OWNERS, SETTINGS
+from strangler.api.keys import AUTH, FACADE, HISTORY_CACHE, HUB, JOBS, OWNERS, SETTINGS
 from strangler.api.owners import Owners
 from strangler.api.problems import problems
 from strangler.backends.mongo import MongoStore
@@ -31,6 +32,8 @@ from strangler.errors import StranglerError
 from strangler.proxy.wiring import connect
 
 log = structlog.get_logger(__name__)
+#: Realtime events after which a session's history pages are out of date.
+CHANGES_HISTORY = frozenset({"message.created", "message.deleted", "session.deleted"})
 
 
 def create_app(settings: Settings) -> web.Application:
@@ -80,6 +83,16 @@ async def _facade(app: web.Application) -> AsyncIterator[None]:
         owners = app[OWNERS]
         hub.on_event.append(
             lambda e: owners.forget(e.session_id) if e.kind == "session.deleted" else None
+        )
+        settings = app[SETTINGS]
+        cache = app[HISTORY_CACHE] = HistoryCache(
+            settings.history_cache_seconds,
+            settings.history_cache_mb << 20,
+            listening=hub,
+            registry=facade.metrics.registry,
+        )
+        hub.on_event.append(
+            lambda e: cache.invalidate(e.session_id) if e.kind in CHANGES_HISTORY else None
         )
         await hub.start()
         try:

@@ -18,7 +18,7 @@ from pydantic import BaseModel
 
 from strangler import ids
 from strangler.api.attachments import PDF_DATA_URL, Kind, Limits, check, from_base64, pdf_field
-from strangler.api.keys import AUTH, FACADE, HUB, OWNERS, SETTINGS
+from strangler.api.keys import AUTH, FACADE, HISTORY_CACHE, HUB, OWNERS, SETTINGS
 from strangler.api.problems import Problem
 from strangler.backends.base import Keyset, Page
 from strangler.errors import InvalidInput, NotFound
@@ -258,6 +258,7 @@ async def delete_session(request: web.Request) -> web.Response:
     session = await own_session(request, facade)
     await facade.delete_session(session.id)
     request.app[OWNERS].forget(session.id)
+    request.app[HISTORY_CACHE].invalidate(session.id)
     await request.app[HUB].publish(
         "session.deleted", session.user_id, session.id, {"id": str(session.id)}
     )
@@ -283,6 +284,7 @@ async def send_message(request: web.Request) -> web.Response:
         fields = _json_message(await json_body(request), limits)
     message = Message.new(session_id=sid, **fields)
     stored = await facade.add_message(message)
+    request.app[HISTORY_CACHE].invalidate(sid)  # this instance reads its own writes at once
     data = record_json(stored)
     await request.app[HUB].publish("message.created", user, sid, data)
     return json_response(data, status=201)
@@ -362,13 +364,18 @@ async def history(request: web.Request) -> web.Response:
     after, before = query_cursor(request, "after"), query_cursor(request, "before")
     if after is not None and before is not None:
         raise Problem(400, "invalid_parameter", "give after or before, not both")
-    page = await facade.history(
-        sid,
-        limit=query_int(request, "limit", 50, 1, 1000),
-        after=after,
-        before=before,
+    limit = query_int(request, "limit", 50, 1, 1000)
+    cache = request.app[HISTORY_CACHE]
+    cached = cache.get(
+        facade.stage, sid, (request.query.get("after"), request.query.get("before"), limit)
     )
-    return json_response(page_json(page, Keyset.of_message))
+    if isinstance(cached, bytes):
+        return web.Response(body=cached, content_type="application/json")
+    page = await facade.history(sid, limit=limit, after=after, before=before)
+    body = orjson.dumps(page_json(page, Keyset.of_message))
+    if cached is not None:
+        cache.put(cached, body)
+    return web.Response(body=body, content_type="application/json")
 
 
 async def own_message(request: web.Request) -> tuple[Message, str]:
@@ -394,6 +401,7 @@ async def delete_message(request: web.Request) -> web.Response:
     message, user = await own_message(request)
     mid = message.id
     await request.app[FACADE].delete_message(mid)
+    request.app[HISTORY_CACHE].invalidate(message.session_id)
     await request.app[HUB].publish(
         "message.deleted",
         user,

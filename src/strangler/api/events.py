@@ -92,6 +92,10 @@ class Hub:
         self._closing = False
         self._stop = asyncio.Event()
         self._next_prune = time.monotonic() + PRUNE_EVERY
+        #: Whether the LISTEN connection is up, and how many times it has (re)connected:
+        #: while it is up, every instance's changes arrive within moments.
+        self.listening = False
+        self.listen_epoch = 0
 
     # --- lifecycle -----------------------------------------------------------------------
     async def start(self) -> None:
@@ -162,10 +166,13 @@ class Hub:
                 async with self.store.connection("listen for events") as conn:
                     conn.add_termination_listener(lambda _, done=closed: done.set())
                     await conn.add_listener("strangler_events", notified)
+                    self.listen_epoch += 1
+                    self.listening = True
                     try:
                         self._wake.set()  # catch up on what happened while not listening
                         await _first(closed, self._stop)
                     finally:
+                        self.listening = False
                         if not conn.is_closed():
                             await conn.remove_listener("strangler_events", notified)
             except (StranglerError, OSError) as exc:

@@ -6,6 +6,7 @@ from aiohttp import web
 
 from strangler.api.auth import Authenticator
 from strangler.api.events import Hub
+from strangler.api.history_cache import HistoryCache
 from strangler.api.jobs import VerifyJobs
 from strangler.api.owners import Owners
 from strangler.config import Settings
@@ -18,3 +19,4 @@ AUTH = web.AppKey("auth", Authenticator)
 HUB = web.AppKey("hub", Hub)
 JOBS = web.AppKey("verify_jobs", VerifyJobs)
 OWNERS = web.AppKey("owners", Owners)
+HISTORY_CACHE = web.AppKey("history_cache", HistoryCache)

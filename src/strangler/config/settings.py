@@ -105,6 +105,16 @@ class Settings(BaseSettings):
     body_timeout: float = Field(
         default=30.0, gt=0, description="seconds a client has to send a request body"
     )
+    history_cache_seconds: float = Field(
+        default=0.0,
+        ge=0,
+        description="keep rendered history pages this long in rampdown and complete, dropped "
+        "at once by this instance's writes and within moments by other instances' (realtime "
+        "events); 0 turns the cache off",
+    )
+    history_cache_mb: int = Field(
+        default=64, ge=1, description="memory budget of the history page cache, in MiB"
+    )
     admin_token: SecretStr | None = Field(
         default=None, description="bearer token for /admin; unset: the admin API is closed"
     )

@@ -172,7 +172,12 @@ class Backfill:
         checkpoint_path: Path | None = None,
         tombstones: Tombstones | None = None,
         any_tombstones: Callable[[str], Awaitable[bool]] | None = None,
+        stop: asyncio.Event | None = None,
     ) -> None:
+        #: Set (by Ctrl-C) to stop after the batch in hand, its checkpoint saved: the run
+        #: then raises ``KeyboardInterrupt``. A flag, not a cancel, so no database call is
+        #: cut in the middle and no cancel can be lost in a racing wake-up.
+        self.stop = stop
         self.source = source
         self.tombstones = tombstones
         #: Whether a table has any tombstone at all: skips the per-chunk lookup when not.
@@ -210,6 +215,8 @@ class Backfill:
                     self._save_checkpoint()
                     if self.progress is not None:
                         self.progress(collection, self.result.counts[collection])
+                    if self.stop is not None and self.stop.is_set():
+                        raise KeyboardInterrupt
         cp.done = True
         self._save_checkpoint()
         self.result.seconds = time.monotonic() - start

@@ -1,0 +1,153 @@
+"""An optional cache of rendered history pages (``STRANGLER_HISTORY_CACHE_SECONDS``; off by
+default).
+
+History pages are most of a chat backend's reads, and each costs a Postgres round trip
+plus decoding and rendering its rows. This instance keeps the rendered JSON of recent
+pages and serves them again until something changes the session. The rules that keep
+that correct:
+
+* **Where.** Only in stages that read from Supabase without shadow comparisons
+  (``rampdown``, ``complete``), where every change to a session goes through the facade.
+  The stage is part of the key, so a stage change never serves an older stage's page.
+* **This instance's writes** (send, delete a message, delete a session) drop the session's
+  pages before the request returns: a client reads its own writes here.
+* **Other instances' writes** arrive as realtime events (``api.events.Hub``), which drop the
+  session's pages on every instance, usually within milliseconds of the commit. This is
+  the trade: for that moment another instance may serve the page as it was.
+* **Only while listening.** Events are only prompt while the Hub's ``LISTEN`` connection
+  is up; otherwise pages are neither served nor kept, and a reconnect starts afresh.
+* **Fill races.** A page read before a change and stored after it would stay stale, so each
+  fill remembers the session's generation when the read began and is only kept if
+  nothing dropped the session meanwhile.
+* **Backstop.** Entries expire after the configured seconds, for changes made outside the
+  API (SQL in the Supabase dashboard), and the cache holds at most its byte budget.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Protocol
+
+from prometheus_client import CollectorRegistry, Counter
+
+from strangler.proxy.stages import Stage
+
+#: Page parameters: ``(after cursor, before cursor, limit)`` as the request gave them.
+PageKey = tuple[str | None, str | None, int]
+
+
+class Listening(Protocol):
+    """What the cache needs to know of the realtime listener (``api.events.Hub``): whether
+    it is listening now, and a number that changes with every (re)connection."""
+
+    listening: bool
+    listen_epoch: int
+
+
+@dataclass(frozen=True, slots=True)
+class Ticket:
+    """What a miss remembers so that its fill can be checked (see ``HistoryCache.put``)."""
+
+    session_id: uuid.UUID
+    key: tuple[Stage, PageKey]
+    generation: int
+    epoch: int
+
+
+class HistoryCache:
+    def __init__(
+        self,
+        ttl: float,
+        max_bytes: int,
+        *,
+        listening: Listening,
+        registry: CollectorRegistry | None = None,
+    ) -> None:
+        self.ttl, self.max_bytes = ttl, max_bytes
+        self.listening = listening
+        self._pages: OrderedDict[uuid.UUID, dict[tuple[Stage, PageKey], tuple[bytes, float]]]
+        self._pages = OrderedDict()
+        self._bytes = 0
+        self._generations: dict[uuid.UUID, int] = {}
+        #: Bumped whenever everything is dropped (budget, reconnect): older fills are void.
+        self._epoch = 0
+        self._listen_epoch = -1
+        self.lookups = Counter(
+            "strangler_history_cache_total",
+            "History page lookups: hit, miss, or bypass (cache off for this stage or "
+            "while realtime events are not flowing)",
+            ["result"],
+            registry=registry,
+        )
+
+    @property
+    def enabled(self) -> bool:
+        return self.ttl > 0
+
+    def usable(self, stage: Stage) -> bool:
+        """Whether pages may be served and kept now."""
+        if not self.enabled or stage.authoritative != "new" or stage.shadow_reads:
+            return False
+        epoch = self.listening.listen_epoch
+        if not self.listening.listening:
+            return False
+        if epoch != self._listen_epoch:  # (re)connected: events may have been missed before
+            self.clear()
+            self._listen_epoch = epoch
+        return True
+
+    def get(self, stage: Stage, session_id: uuid.UUID, page: PageKey) -> bytes | Ticket | None:
+        """The rendered page; or, on a miss, a ``Ticket`` for ``put``; or None when the cache
+        cannot be used now (read the store and do not keep the page)."""
+        if not self.usable(stage):
+            self.lookups.labels("bypass").inc()
+            return None
+        key = (stage, page)
+        pages = self._pages.get(session_id)
+        hit = None if pages is None else pages.get(key)
+        if hit is not None and hit[1] > time.monotonic():
+            self._pages.move_to_end(session_id)
+            self.lookups.labels("hit").inc()
+            return hit[0]
+        self.lookups.labels("miss").inc()
+        return Ticket(session_id, key, self._generations.get(session_id, 0), self._epoch)
+
+    def put(self, ticket: Ticket, body: bytes) -> bool:
+        """Keep a page read after ``get`` gave ``ticket``, unless the session changed (or
+        the cache was emptied, or stopped being usable) since; returns whether it was kept."""
+        if (
+            ticket.epoch != self._epoch
+            or self._generations.get(ticket.session_id, 0) != ticket.generation
+            or not self.usable(ticket.key[0])
+            or len(body) > self.max_bytes
+        ):
+            return False
+        pages = self._pages.setdefault(ticket.session_id, {})
+        old = pages.get(ticket.key)
+        if old is not None:
+            self._bytes -= len(old[0])
+        pages[ticket.key] = (body, time.monotonic() + self.ttl)
+        self._bytes += len(body)
+        self._pages.move_to_end(ticket.session_id)
+        while self._bytes > self.max_bytes and self._pages:
+            _, evicted = self._pages.popitem(last=False)
+            self._bytes -= sum(len(b) for b, _ in evicted.values())
+        return True
+
+    def invalidate(self, session_id: uuid.UUID) -> None:
+        """The session changed: drop its pages, and void fills that began before now."""
+        self._generations[session_id] = self._generations.get(session_id, 0) + 1
+        pages = self._pages.pop(session_id, None)
+        if pages:
+            self._bytes -= sum(len(b) for b, _ in pages.values())
+        if len(self._generations) > 100_000:
+            self.clear()  # bounded: the epoch voids every fill in flight
+
+    def clear(self) -> None:
+        self._pages.clear()
+        self._generations.clear()
+        self._bytes = 0
+        self._epoch += 1
