@@ -168,6 +168,18 @@ async def _load(
     }
 
 
+async def _cache_lookups(url: str) -> dict[str, float]:
+    """``strangler_history_cache_total`` by result, from ``/metrics``."""
+    async with aiohttp.ClientSession() as http, http.get(f"{url}/metrics") as resp:
+        text = await resp.text()
+    out: dict[str, float] = {}
+    for line in text.splitlines():
+        if line.startswith("strangler_history_cache_total{"):
+            result = line.split('result="', 1)[1].split('"', 1)[0]
+            out[result] = float(line.rsplit(" ", 1)[1])
+    return out
+
+
 async def _bare(history: bytes, clients: int, seconds: float) -> dict[str, Any]:
     """A bare aiohttp handler serving the same JSON from memory, in its own process."""
     port = free_port()
@@ -277,7 +289,11 @@ async def main(args: argparse.Namespace) -> int:
             async with Server(env, log) as srv:
                 await _load(srv.url, pairs, args.clients, 2, args.mix)  # warm up
                 r = await _load(srv.url, pairs, args.clients, args.seconds, args.mix)
+                r["cache_lookups"] = await _cache_lookups(srv.url)
             results["complete_cached"] = r
+            looked = r["cache_lookups"]
+            hits = looked.get("hit", 0) / max(1, sum(looked.values()))
+            print(f"  history cache hit rate (warm-up included) {hits:.0%}", flush=True)
             print(
                 f"  {'complete, history cache':<10} {r['rps']:>8,.0f} req/s  "
                 f"p50 {r['p50_ms']:6.1f} ms  p99 {r['p99_ms']:6.1f} ms  errors {r['errors']}",
