@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import signal
 import sys
+import uuid
 from collections.abc import AsyncIterator
 
 import structlog
@@ -19,7 +21,7 @@ from aiohttp import web
 
 from strangler.api import chat, dashboard, openapi, ops, realtime
 from strangler.api.auth import Authenticator
-from strangler.api.events import Hub
+from strangler.api.events import Event, Hub
 from strangler.api.history_cache import HistoryCache
 from strangler.api.jobs import VerifyJobs
 from strangler.api.keys import AUTH, FACADE, HISTORY_CACHE, HUB, JOBS, OWNERS, SETTINGS
@@ -91,15 +93,30 @@ async def _facade(app: web.Application) -> AsyncIterator[None]:
             listening=hub,
             registry=facade.metrics.registry,
         )
-        hub.on_event.append(
-            lambda e: cache.invalidate(e.session_id) if e.kind in CHANGES_HISTORY else None
-        )
+        hub.on_event.append(lambda e: _drop_pages(cache, e))
         await hub.start()
         try:
             yield
         finally:
             await app[JOBS].stop_all()
             await hub.stop()
+
+
+def _drop_pages(cache: HistoryCache, event: Event) -> None:
+    """Drop the cached history pages an event changes: for a new message, those it falls
+    into; for a deletion, all of the session's."""
+    if event.kind not in CHANGES_HISTORY:
+        return
+    at = None
+    if event.kind == "message.created" and isinstance(event.payload, dict):
+        try:
+            at = (
+                dt.datetime.fromisoformat(event.payload["timestamp"]),
+                uuid.UUID(event.payload["id"]),
+            )
+        except (KeyError, TypeError, ValueError):
+            at = None  # not the shape the API publishes: drop them all
+    cache.invalidate(event.session_id, at)
 
 
 async def _close_streams(app: web.Application) -> None:

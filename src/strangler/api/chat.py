@@ -18,6 +18,7 @@ from pydantic import BaseModel
 
 from strangler import ids
 from strangler.api.attachments import PDF_DATA_URL, Kind, Limits, check, from_base64, pdf_field
+from strangler.api.history_cache import Span
 from strangler.api.keys import AUTH, FACADE, HISTORY_CACHE, HUB, OWNERS, SETTINGS
 from strangler.api.problems import Problem
 from strangler.backends.base import Keyset, Page
@@ -284,7 +285,8 @@ async def send_message(request: web.Request) -> web.Response:
         fields = _json_message(await json_body(request), limits)
     message = Message.new(session_id=sid, **fields)
     stored = await facade.add_message(message)
-    request.app[HISTORY_CACHE].invalidate(sid)  # this instance reads its own writes at once
+    # This instance reads its own writes at once: the pages the message falls into go now.
+    request.app[HISTORY_CACHE].invalidate(sid, (stored.timestamp, stored.id))
     data = record_json(stored)
     await request.app[HUB].publish("message.created", user, sid, data)
     return json_response(data, status=201)
@@ -374,7 +376,15 @@ async def history(request: web.Request) -> web.Response:
     page = await facade.history(sid, limit=limit, after=after, before=before)
     body = orjson.dumps(page_json(page, Keyset.of_message))
     if cached is not None:
-        cache.put(cached, body)
+        items = page.items
+        span = Span.of_page(
+            None if after is None else (after.at, after.id),
+            None if before is None else (before.at, before.id),
+            (items[0].timestamp, items[0].id) if items else None,
+            (items[-1].timestamp, items[-1].id) if items else None,
+            page.has_more,
+        )
+        cache.put(cached, body, span)
     return web.Response(body=body, content_type="application/json")
 
 

@@ -10,7 +10,9 @@ that correct:
   (``rampdown``, ``complete``), where every change to a session goes through the facade.
   The stage is part of the key, so a stage change never serves an older stage's page.
 * **This instance's writes** (send, delete a message, delete a session) drop the session's
-  pages before the request returns: a client reads its own writes here.
+  pages before the request returns: a client reads its own writes here. A new message
+  drops only the pages whose span it falls into (usually just the last page), since
+  history is ordered by time and a message is appended.
 * **Other instances' writes** arrive as realtime events (``api.events.Hub``), which drop the
   session's pages on every instance, usually within milliseconds of the commit. This is
   the trade: for that moment another instance may serve the page as it was.
@@ -25,6 +27,7 @@ that correct:
 
 from __future__ import annotations
 
+import datetime as dt
 import time
 import uuid
 from collections import OrderedDict
@@ -37,6 +40,40 @@ from strangler.proxy.stages import Stage
 
 #: Page parameters: ``(after cursor, before cursor, limit)`` as the request gave them.
 PageKey = tuple[str | None, str | None, int]
+#: A message's place in history order: ``(timestamp, id)``.
+Position = tuple[dt.datetime, uuid.UUID]
+
+
+@dataclass(frozen=True, slots=True)
+class Span:
+    """The stretch of a session's history a page was read from: a message added or
+    removed inside it changes the page, one outside it does not. Bounds are positions in
+    history order, each inclusive or not; None is unbounded."""
+
+    low: Position | None
+    high: Position | None
+    low_inclusive: bool = False
+    high_inclusive: bool = True
+
+    @classmethod
+    def of_page(
+        cls, after: Position | None, before: Position | None, first: Position | None,
+        last: Position | None, has_more: bool,
+    ) -> Span:  # fmt: skip
+        """The span of a page read ``after``/``before`` a cursor (or from the start), whose
+        first and last messages are ``first`` and ``last``; ``has_more`` says whether more
+        lie beyond the page in the direction it was read."""
+        if before is not None:  # the newest messages before the cursor, up to the limit
+            low = first if has_more else None
+            return cls(low, before, low_inclusive=True, high_inclusive=False)
+        return cls(after, last if has_more else None)
+
+    def holds(self, at: Position) -> bool:
+        """Whether a message at ``at`` lies in the span (so adding or removing it changes
+        the page)."""
+        above = self.low is None or at > self.low or (self.low_inclusive and at == self.low)
+        below = self.high is None or at < self.high or (self.high_inclusive and at == self.high)
+        return above and below
 
 
 class Listening(Protocol):
@@ -57,6 +94,9 @@ class Ticket:
     epoch: int
 
 
+_Entry = tuple[bytes, float, Span]
+
+
 class HistoryCache:
     def __init__(
         self,
@@ -68,7 +108,7 @@ class HistoryCache:
     ) -> None:
         self.ttl, self.max_bytes = ttl, max_bytes
         self.listening = listening
-        self._pages: OrderedDict[uuid.UUID, dict[tuple[Stage, PageKey], tuple[bytes, float]]]
+        self._pages: OrderedDict[uuid.UUID, dict[tuple[Stage, PageKey], _Entry]]
         self._pages = OrderedDict()
         self._bytes = 0
         self._generations: dict[uuid.UUID, int] = {}
@@ -115,9 +155,10 @@ class HistoryCache:
         self.lookups.labels("miss").inc()
         return Ticket(session_id, key, self._generations.get(session_id, 0), self._epoch)
 
-    def put(self, ticket: Ticket, body: bytes) -> bool:
+    def put(self, ticket: Ticket, body: bytes, span: Span) -> bool:
         """Keep a page read after ``get`` gave ``ticket``, unless the session changed (or
-        the cache was emptied, or stopped being usable) since; returns whether it was kept."""
+        the cache was emptied, or stopped being usable) since; returns whether it was kept.
+        ``span`` says which later changes to the session change this page."""
         if (
             ticket.epoch != self._epoch
             or self._generations.get(ticket.session_id, 0) != ticket.generation
@@ -129,20 +170,27 @@ class HistoryCache:
         old = pages.get(ticket.key)
         if old is not None:
             self._bytes -= len(old[0])
-        pages[ticket.key] = (body, time.monotonic() + self.ttl)
+        pages[ticket.key] = (body, time.monotonic() + self.ttl, span)
         self._bytes += len(body)
         self._pages.move_to_end(ticket.session_id)
         while self._bytes > self.max_bytes and self._pages:
             _, evicted = self._pages.popitem(last=False)
-            self._bytes -= sum(len(b) for b, _ in evicted.values())
+            self._bytes -= sum(len(e[0]) for e in evicted.values())
         return True
 
-    def invalidate(self, session_id: uuid.UUID) -> None:
-        """The session changed: drop its pages, and void fills that began before now."""
+    def invalidate(self, session_id: uuid.UUID, at: Position | None = None) -> None:
+        """The session changed: void the fills that began before now, and drop its pages;
+        only those whose span holds ``at`` when the change is one message at ``at`` (a
+        new message usually lands after every page but the last)."""
         self._generations[session_id] = self._generations.get(session_id, 0) + 1
-        pages = self._pages.pop(session_id, None)
-        if pages:
-            self._bytes -= sum(len(b) for b, _ in pages.values())
+        pages = self._pages.get(session_id)
+        if not pages:
+            return
+        stale = [k for k, e in pages.items() if at is None or e[2].holds(at)]
+        for key in stale:
+            self._bytes -= len(pages.pop(key)[0])
+        if not pages:
+            del self._pages[session_id]
         if len(self._generations) > 100_000:
             self.clear()  # bounded: the epoch voids every fill in flight
 
