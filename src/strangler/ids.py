@@ -33,10 +33,15 @@ _CANONICAL_UUID = re.compile(
 IdLike = uuid.UUID | ObjectId | str
 
 
+def uuid_bytes_from_objectid(raw: bytes) -> bytes:
+    """The 16 bytes of the UUID of an ObjectId given as its 12 bytes: they sit around the
+    constant ``80 00 80 00``."""
+    return raw[:6] + _MARKER + raw[6:]
+
+
 def uuid_from_objectid(oid: ObjectId) -> uuid.UUID:
     """The UUID of an ObjectId: its 12 bytes around the constant ``80 00 80 00``."""
-    raw = oid.binary
-    return uuid.UUID(bytes=raw[:6] + _MARKER + raw[6:])
+    return uuid.UUID(bytes=uuid_bytes_from_objectid(oid.binary))
 
 
 def objectid_from_uuid(value: uuid.UUID) -> ObjectId | None:

@@ -376,15 +376,7 @@ async def history(request: web.Request) -> web.Response:
     page = await facade.history(sid, limit=limit, after=after, before=before)
     body = orjson.dumps(page_json(page, Keyset.of_message))
     if cached is not None:
-        items = page.items
-        span = Span.of_page(
-            None if after is None else (after.at, after.id),
-            None if before is None else (before.at, before.id),
-            (items[0].timestamp, items[0].id) if items else None,
-            (items[-1].timestamp, items[-1].id) if items else None,
-            page.has_more,
-        )
-        cache.put(cached, body, span)
+        cache.put(cached, body, Span.of_history(after, before, page))
     return web.Response(body=body, content_type="application/json")
 
 

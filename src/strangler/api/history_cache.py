@@ -36,6 +36,8 @@ from typing import Protocol
 
 from prometheus_client import CollectorRegistry, Counter
 
+from strangler.backends.base import Keyset, Page
+from strangler.models import Message
 from strangler.proxy.stages import Stage
 
 #: Page parameters: ``(after cursor, before cursor, limit)`` as the request gave them.
@@ -67,6 +69,18 @@ class Span:
             low = first if has_more else None
             return cls(low, before, low_inclusive=True, high_inclusive=False)
         return cls(after, last if has_more else None)
+
+    @classmethod
+    def of_history(cls, after: Keyset | None, before: Keyset | None, page: Page[Message]) -> Span:
+        """The span of a history page the store gave for these cursors."""
+        items = page.items
+        return cls.of_page(
+            None if after is None else (after.at, after.id),
+            None if before is None else (before.at, before.id),
+            (items[0].timestamp, items[0].id) if items else None,
+            (items[-1].timestamp, items[-1].id) if items else None,
+            page.has_more,
+        )
 
     def holds(self, at: Position) -> bool:
         """Whether a message at ``at`` lies in the span (so adding or removing it changes

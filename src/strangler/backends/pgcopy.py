@@ -25,6 +25,7 @@ from array import array
 from typing import Any
 
 from strangler.backends.base import Table
+from strangler.ids import uuid_bytes_from_objectid
 
 #: ``PGCOPY\n\377\r\n\0``, no flags, no header extension.
 HEADER = b"PGCOPY\n\xff\r\n\x00" + bytes(8)
@@ -38,7 +39,6 @@ _JSONB = struct.Struct("!ib")  # length; jsonb version 1
 _TIME = struct.Struct("!iq")  # 8; microseconds since 2000-01-01 UTC
 _LEN = struct.Struct("!i")
 _INT64 = struct.Struct("!q")
-_OID_MIDDLE = b"\x80\x00\x80\x00"
 
 
 def uuid_bytes(text: str) -> bytes:
@@ -110,10 +110,10 @@ class RowWriter:
     ) -> None:
         """Like :meth:`message`, with both ids given as legacy ObjectIds (24 lower-case hex
         digits), mapped as DESIGN.md says: ``o[0:6] 8000 8000 o[6:12]``."""
-        oid, ref = bytes.fromhex(oid_hex), bytes.fromhex(session_oid_hex)
         self._message(
-            oid[:6] + _OID_MIDDLE + oid[6:], ref[:6] + _OID_MIDDLE + ref[6:], sender, content,
-            timestamp, audio, image, pdf,
+            uuid_bytes_from_objectid(bytes.fromhex(oid_hex)),
+            uuid_bytes_from_objectid(bytes.fromhex(session_oid_hex)),
+            sender, content, timestamp, audio, image, pdf,
         )  # fmt: skip
 
     def _message(

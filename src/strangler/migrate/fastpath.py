@@ -86,7 +86,7 @@ def fast_message_row(doc: dict[str, Any]) -> tuple[Any, ...] | None:
         ):
             return None
         timestamp = _ordinary_time(doc["timestamp"])
-    except _Unusual:
+    except (_Unusual, UnicodeEncodeError):  # UnicodeEncodeError: a lone surrogate
         return None
     return (_uuid_text(str(oid)), _uuid_text(ref), sender, content, timestamp, *attachments)
 

@@ -154,30 +154,26 @@ def prepare(collection: Collection, chunk: Chunk) -> Prepared:
     positions: list[int] = []
     notes: dict[int, Note] = {}
 
-    def add(position: int, row: tuple[Any, ...]) -> bool:
-        """Encode a row; False if its text cannot be UTF-8 (a lone surrogate): the general
-        transform then repairs the document and reports it."""
-        try:
-            writer.row(row)
-        except UnicodeEncodeError:
-            return False
-        positions.append(position)
-        return True
+    def adder(encode: Callable[..., None]) -> Callable[[int, tuple[Any, ...]], bool]:
+        def add(position: int, values: tuple[Any, ...]) -> bool:
+            """Encode a row; False if its text cannot be UTF-8 (a lone surrogate): the
+            general transform then repairs the document and reports it."""
+            try:
+                encode(*values)
+            except UnicodeEncodeError:
+                return False
+            positions.append(position)
+            return True
 
-    def add_oids(position: int, fields: tuple[Any, ...]) -> bool:
-        try:
-            writer.message_oids(*fields)
-        except UnicodeEncodeError:
-            return False
-        positions.append(position)
-        return True
+        return add
 
-    for position, (item, decoded_with) in _documents(docs, text_fast, add_oids):
+    add = adder(writer.session if sessions else writer.message)
+    for position, (item, decoded_with) in _documents(docs, text_fast, adder(writer.message_oids)):
         if isinstance(item, BadInput):
             source_id, original = describe(item)
             notes[position] = Note(position, ["unparseable"], source_id, original)
             continue
-        row = None if decoded_with else _fast(fast, item)
+        row = None if decoded_with else fast(item)
         if row is not None and add(position, row):
             continue
         outcome = transform(item)
@@ -188,12 +184,3 @@ def prepare(collection: Collection, chunk: Chunk) -> Prepared:
             source_id, original = describe(item)
             notes[position] = Note(position, reasons, source_id, original)
     return Prepared(collection, len(docs), writer.done(), positions, notes)
-
-
-def _fast(
-    fast: Callable[[dict[str, Any]], tuple[Any, ...] | None], doc: dict[str, Any]
-) -> tuple[Any, ...] | None:
-    try:
-        return fast(doc)
-    except UnicodeEncodeError:  # a lone surrogate in content: the general transform's case
-        return None

@@ -229,15 +229,17 @@ def _guarded(
             last = number
             yield number, text
     except _UNREADABLE as exc:
-        yield (
-            last + 1,
-            BadInput(
-                f"{path.name}:{last + 1} and after",
-                "",
-                f"the file cannot be read past this point ({type(exc).__name__}: {exc}); "
-                "re-export it or fix the archive, then run again with --resume",
-            ),
-        )
+        yield last + 1, _unreadable(path, last + 1, exc)
+
+
+def _unreadable(path: Path, line: int, exc: BaseException) -> BadInput:
+    """The report line for the part of a file from ``line`` on that cannot be read."""
+    return BadInput(
+        f"{path.name}:{line} and after",
+        "",
+        f"the file cannot be read past this point ({type(exc).__name__}: {exc}); "
+        "re-export it or fix the archive, then run again with --resume",
+    )
 
 
 #: A chunk of JSON Lines holds at most this many bytes (unless one line is longer), so a
@@ -286,13 +288,7 @@ def _line_chunks(
             pos = 0
         buf, pos, eof = buf[pos:] + data, 0, not data
     if broken is not None:
-        bad = BadInput(
-            f"{path.name}:{line} and after",
-            "",
-            f"the file cannot be read past this point ({type(broken).__name__}: {broken}); "
-            "re-export it or fix the archive, then run again with --resume",
-        )
-        yield TextChunk(path.name, "line", [line], [bad])
+        yield TextChunk(path.name, "line", [line], [_unreadable(path, line, broken)])
 
 
 def _array(
