@@ -284,11 +284,19 @@ async def send_message(request: web.Request) -> web.Response:
     else:
         fields = _json_message(await json_body(request), limits)
     message = Message.new(session_id=sid, **fields)
-    stored = await facade.add_message(message)
+    hub = request.app[HUB]
+    data = record_json(message)
+    # Where Postgres is authoritative the event is stored with the message (one statement).
+    stored, published = await facade.send_message(
+        message, hub.draft("message.created", user, sid, data)
+    )
     # This instance reads its own writes at once: the pages the message falls into go now.
     request.app[HISTORY_CACHE].invalidate(sid, (stored.timestamp, stored.id))
-    data = record_json(stored)
-    await request.app[HUB].publish("message.created", user, sid, data)
+    if published:
+        hub.published()
+    else:
+        data = record_json(stored)
+        await hub.publish("message.created", user, sid, data)
     return json_response(data, status=201)
 
 

@@ -21,7 +21,7 @@ import structlog
 
 from strangler.api.problems import Problem
 from strangler.backends.postgres import PostgresStore
-from strangler.backends.postgres_control import PostgresControl
+from strangler.backends.postgres_control import EventDraft, PostgresControl
 from strangler.errors import StranglerError
 
 log = structlog.get_logger(__name__)
@@ -126,16 +126,28 @@ class Hub:
                 task.cancel()
 
     # --- publishing ----------------------------------------------------------------------
-    async def publish(self, kind: str, user_id: str, session_id: uuid.UUID, payload: Any) -> None:
-        """Record a change; never fails the request that made it (realtime is best effort
-        for the publisher, and the change itself is already stored)."""
+    @staticmethod
+    def draft(kind: str, user_id: str, session_id: uuid.UUID, payload: Any) -> EventDraft:
+        """The event for a change, as it is stored: a message over ``MAX_INLINE_BYTES`` goes
+        out without its content (clients fetch it)."""
         if kind == "message.created" and len(orjson.dumps(payload)) > MAX_INLINE_BYTES:
             payload = {k: payload.get(k) for k in ("id", "session_id", "sender", "timestamp")}
             payload["truncated"] = True
+        return EventDraft(kind, user_id, session_id, payload)
+
+    async def publish(self, kind: str, user_id: str, session_id: uuid.UUID, payload: Any) -> None:
+        """Record a change; never fails the request that made it (realtime is best effort
+        for the publisher, and the change itself is already stored)."""
+        event = self.draft(kind, user_id, session_id, payload)
         try:
-            await self.control.publish_event(kind, user_id, session_id, payload)
+            await self.control.publish_event(kind, user_id, session_id, event.payload)
         except StranglerError as exc:
             log.warning("realtime_publish_failed", kind=kind, error=str(exc))
+        self.published()
+
+    def published(self) -> None:
+        """An event was stored by this instance (``publish``, or a write that carried it):
+        deliver it here now, without waiting for the NOTIFY."""
         self._wake.set()
 
     # --- subscribing ---------------------------------------------------------------------

@@ -307,13 +307,18 @@ class PostgresStore:
 
     # --- messages ----------------------------------------------------------------------
     async def add_message(self, message: Message) -> Message:
-        check_message(message, self.limits)
         async with self._conn("add message") as conn:
             await conn.execute(
                 f"INSERT INTO messages ({MESSAGE_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-                *_message_row(message),
+                *self.message_row(message),
             )
         return message
+
+    def message_row(self, message: Message) -> tuple[Any, ...]:
+        """The message checked against this store's limits, as ``MESSAGE_COLS`` values (for
+        statements that insert a message along with something else)."""
+        check_message(message, self.limits)
+        return _message_row(message)
 
     async def get_message(self, message_id: IdLike) -> Message:
         mid = ids.parse_id(message_id, field="message_id")

@@ -25,7 +25,7 @@ import structlog
 
 from strangler import ids
 from strangler.backends.base import ChatStore, Keyset, Page, Table
-from strangler.backends.postgres_control import PostgresControl
+from strangler.backends.postgres_control import EventDraft, PostgresControl
 from strangler.errors import Conflict, NotFound, StranglerError
 from strangler.ids import IdLike
 from strangler.models import ChatSession, Message
@@ -46,6 +46,13 @@ def _retrieve(task: asyncio.Task[None]) -> None:
     """Mark a secondary write's failure as seen: its request already journaled the record."""
     if not task.cancelled() and task.exception() is not None:
         log.debug("late_secondary_write_failed", error=repr(task.exception()))
+
+
+async def _secondary_add_message(auth: ChatStore, sec: ChatStore, m: Message) -> None:
+    try:
+        await sec.add_message(m)
+    except (Conflict, NotFound):  # there already, or its session is not: copy what auth has
+        await mirror(auth, sec, "messages", m.id)
 
 
 class DualWriteStore:
@@ -166,14 +173,18 @@ class DualWriteStore:
         record_ids: Sequence[uuid.UUID],
         primary: Callable[[ChatStore], Awaitable[T]],
         secondary: Callable[[ChatStore, ChatStore, T], Coroutine[Any, Any, None]],
+        *,
+        stage: Stage | None = None,
+        parked: bool = False,
     ) -> T:
-        stage = self.stage
+        """``parked``: ``primary`` wrote the ids' journal entries for MongoDB itself."""
+        stage = stage or self.stage
         auth_role = stage.authoritative
         auth = self.store(auth_role)
         result = await self._call(auth, op, primary)
         target = stage.secondary
         if target is None:
-            if stage == Stage.COMPLETE:
+            if stage == Stage.COMPLETE and not parked:
                 # Park the ids for MongoDB, so a rollback from complete can catch it up.
                 await self._journal(auth_role, "old", table, record_ids, park=True)
             return result
@@ -333,15 +344,41 @@ class DualWriteStore:
 
     # --- messages --------------------------------------------------------------------------
     async def add_message(self, message: Message) -> Message:
-        async def secondary(auth: ChatStore, sec: ChatStore, m: Message) -> None:
-            try:
-                await sec.add_message(m)
-            except (Conflict, NotFound):
-                await mirror(auth, sec, "messages", m.id)
-
         return await self._write(
-            "add_message", "messages", [message.id], lambda st: st.add_message(message), secondary
+            "add_message",
+            "messages",
+            [message.id],
+            lambda st: st.add_message(message),
+            _secondary_add_message,
         )
+
+    async def send_message(self, message: Message, event: EventDraft) -> tuple[Message, bool]:
+        """``add_message``, and when Postgres is authoritative, the message's realtime event
+        and its journal entry for MongoDB in the same statement (``PostgresControl.
+        add_message_with``): one round trip instead of three, and the event exists exactly
+        when the message does. Returns the stored message and whether ``event`` went with
+        it; if not (MongoDB is authoritative), the caller publishes it."""
+        stage = self.stage
+        control = self.control
+        if stage.authoritative != "new" or control is None or control.store is not self.new:
+            return await self.add_message(message), False
+
+        park = stage == Stage.COMPLETE
+
+        async def primary(_: ChatStore) -> Message:
+            await control.add_message_with(message, park=park, event=event)
+            return message
+
+        stored = await self._write(
+            "add_message",
+            "messages",
+            [message.id],
+            primary,
+            _secondary_add_message,
+            stage=stage,
+            parked=park,
+        )
+        return stored, True
 
     async def get_message(self, message_id: IdLike) -> Message:
         mid = ids.parse_id(message_id, field="message_id")

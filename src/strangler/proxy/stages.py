@@ -42,7 +42,7 @@ class Stage(StrEnum):
 
     @property
     def order(self) -> int:
-        return list(Stage).index(self)
+        return _ORDER[self]
 
     @property
     def authoritative(self) -> Role:
@@ -63,6 +63,9 @@ class Stage(StrEnum):
 
     def writes_to(self, role: Role) -> bool:
         return role in (self.authoritative, self.secondary)
+
+
+_ORDER = {stage: i for i, stage in enumerate(Stage)}
 
 
 def other(role: Role) -> Role:
