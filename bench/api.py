@@ -2,8 +2,9 @@
 
 A closed loop of ``--clients`` concurrent clients (70% history pages, 20% sends, 10%
 session lists) runs for ``--seconds`` against ``strangler serve`` (a process of its own)
-in ``off``, ``dualwrite`` and ``complete``, and against a bare aiohttp handler serving the
-same history JSON from memory. It prints RPS and p50/p99 per stage, and the ratios:
+in ``off``, ``dualwrite`` and ``complete`` (with its defaults, so with the page caches on),
+once more in ``complete`` with the page caches off, and against a bare aiohttp handler
+serving the same history JSON from memory. It prints RPS and p50/p99 per stage, and the ratios:
 
 * complete / off      (target >= 1.0: "performance at least as good as MongoDB")
 * dualwrite / off     (target >= 0.75)
@@ -127,6 +128,7 @@ async def _load(
 ) -> dict[str, Any]:
     tokens = {u: {"Authorization": f"Bearer {_token(u)}"} for u, _ in pairs}
     latencies: list[float] = []
+    by_kind: dict[str, list[float]] = {"history": [], "send": [], "list": []}
     errors = 0
     stop = time.monotonic() + seconds
     rng = random.Random(1)
@@ -138,20 +140,25 @@ async def _load(
             roll = rng.random()
             start = time.perf_counter()
             if roll < mix[0]:
+                kind = "history"
                 req = http.get(f"{url}/sessions/{sid}/messages?limit=50", headers=tokens[user])
             elif roll < mix[0] + mix[1]:
+                kind = "send"
                 req = http.post(
                     f"{url}/sessions/{sid}/messages",
                     json={"content": {"type": "conversation", "text": "load"}},
                     headers=tokens[user],
                 )
             else:
+                kind = "list"
                 req = http.get(f"{url}/sessions?limit=20", headers=tokens[user])
             async with req as resp:
                 await resp.read()
                 if resp.status >= 400:
                     errors += 1
-            latencies.append(time.perf_counter() - start)
+            took = time.perf_counter() - start
+            latencies.append(took)
+            by_kind[kind].append(took)
 
     connector = aiohttp.TCPConnector(limit=clients)
     async with aiohttp.ClientSession(connector=connector) as http:
@@ -165,19 +172,43 @@ async def _load(
         "rps": len(latencies) / wall,
         "p50_ms": statistics.median(latencies) * 1000,
         "p99_ms": latencies[int(len(latencies) * 0.99)] * 1000,
+        "by_kind": {k: _percentiles(v) for k, v in by_kind.items() if v},
     }
 
 
-async def _cache_lookups(url: str) -> dict[str, float]:
-    """``strangler_history_cache_total`` by result, from ``/metrics``."""
+def _percentiles(samples: list[float]) -> dict[str, float]:
+    samples.sort()
+    return {
+        "n": len(samples),
+        "p50_ms": statistics.median(samples) * 1000,
+        "p99_ms": samples[int(len(samples) * 0.99)] * 1000,
+    }
+
+
+def _kinds(r: dict[str, Any]) -> str:
+    return "  ".join(
+        f"{k} p50 {v['p50_ms']:.1f} p99 {v['p99_ms']:.1f}" for k, v in r["by_kind"].items()
+    )
+
+
+async def _cache_lookups(url: str) -> dict[str, dict[str, float]]:
+    """``strangler_{history,session_list}_cache_total`` by result, from ``/metrics``."""
     async with aiohttp.ClientSession() as http, http.get(f"{url}/metrics") as resp:
         text = await resp.text()
-    out: dict[str, float] = {}
+    out: dict[str, dict[str, float]] = {}
     for line in text.splitlines():
-        if line.startswith("strangler_history_cache_total{"):
-            result = line.split('result="', 1)[1].split('"', 1)[0]
-            out[result] = float(line.rsplit(" ", 1)[1])
+        for cache in ("history", "session_list"):
+            if line.startswith(f"strangler_{cache}_cache_total{{"):
+                result = line.split('result="', 1)[1].split('"', 1)[0]
+                out.setdefault(cache, {})[result] = float(line.rsplit(" ", 1)[1])
     return out
+
+
+def _hit_rates(looked: dict[str, dict[str, float]]) -> str:
+    return ", ".join(
+        f"{cache} {counts.get('hit', 0) / max(1, sum(counts.values())):.0%}"
+        for cache, counts in looked.items()
+    )
 
 
 async def _bare(history: bytes, clients: int, seconds: float) -> dict[str, Any]:
@@ -276,29 +307,31 @@ async def main(args: argparse.Namespace) -> int:
             async with Server({**base, "STRANGLER_STAGE": stage}, log) as srv:
                 await _load(srv.url, pairs, args.clients, 2)  # warm up
                 results[stage] = await _load(srv.url, pairs, args.clients, args.seconds, args.mix)
+                if stage == "complete":
+                    results[stage]["cache_lookups"] = await _cache_lookups(srv.url)
             r = results[stage]
             print(
                 f"  {stage:<10} {r['rps']:>8,.0f} req/s  p50 {r['p50_ms']:6.1f} ms  "
                 f"p99 {r['p99_ms']:6.1f} ms  errors {r['errors']}",
                 flush=True,
             )
-        if args.history_cache and "complete" in args.stages:
-            # The same stage with the history page cache on (off by default).
-            env = {**base, "STRANGLER_STAGE": "complete"}
-            env["STRANGLER_HISTORY_CACHE_SECONDS"] = str(args.history_cache)
+            print(f"             ({_kinds(r)})", flush=True)
+            if "cache_lookups" in r:
+                rates = _hit_rates(r["cache_lookups"])
+                print(f"             page cache hit rates (warm-up included): {rates}", flush=True)
+        if args.uncached_row and "complete" in args.stages:
+            # The same stage with the page caches off (STRANGLER_PAGE_CACHE_SECONDS=0).
+            env = {**base, "STRANGLER_STAGE": "complete", "STRANGLER_PAGE_CACHE_SECONDS": "0"}
             async with Server(env, log) as srv:
                 await _load(srv.url, pairs, args.clients, 2, args.mix)  # warm up
                 r = await _load(srv.url, pairs, args.clients, args.seconds, args.mix)
-                r["cache_lookups"] = await _cache_lookups(srv.url)
-            results["complete_cached"] = r
-            looked = r["cache_lookups"]
-            hits = looked.get("hit", 0) / max(1, sum(looked.values()))
-            print(f"  history cache hit rate (warm-up included) {hits:.0%}", flush=True)
+            results["complete_uncached"] = r
             print(
-                f"  {'complete, history cache':<10} {r['rps']:>8,.0f} req/s  "
+                f"  {'complete, page cache off':<10} {r['rps']:>8,.0f} req/s  "
                 f"p50 {r['p50_ms']:6.1f} ms  p99 {r['p99_ms']:6.1f} ms  errors {r['errors']}",
                 flush=True,
             )
+            print(f"             ({_kinds(r)})", flush=True)
         results["bare"] = await _bare(history, args.clients, args.seconds)
         print(f"  bare       {results['bare']['rps']:>8,.0f} req/s", flush=True)
         if args.subscribers:
@@ -309,7 +342,7 @@ async def main(args: argparse.Namespace) -> int:
             print("\na partial run (--stages, --mix or --subscribers 0): not saved")
             for stage in [
                 *args.stages,
-                *(["complete_cached"] if "complete_cached" in results else []),
+                *(["complete_uncached"] if "complete_uncached" in results else []),
             ]:
                 print(f"  {stage} / bare  {results[stage]['rps'] / results['bare']['rps']:5.2f}x")
             if "fanout" in results:
@@ -322,9 +355,9 @@ async def main(args: argparse.Namespace) -> int:
         "dualwrite_vs_off": results["dualwrite"]["rps"] / off,
         "complete_vs_bare": results["complete"]["rps"] / results["bare"]["rps"],
     }
-    if "complete_cached" in results:
-        ratios["complete_cached_vs_bare"] = (
-            results["complete_cached"]["rps"] / results["bare"]["rps"]
+    if "complete_uncached" in results:
+        ratios["complete_uncached_vs_bare"] = (
+            results["complete_uncached"]["rps"] / results["bare"]["rps"]
         )
     f = results["fanout"]
     print(
@@ -333,10 +366,8 @@ async def main(args: argparse.Namespace) -> int:
     print(f"  complete / off    {ratios['complete_vs_off']:5.2f}x  (target >= 1.0)")
     print(f"  dualwrite / off   {ratios['dualwrite_vs_off']:5.2f}x  (target >= 0.75)")
     print(f"  complete / bare   {ratios['complete_vs_bare']:5.2f}x  (target >= 0.5)")
-    if "complete_cached_vs_bare" in ratios:
-        print(
-            f"  complete with the history cache / bare  {ratios['complete_cached_vs_bare']:5.2f}x"
-        )
+    if "complete_uncached_vs_bare" in ratios:
+        print(f"  complete, page cache off / bare  {ratios['complete_uncached_vs_bare']:5.2f}x")
     print(
         f"  SSE fan-out to {f['subscribers']} subscribers: {f['deliveries']} deliveries, "
         f"p50 {f['p50_ms']:.0f} ms, p99 {f['p99_ms']:.0f} ms (target < 250 ms)"
@@ -360,11 +391,10 @@ if __name__ == "__main__":
     parser.add_argument("--seconds", type=float, default=30)
     parser.add_argument("--subscribers", type=int, default=1000)
     parser.add_argument(
-        "--history-cache",
-        type=float,
-        default=60.0,
-        metavar="SECONDS",
-        help="also load complete with STRANGLER_HISTORY_CACHE_SECONDS set to this (0: skip)",
+        "--no-uncached-row",
+        dest="uncached_row",
+        action="store_false",
+        help="skip the extra complete run with the page caches off",
     )
     parser.add_argument(
         "--mix",

@@ -9,7 +9,8 @@ import uuid
 import pytest
 
 from strangler.backends.postgres import PostgresStore
-from strangler.backends.postgres_control import _PUBLISH, EventDraft, PostgresControl
+from strangler.backends.postgres_control import PostgresControl
+from strangler.backends.postgres_outbox import PUBLISH_EVENT, EventDraft
 from strangler.errors import NotFound
 from strangler.models import ChatSession, Message
 from strangler.proxy import DualWriteStore
@@ -97,10 +98,35 @@ async def test_an_event_id_never_shows_before_a_smaller_one_commits(
     control = PostgresControl(pg_store)
     sid = uuid.uuid4()
     async with pg_store.connection("an append in flight") as conn, conn.transaction():
-        first = await conn.fetchval(_PUBLISH, "first", "u", sid, {})
+        first = await conn.fetchval(PUBLISH_EVENT, "first", "u", sid, {})
         second = asyncio.create_task(control.publish_event("second", "u", sid, {}))
         await asyncio.sleep(0.3)
         assert not second.done()
         assert await control.events_since(0, session_id=sid) == []
     assert await second > first
     assert [e["kind"] for e in await control.events_since(0, session_id=sid)] == ["first", "second"]
+
+
+async def test_concurrent_sends_share_statements_and_each_gets_its_own_answer(
+    make_store: StoreFactory,
+) -> None:
+    async with make_store("facade:complete") as f:
+        s = await f.create_session(ChatSession.new(title="t", user_id="u"))
+        good = [_message(s.id, str(i)) for i in range(40)]
+        orphan = _message(uuid.uuid4())  # its session does not exist
+        sends = [*good[:20], orphan, *good[20:]]
+        results = await asyncio.gather(
+            *(f.send_message(m, _draft(m)) for m in sends), return_exceptions=True
+        )
+        assert isinstance(results[20], NotFound)
+        assert [r for i, r in enumerate(results) if i != 20] == [(m, True) for m in good]
+        assert f.control is not None
+        outbox = f.control.outbox
+        assert outbox.statements < outbox.messages  # batched, not one statement each
+        stored = await f.new.history(s.id, limit=100)
+        assert {m.id for m in stored.items} == {m.id for m in good}
+        events = await _events(f, s.id)
+        assert sorted(p["id"] for _, p in events) == sorted(str(m.id) for m in good)  # type: ignore[index]
+        parked = await _parked(f)
+        assert {("messages", m.id) for m in good} <= parked
+        assert ("messages", orphan.id) not in parked

@@ -22,10 +22,19 @@ from aiohttp import web
 from strangler.api import chat, dashboard, openapi, ops, realtime
 from strangler.api.auth import Authenticator
 from strangler.api.events import Event, Hub
-from strangler.api.history_cache import HistoryCache
 from strangler.api.jobs import VerifyJobs
-from strangler.api.keys import AUTH, FACADE, HISTORY_CACHE, HUB, JOBS, OWNERS, SETTINGS
+from strangler.api.keys import (
+    AUTH,
+    FACADE,
+    HISTORY_CACHE,
+    HUB,
+    JOBS,
+    OWNERS,
+    SESSION_LIST_CACHE,
+    SETTINGS,
+)
 from strangler.api.owners import Owners
+from strangler.api.page_cache import PageCache
 from strangler.api.problems import problems
 from strangler.backends.mongo import MongoStore
 from strangler.backends.postgres import PostgresStore
@@ -36,6 +45,8 @@ from strangler.proxy.wiring import connect
 log = structlog.get_logger(__name__)
 #: Realtime events after which a session's history pages are out of date.
 CHANGES_HISTORY = frozenset({"message.created", "message.deleted", "session.deleted"})
+#: Realtime events after which the session's owner's session lists are out of date.
+CHANGES_SESSION_LISTS = frozenset({"session.created", "session.renamed", "session.deleted"})
 
 
 def create_app(settings: Settings) -> web.Application:
@@ -87,13 +98,19 @@ async def _facade(app: web.Application) -> AsyncIterator[None]:
             lambda e: owners.forget(e.session_id) if e.kind == "session.deleted" else None
         )
         settings = app[SETTINGS]
-        cache = app[HISTORY_CACHE] = HistoryCache(
-            settings.history_cache_seconds,
-            settings.history_cache_mb << 20,
-            listening=hub,
-            registry=facade.metrics.registry,
-        )
-        hub.on_event.append(lambda e: _drop_pages(cache, e))
+        caches = {
+            name: PageCache(
+                settings.page_cache_seconds,
+                settings.page_cache_mb << 20,
+                listening=hub,
+                registry=facade.metrics.registry,
+                name=name,
+            )
+            for name in ("history", "session_list")
+        }
+        history = app[HISTORY_CACHE] = caches["history"]
+        lists = app[SESSION_LIST_CACHE] = caches["session_list"]
+        hub.on_event.append(lambda e: _drop_pages(history, lists, e))
         await hub.start()
         try:
             yield
@@ -102,9 +119,12 @@ async def _facade(app: web.Application) -> AsyncIterator[None]:
             await hub.stop()
 
 
-def _drop_pages(cache: HistoryCache, event: Event) -> None:
-    """Drop the cached history pages an event changes: for a new message, those it falls
-    into; for a deletion, all of the session's."""
+def _drop_pages(history: PageCache, lists: PageCache, event: Event) -> None:
+    """Drop the cached pages an event changes: for a new message, the history pages it falls
+    into; for a deleted message, all of its session's; for a session created, renamed or
+    deleted, its owner's session lists (and when deleted, its history pages)."""
+    if event.kind in CHANGES_SESSION_LISTS:
+        lists.invalidate(event.user_id)
     if event.kind not in CHANGES_HISTORY:
         return
     at = None
@@ -116,7 +136,7 @@ def _drop_pages(cache: HistoryCache, event: Event) -> None:
             )
         except (KeyError, TypeError, ValueError):
             at = None  # not the shape the API publishes: drop them all
-    cache.invalidate(event.session_id, at)
+    history.invalidate(event.session_id, at)
 
 
 async def _close_streams(app: web.Application) -> None:

@@ -18,8 +18,16 @@ from pydantic import BaseModel
 
 from strangler import ids
 from strangler.api.attachments import PDF_DATA_URL, Kind, Limits, check, from_base64, pdf_field
-from strangler.api.history_cache import Span
-from strangler.api.keys import AUTH, FACADE, HISTORY_CACHE, HUB, OWNERS, SETTINGS
+from strangler.api.keys import (
+    AUTH,
+    FACADE,
+    HISTORY_CACHE,
+    HUB,
+    OWNERS,
+    SESSION_LIST_CACHE,
+    SETTINGS,
+)
+from strangler.api.page_cache import Span
 from strangler.api.problems import Problem
 from strangler.backends.base import Keyset, Page
 from strangler.errors import InvalidInput, NotFound
@@ -216,6 +224,7 @@ async def create_session(request: web.Request) -> web.Response:
     body = await json_body(request)
     title = text_field(body, "title", required=False) or "New chat"
     session = await request.app[FACADE].create_session(ChatSession.new(title=title, user_id=user))
+    request.app[SESSION_LIST_CACHE].invalidate(user)  # this instance reads its own writes
     data = record_json(session)
     await request.app[HUB].publish("session.created", user, session.id, data)
     return json_response(data, status=201)
@@ -224,15 +233,29 @@ async def create_session(request: web.Request) -> web.Response:
 @routes.get("/sessions")
 async def list_sessions(request: web.Request) -> web.Response:
     user = await request.app[AUTH].user(request)
-    page = await request.app[FACADE].list_sessions(
+    facade = request.app[FACADE]
+    search = request.query.get("search") or None
+    created_from = query_time(request, "created_from")
+    created_to = query_time(request, "created_to")
+    limit = query_int(request, "limit", 50, 1, 1000)
+    after = query_cursor(request, "cursor")
+    cache = request.app[SESSION_LIST_CACHE]
+    key = (search, created_from, created_to, limit, request.query.get("cursor"))
+    cached = cache.get(facade.stage, user, key)
+    if isinstance(cached, bytes):
+        return web.Response(body=cached, content_type="application/json")
+    page = await facade.list_sessions(
         user,
-        search=request.query.get("search") or None,
-        created_from=query_time(request, "created_from"),
-        created_to=query_time(request, "created_to"),
-        limit=query_int(request, "limit", 50, 1, 1000),
-        after=query_cursor(request, "cursor"),
+        search=search,
+        created_from=created_from,
+        created_to=created_to,
+        limit=limit,
+        after=after,
     )
-    return json_response(page_json(page, Keyset.of_session))
+    body = orjson.dumps(page_json(page, Keyset.of_session))
+    if cached is not None:
+        cache.put(cached, body)
+    return web.Response(body=body, content_type="application/json")
 
 
 @routes.get("/sessions/{session_id}")
@@ -248,6 +271,7 @@ async def rename_session(request: web.Request) -> web.Response:
     title = text_field(body, "title")
     assert title is not None
     renamed = await facade.rename_session(session.id, title)
+    request.app[SESSION_LIST_CACHE].invalidate(session.user_id)
     data = record_json(renamed)
     await request.app[HUB].publish("session.renamed", session.user_id, session.id, data)
     return json_response(data)
@@ -260,6 +284,7 @@ async def delete_session(request: web.Request) -> web.Response:
     await facade.delete_session(session.id)
     request.app[OWNERS].forget(session.id)
     request.app[HISTORY_CACHE].invalidate(session.id)
+    request.app[SESSION_LIST_CACHE].invalidate(session.user_id)
     await request.app[HUB].publish(
         "session.deleted", session.user_id, session.id, {"id": str(session.id)}
     )

@@ -21,7 +21,8 @@ import structlog
 
 from strangler.api.problems import Problem
 from strangler.backends.postgres import PostgresStore
-from strangler.backends.postgres_control import EventDraft, PostgresControl
+from strangler.backends.postgres_control import PostgresControl
+from strangler.backends.postgres_outbox import EventDraft
 from strangler.errors import StranglerError
 
 log = structlog.get_logger(__name__)

@@ -6,9 +6,9 @@ from aiohttp import web
 
 from strangler.api.auth import Authenticator
 from strangler.api.events import Hub
-from strangler.api.history_cache import HistoryCache
 from strangler.api.jobs import VerifyJobs
 from strangler.api.owners import Owners
+from strangler.api.page_cache import PageCache
 from strangler.config import Settings
 from strangler.proxy.facade import DualWriteStore
 
@@ -19,4 +19,5 @@ AUTH = web.AppKey("auth", Authenticator)
 HUB = web.AppKey("hub", Hub)
 JOBS = web.AppKey("verify_jobs", VerifyJobs)
 OWNERS = web.AppKey("owners", Owners)
-HISTORY_CACHE = web.AppKey("history_cache", HistoryCache)
+HISTORY_CACHE = web.AppKey("history_cache", PageCache)
+SESSION_LIST_CACHE = web.AppKey("session_list_cache", PageCache)

@@ -9,35 +9,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from strangler.backends.postgres import MESSAGE_COLS, PostgresStore
+from strangler.backends.postgres import PostgresStore
+from strangler.backends.postgres_outbox import PUBLISH_EVENT, EventDraft, MessageOutbox
 from strangler.models import Message
 from strangler.proxy.journal import PendingWrite
 from strangler.proxy.stages import Role, Stage
 
 #: How long a replayer holds the journal entries it took (``PostgresJournal.due``).
 LEASE_SECONDS = 30.0
-#: The transaction-level advisory lock every event append takes before its id is drawn, and
-#: holds until its commit: event ids then commit in order, so a reader that has seen id N
-#: (``id > N`` from then on) can never miss a smaller id that commits later.
-EVENTS_LOCK = 0x53_54_52_45_56  # "STREV"
-#: Append one event (``$1``-``$4``: kind, user, session, payload) and NOTIFY its id, in one
-#: statement: one round trip and one commit, and the NOTIFY goes out at that commit.
-_APPEND_EVENT = (
-    f"l AS (SELECT pg_advisory_xact_lock({EVENTS_LOCK}) FROM {{after}}),"
-    " e AS (INSERT INTO strangler.events (kind, user_id, session_id, payload)"
-    " SELECT {kind}, {user}, {session}, {payload} FROM l RETURNING id)"
-    " SELECT id FROM e, LATERAL pg_notify('strangler_events', e.id::text)"
-)
-
-
-@dataclass(frozen=True)
-class EventDraft:
-    """A realtime event to append to ``strangler.events`` (``api.events.Hub`` makes them)."""
-
-    kind: str
-    user_id: str
-    session_id: uuid.UUID
-    payload: Any
 
 
 class PostgresJournal:
@@ -132,6 +111,7 @@ class PostgresControl:
 
     def __init__(self, store: PostgresStore, *, divergence_retention: int = 10_000) -> None:
         self.store = self._store = store
+        self.outbox = MessageOutbox(store)
         self._retention = divergence_retention
         self._since_prune = 0
 
@@ -265,25 +245,16 @@ class PostgresControl:
     ) -> int:
         """Append an event and wake every instance's listener; returns its id."""
         async with self._store.connection("publish event") as conn:
-            event_id: int = await conn.fetchval(_PUBLISH, kind, user_id, session_id, payload)
+            event_id: int = await conn.fetchval(PUBLISH_EVENT, kind, user_id, session_id, payload)
         return event_id
 
     async def add_message_with(
         self, message: Message, *, park: bool, event: EventDraft | None
-    ) -> int | None:
-        """Insert a new message and, in the same statement (one round trip, one commit), its
-        journal entry for MongoDB (``park``: at ``complete``, so a rollback can catch MongoDB
-        up) and its realtime event: a transactional outbox, so the event and the entry exist
-        exactly when the message does. Errors as ``PostgresStore.add_message``; returns the
-        event's id."""
-        row = self._store.message_row(message)
-        sql = _ADD_MESSAGE[park, event is not None]
-        args: tuple[Any, ...] = row
-        if event is not None:
-            args += (event.kind, event.user_id, event.payload)
-        async with self._store.connection("add message") as conn:
-            event_id: int | None = await conn.fetchval(sql, *args)
-        return event_id
+    ) -> None:
+        """Insert a new message and, in the same statement, its journal entry for MongoDB
+        (``park``) and its realtime event (``postgres_outbox``). Errors as
+        ``PostgresStore.add_message``."""
+        await self.outbox.add(message, park=park, event=event)
 
     async def events_since(
         self,
@@ -328,31 +299,3 @@ class PostgresControl:
                 limit,
             )
         return [dict(r) for r in rows]
-
-
-_PUBLISH = "WITH one AS (SELECT 1), " + _APPEND_EVENT.format(
-    after="one", kind="$1::text", user="$2::text", session="$3::uuid", payload="$4::jsonb"
-)
-
-
-def _add_message_sql(park: bool, event: bool) -> str:
-    parts = [
-        f"m AS (INSERT INTO messages ({MESSAGE_COLS})"
-        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id)"
-    ]
-    if park:
-        parts.append(
-            "j AS (INSERT INTO strangler.pending_writes (target, table_name, record_id)"
-            " SELECT 'old', 'messages', id FROM m)"
-        )
-    if not event:
-        return "WITH " + ", ".join(parts) + " SELECT NULL::bigint"
-    parts.append(
-        _APPEND_EVENT.format(
-            after="m", kind="$9::text", user="$10::text", session="$2::uuid", payload="$11::jsonb"
-        )
-    )
-    return "WITH " + ", ".join(parts)
-
-
-_ADD_MESSAGE = {(p, e): _add_message_sql(p, e) for p in (False, True) for e in (False, True)}

@@ -105,15 +105,22 @@ class Settings(BaseSettings):
     body_timeout: float = Field(
         default=30.0, gt=0, description="seconds a client has to send a request body"
     )
-    history_cache_seconds: float = Field(
-        default=0.0,
+    page_cache_seconds: float = Field(
+        default=10.0,
         ge=0,
-        description="keep rendered history pages this long in rampdown and complete, dropped "
-        "at once by this instance's writes and within moments by other instances' (realtime "
-        "events); 0 turns the cache off",
+        validation_alias=AliasChoices(
+            "STRANGLER_PAGE_CACHE_SECONDS", "STRANGLER_HISTORY_CACHE_SECONDS"
+        ),
+        description="keep rendered history pages and session lists this long in rampdown "
+        "and complete, dropped at once by this instance's writes and within moments by "
+        "other instances' (realtime events); the expiry bounds how long a change made "
+        "outside the API (SQL) can go unseen; 0 turns the cache off",
     )
-    history_cache_mb: int = Field(
-        default=64, ge=1, description="memory budget of the history page cache, in MiB"
+    page_cache_mb: int = Field(
+        default=64,
+        ge=1,
+        validation_alias=AliasChoices("STRANGLER_PAGE_CACHE_MB", "STRANGLER_HISTORY_CACHE_MB"),
+        description="memory budget of each page cache (history pages, session lists), in MiB",
     )
     admin_token: SecretStr | None = Field(
         default=None, description="bearer token for /admin; unset: the admin API is closed"

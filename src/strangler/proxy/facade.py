@@ -25,7 +25,8 @@ import structlog
 
 from strangler import ids
 from strangler.backends.base import ChatStore, Keyset, Page, Table
-from strangler.backends.postgres_control import EventDraft, PostgresControl
+from strangler.backends.postgres_control import PostgresControl
+from strangler.backends.postgres_outbox import EventDraft
 from strangler.errors import Conflict, NotFound, StranglerError
 from strangler.ids import IdLike
 from strangler.models import ChatSession, Message

@@ -1,28 +1,30 @@
-"""An optional cache of rendered history pages (``STRANGLER_HISTORY_CACHE_SECONDS``; off by
-default).
+"""A cache of rendered pages: history pages and session lists
+(``STRANGLER_PAGE_CACHE_SECONDS``, 10 by default; 0 turns it off).
 
-History pages are most of a chat backend's reads, and each costs a Postgres round trip
-plus decoding and rendering its rows. This instance keeps the rendered JSON of recent
-pages and serves them again until something changes the session. The rules that keep
-that correct:
+History pages are most of a chat backend's reads, and with session lists nearly all the
+rest; each costs a Postgres round trip plus decoding and rendering its rows. This instance
+keeps the rendered JSON of recent pages and serves them again until something changes
+them. A page belongs to a *scope*: a session for history pages, a user for session lists.
+The rules that keep that correct:
 
 * **Where.** Only in stages that read from Supabase without shadow comparisons
-  (``rampdown``, ``complete``), where every change to a session goes through the facade.
-  The stage is part of the key, so a stage change never serves an older stage's page.
-* **This instance's writes** (send, delete a message, delete a session) drop the session's
-  pages before the request returns: a client reads its own writes here. A new message
-  drops only the pages whose span it falls into (usually just the last page), since
-  history is ordered by time and a message is appended.
+  (``rampdown``, ``complete``), where every change goes through the facade. The stage is
+  part of the key, so a stage change never serves an older stage's page.
+* **This instance's writes** (send, delete a message; create, rename, delete a session)
+  drop the scope's pages before the request returns: a client reads its own writes here. A
+  new message drops only the history pages whose span it falls into (usually just the
+  last page), since history is ordered by time and a message is appended.
 * **Other instances' writes** arrive as realtime events (``api.events.Hub``), which drop the
-  session's pages on every instance, usually within milliseconds of the commit. This is
-  the trade: for that moment another instance may serve the page as it was.
+  scope's pages on every instance, usually within milliseconds of the commit. This is the
+  trade: for that moment another instance may serve the page as it was. A message's event
+  is committed with the message itself (``backends.postgres_outbox``).
 * **Only while listening.** Events are only prompt while the Hub's ``LISTEN`` connection
   is up; otherwise pages are neither served nor kept, and a reconnect starts afresh.
 * **Fill races.** A page read before a change and stored after it would stay stale, so each
-  fill remembers the session's generation when the read began and is only kept if
-  nothing dropped the session meanwhile.
+  fill remembers the scope's generation when the read began and is only kept if nothing
+  dropped the scope meanwhile.
 * **Backstop.** Entries expire after the configured seconds, for changes made outside the
-  API (SQL in the Supabase dashboard), and the cache holds at most its byte budget.
+  API (SQL in the Supabase dashboard), and each cache holds at most its byte budget.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ import datetime as dt
 import time
 import uuid
 from collections import OrderedDict
+from collections.abc import Hashable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -90,6 +93,10 @@ class Span:
         return above and below
 
 
+#: The span of a page that any change to its scope changes.
+EVERYTHING = Span(None, None)
+
+
 class Listening(Protocol):
     """What the cache needs to know of the realtime listener (``api.events.Hub``): whether
     it is listening now, and a number that changes with every (re)connection."""
@@ -100,10 +107,10 @@ class Listening(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class Ticket:
-    """What a miss remembers so that its fill can be checked (see ``HistoryCache.put``)."""
+    """What a miss remembers so that its fill can be checked (see ``PageCache.put``)."""
 
-    session_id: uuid.UUID
-    key: tuple[Stage, PageKey]
+    scope: Hashable
+    key: tuple[Stage, Hashable]
     generation: int
     epoch: int
 
@@ -111,7 +118,9 @@ class Ticket:
 _Entry = tuple[bytes, float, Span]
 
 
-class HistoryCache:
+class PageCache:
+    """Rendered pages by scope (a session's history pages, a user's session lists)."""
+
     def __init__(
         self,
         ttl: float,
@@ -119,19 +128,20 @@ class HistoryCache:
         *,
         listening: Listening,
         registry: CollectorRegistry | None = None,
+        name: str = "history",
     ) -> None:
         self.ttl, self.max_bytes = ttl, max_bytes
         self.listening = listening
-        self._pages: OrderedDict[uuid.UUID, dict[tuple[Stage, PageKey], _Entry]]
+        self._pages: OrderedDict[Hashable, dict[tuple[Stage, Hashable], _Entry]]
         self._pages = OrderedDict()
         self._bytes = 0
-        self._generations: dict[uuid.UUID, int] = {}
+        self._generations: dict[Hashable, int] = {}
         #: Bumped whenever everything is dropped (budget, reconnect): older fills are void.
         self._epoch = 0
         self._listen_epoch = -1
         self.lookups = Counter(
-            "strangler_history_cache_total",
-            "History page lookups: hit, miss, or bypass (cache off for this stage or "
+            f"strangler_{name}_cache_total",
+            f"Cached {name} page lookups: hit, miss, or bypass (cache off for this stage or "
             "while realtime events are not flowing)",
             ["result"],
             registry=registry,
@@ -153,58 +163,58 @@ class HistoryCache:
             self._listen_epoch = epoch
         return True
 
-    def get(self, stage: Stage, session_id: uuid.UUID, page: PageKey) -> bytes | Ticket | None:
+    def get(self, stage: Stage, scope: Hashable, page: Hashable) -> bytes | Ticket | None:
         """The rendered page; or, on a miss, a ``Ticket`` for ``put``; or None when the cache
         cannot be used now (read the store and do not keep the page)."""
         if not self.usable(stage):
             self.lookups.labels("bypass").inc()
             return None
         key = (stage, page)
-        pages = self._pages.get(session_id)
+        pages = self._pages.get(scope)
         hit = None if pages is None else pages.get(key)
         if hit is not None and hit[1] > time.monotonic():
-            self._pages.move_to_end(session_id)
+            self._pages.move_to_end(scope)
             self.lookups.labels("hit").inc()
             return hit[0]
         self.lookups.labels("miss").inc()
-        return Ticket(session_id, key, self._generations.get(session_id, 0), self._epoch)
+        return Ticket(scope, key, self._generations.get(scope, 0), self._epoch)
 
-    def put(self, ticket: Ticket, body: bytes, span: Span) -> bool:
-        """Keep a page read after ``get`` gave ``ticket``, unless the session changed (or
+    def put(self, ticket: Ticket, body: bytes, span: Span = EVERYTHING) -> bool:
+        """Keep a page read after ``get`` gave ``ticket``, unless the scope changed (or
         the cache was emptied, or stopped being usable) since; returns whether it was kept.
-        ``span`` says which later changes to the session change this page."""
+        ``span`` says which later messages change this page (history pages only)."""
         if (
             ticket.epoch != self._epoch
-            or self._generations.get(ticket.session_id, 0) != ticket.generation
+            or self._generations.get(ticket.scope, 0) != ticket.generation
             or not self.usable(ticket.key[0])
             or len(body) > self.max_bytes
         ):
             return False
-        pages = self._pages.setdefault(ticket.session_id, {})
+        pages = self._pages.setdefault(ticket.scope, {})
         old = pages.get(ticket.key)
         if old is not None:
             self._bytes -= len(old[0])
         pages[ticket.key] = (body, time.monotonic() + self.ttl, span)
         self._bytes += len(body)
-        self._pages.move_to_end(ticket.session_id)
+        self._pages.move_to_end(ticket.scope)
         while self._bytes > self.max_bytes and self._pages:
             _, evicted = self._pages.popitem(last=False)
             self._bytes -= sum(len(e[0]) for e in evicted.values())
         return True
 
-    def invalidate(self, session_id: uuid.UUID, at: Position | None = None) -> None:
-        """The session changed: void the fills that began before now, and drop its pages;
+    def invalidate(self, scope: Hashable, at: Position | None = None) -> None:
+        """The scope changed: void the fills that began before now, and drop its pages;
         only those whose span holds ``at`` when the change is one message at ``at`` (a
-        new message usually lands after every page but the last)."""
-        self._generations[session_id] = self._generations.get(session_id, 0) + 1
-        pages = self._pages.get(session_id)
+        new message usually lands after every history page but the last)."""
+        self._generations[scope] = self._generations.get(scope, 0) + 1
+        pages = self._pages.get(scope)
         if not pages:
             return
         stale = [k for k, e in pages.items() if at is None or e[2].holds(at)]
         for key in stale:
             self._bytes -= len(pages.pop(key)[0])
         if not pages:
-            del self._pages[session_id]
+            del self._pages[scope]
         if len(self._generations) > 100_000:
             self.clear()  # bounded: the epoch voids every fill in flight
 

@@ -1,6 +1,7 @@
-"""The history page cache (``STRANGLER_HISTORY_CACHE_SECONDS``): served again only until
-something changes the session, on this instance at once and on others within moments;
-never where reads come from MongoDB or are compared, nor while realtime events stall."""
+"""The page caches (``STRANGLER_PAGE_CACHE_SECONDS``), of history pages and of session
+lists: a page is served again only until something changes its session (or its user's
+sessions), on this instance at once and on others within moments; never where reads come
+from MongoDB or are compared, nor while realtime events stall."""
 
 from __future__ import annotations
 
@@ -13,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from strangler.api.history_cache import HistoryCache, Span, Ticket
-from strangler.api.keys import HISTORY_CACHE, HUB
+from strangler.api.keys import HISTORY_CACHE, HUB, SESSION_LIST_CACHE
+from strangler.api.page_cache import PageCache, Span, Ticket
 from strangler.proxy.stages import Stage
 from tests.api.conftest import ApiFactory, as_user
 
@@ -33,16 +34,16 @@ class Listener:
     listen_epoch: int = 1
 
 
-def _cache(ttl: float = 60, max_bytes: int = 1 << 20) -> tuple[HistoryCache, Listener]:
+def _cache(ttl: float = 60, max_bytes: int = 1 << 20) -> tuple[PageCache, Listener]:
     listener = Listener()
-    return HistoryCache(ttl, max_bytes, listening=listener), listener
+    return PageCache(ttl, max_bytes, listening=listener), listener
 
 
 EVERYTHING = Span(None, None)
 
 
 def _fill(
-    cache: HistoryCache,
+    cache: PageCache,
     sid: uuid.UUID,
     body: bytes,
     stage: Stage = Stage.COMPLETE,
@@ -122,7 +123,7 @@ def test_stages_that_read_mongodb_or_compare_reads_never_use_it(stage: str) -> N
     assert cache.get(Stage(stage), uuid.uuid4(), PAGE) is None
 
 
-def test_off_by_default_and_while_realtime_events_are_not_flowing() -> None:
+def test_off_at_zero_seconds_and_while_realtime_events_are_not_flowing() -> None:
     off, _ = _cache(ttl=0)
     assert off.get(Stage.COMPLETE, uuid.uuid4(), PAGE) is None
     cache, listener = _cache()
@@ -181,14 +182,14 @@ async def _settled(*clients: Any) -> None:
             raise AssertionError("the hub did not catch up with the event log")
 
 
-def _lookups(client: Any, result: str) -> float:
-    value = client.app[HISTORY_CACHE].lookups.labels(result)._value.get()
+def _lookups(client: Any, result: str, key: Any = HISTORY_CACHE) -> float:
+    value = client.app[key].lookups.labels(result)._value.get()
     assert isinstance(value, float)
     return value
 
 
 async def test_over_http_this_instance_reads_its_own_writes(make_api: ApiFactory) -> None:
-    api = await make_api("complete", history_cache_seconds=60)
+    api = await make_api("complete", page_cache_seconds=60)
     await _listening(api)
     sid = (await (await api.post("/sessions", json={"title": "t"}, headers=ALICE)).json())["id"]
     await _send(api, sid, "one")
@@ -206,8 +207,8 @@ async def test_over_http_this_instance_reads_its_own_writes(make_api: ApiFactory
 async def test_over_http_another_instances_write_drops_the_page_within_a_second(
     make_api: ApiFactory,
 ) -> None:
-    a = await make_api("complete", history_cache_seconds=60)
-    b = await make_api("complete", history_cache_seconds=60)
+    a = await make_api("complete", page_cache_seconds=60)
+    b = await make_api("complete", page_cache_seconds=60)
     await _listening(a)
     await _listening(b)
     sid = (await (await a.post("/sessions", json={"title": "t"}, headers=ALICE)).json())["id"]
@@ -223,9 +224,53 @@ async def test_over_http_another_instances_write_drops_the_page_within_a_second(
 
 
 async def test_over_http_the_cache_is_not_used_in_dualwrite(make_api: ApiFactory) -> None:
-    api = await make_api("dualwrite", history_cache_seconds=60)
+    api = await make_api("dualwrite", page_cache_seconds=60)
     sid = (await (await api.post("/sessions", json={"title": "t"}, headers=ALICE)).json())["id"]
     await _send(api, sid, "one")
     await _page(api, sid)
     await _page(api, sid)
     assert _lookups(api, "bypass") == 2 and _lookups(api, "hit") == 0
+
+
+async def _titles(client: Any) -> list[str]:
+    resp = await client.get("/sessions?limit=20", headers=ALICE)
+    assert resp.status == 200
+    return [s["title"] for s in (await resp.json())["items"]]
+
+
+async def test_over_http_session_lists_follow_this_instances_writes(
+    make_api: ApiFactory,
+) -> None:
+    api = await make_api("complete")  # the cache is on by default
+    await _listening(api)
+    a = (await (await api.post("/sessions", json={"title": "a"}, headers=ALICE)).json())["id"]
+    await _settled(api)
+    assert await _titles(api) == ["a"]
+    assert await _titles(api) == ["a"]
+    assert _lookups(api, "hit", SESSION_LIST_CACHE) == 1
+    await api.post("/sessions", json={"title": "b"}, headers=ALICE)
+    assert await _titles(api) == ["b", "a"]  # no wait: dropped before the 201
+    await api.patch(f"/sessions/{a}", json={"title": "a2"}, headers=ALICE)
+    assert await _titles(api) == ["b", "a2"]
+    await api.delete(f"/sessions/{a}", headers=ALICE)
+    assert await _titles(api) == ["b"]
+    bob = await api.get("/sessions?limit=20", headers=as_user("bob"))
+    assert (await bob.json())["items"] == []  # a list is one user's
+
+
+async def test_over_http_another_instances_new_session_shows_within_a_second(
+    make_api: ApiFactory,
+) -> None:
+    a = await make_api("complete")
+    b = await make_api("complete")
+    await _listening(a)
+    await _listening(b)
+    await a.post("/sessions", json={"title": "one"}, headers=ALICE)
+    await _settled(a, b)
+    assert await _titles(b) == ["one"]
+    assert await _titles(b) == ["one"] and _lookups(b, "hit", SESSION_LIST_CACHE) == 1
+    await a.post("/sessions", json={"title": "two"}, headers=ALICE)
+    deadline = time.monotonic() + 1.0
+    while await _titles(b) != ["two", "one"]:
+        assert time.monotonic() < deadline, "instance b still serves the old list after 1 s"
+        await asyncio.sleep(0.02)
