@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import datetime as dt
 import os
 import random
 import statistics
@@ -29,6 +30,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +40,7 @@ import orjson
 
 from _common import conditions, save, servers
 from strangler import schema
+from strangler.backends.base import Keyset
 from strangler.embedded import free_port
 
 SECRET = "bench-secret-bench-secret-bench-secret!"
@@ -117,6 +120,13 @@ async def _seed(url: str, users: int, sessions: int, per: int) -> list[tuple[str
 
 #: The request mix: shares of history pages, sends and session lists.
 MIX = (0.7, 0.2, 0.1)
+#: Which history page a reader asks for: the oldest 50 messages (a new message never
+#: changes it once a session has 50), or the newest 50 (``before`` a cursor past the end:
+#: every message sent to the session changes it, the page cache's worst case).
+PAGES = {
+    "first": "",
+    "last": "&before=" + Keyset(dt.datetime(9999, 1, 1, tzinfo=dt.UTC), uuid.UUID(int=0)).encode(),
+}
 
 
 async def _load(
@@ -125,6 +135,7 @@ async def _load(
     clients: int,
     seconds: float,
     mix: tuple[float, float, float] = MIX,
+    page: str = "first",
 ) -> dict[str, Any]:
     tokens = {u: {"Authorization": f"Bearer {_token(u)}"} for u, _ in pairs}
     latencies: list[float] = []
@@ -141,7 +152,9 @@ async def _load(
             start = time.perf_counter()
             if roll < mix[0]:
                 kind = "history"
-                req = http.get(f"{url}/sessions/{sid}/messages?limit=50", headers=tokens[user])
+                req = http.get(
+                    f"{url}/sessions/{sid}/messages?limit=50{PAGES[page]}", headers=tokens[user]
+                )
             elif roll < mix[0] + mix[1]:
                 kind = "send"
                 req = http.post(
@@ -305,8 +318,10 @@ async def main(args: argparse.Namespace) -> int:
         print(f"seeded {len(pairs)} sessions x {args.messages} messages", flush=True)
         for stage in args.stages:
             async with Server({**base, "STRANGLER_STAGE": stage}, log) as srv:
-                await _load(srv.url, pairs, args.clients, 2)  # warm up
-                results[stage] = await _load(srv.url, pairs, args.clients, args.seconds, args.mix)
+                await _load(srv.url, pairs, args.clients, 2, args.mix, args.page)  # warm up
+                results[stage] = await _load(
+                    srv.url, pairs, args.clients, args.seconds, args.mix, args.page
+                )
                 if stage == "complete":
                     results[stage]["cache_lookups"] = await _cache_lookups(srv.url)
             r = results[stage]
@@ -323,8 +338,8 @@ async def main(args: argparse.Namespace) -> int:
             # The same stage with the page caches off (STRANGLER_PAGE_CACHE_SECONDS=0).
             env = {**base, "STRANGLER_STAGE": "complete", "STRANGLER_PAGE_CACHE_SECONDS": "0"}
             async with Server(env, log) as srv:
-                await _load(srv.url, pairs, args.clients, 2, args.mix)  # warm up
-                r = await _load(srv.url, pairs, args.clients, args.seconds, args.mix)
+                await _load(srv.url, pairs, args.clients, 2, args.mix, args.page)  # warm up
+                r = await _load(srv.url, pairs, args.clients, args.seconds, args.mix, args.page)
             results["complete_uncached"] = r
             print(
                 f"  {'complete, page cache off':<10} {r['rps']:>8,.0f} req/s  "
@@ -338,8 +353,13 @@ async def main(args: argparse.Namespace) -> int:
             async with Server({**base, "STRANGLER_STAGE": "complete"}, log) as srv:
                 user, sid = pairs[0]
                 results["fanout"] = await _fanout(srv.url, user, sid, args.subscribers, 10)
-        if set(args.stages) != set(STAGES) or not args.subscribers or args.mix != MIX:
-            print("\na partial run (--stages, --mix or --subscribers 0): not saved")
+        if (
+            set(args.stages) != set(STAGES)
+            or not args.subscribers
+            or args.mix != MIX
+            or args.page != "first"
+        ):
+            print("\na partial run (--stages, --mix, --page or --subscribers 0): not saved")
             for stage in [
                 *args.stages,
                 *(["complete_uncached"] if "complete_uncached" in results else []),
@@ -403,6 +423,13 @@ if __name__ == "__main__":
         metavar="H,S,L",
         help="shares of history pages, sends and session lists (default 0.7,0.2,0.1); "
         "a run with another mix prints ratios to bare and saves nothing",
+    )
+    parser.add_argument(
+        "--page",
+        choices=sorted(PAGES),
+        default="first",
+        help="history page the readers ask for: first (default) or last, the newest 50 "
+        "messages, which every send to the session changes (a partial run: not saved)",
     )
     parser.add_argument("--users", type=int, default=20)
     parser.add_argument("--sessions", type=int, default=5, help="per user")

@@ -84,3 +84,15 @@ def test_no_supabase_store_says_what_to_set(monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setenv("SUPABASE_KEY", "k")
     with pytest.raises(ConfigError, match="needs SUPABASE_DB_URL"):
         new_chat_store(Settings(_env_file=None))  # type: ignore[call-arg]
+
+
+def test_the_page_cache_is_on_by_default_and_takes_its_old_name(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for name in ("STRANGLER_PAGE_CACHE_SECONDS", "STRANGLER_HISTORY_CACHE_SECONDS"):
+        monkeypatch.delenv(name, raising=False)
+    assert Settings().page_cache_seconds == 10
+    monkeypatch.setenv("STRANGLER_HISTORY_CACHE_SECONDS", "0")
+    assert Settings().page_cache_seconds == 0
+    monkeypatch.setenv("STRANGLER_PAGE_CACHE_SECONDS", "3")  # the new name wins
+    assert Settings().page_cache_seconds == 3

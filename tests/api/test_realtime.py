@@ -76,6 +76,20 @@ async def test_sse_delivers_new_messages_and_replays_after_a_reconnect(
     assert int(missed[0]["id"]) > int(event["id"])
 
 
+@pytest.mark.parametrize("stage", ["dualwrite", "complete"])
+async def test_concurrent_sends_each_arrive_once_in_id_order(
+    make_api: ApiFactory, stage: str
+) -> None:
+    client = await make_api(stage)
+    s = await _session(client)
+    async with client.get(f"/sessions/{s['id']}/events", headers=ALICE) as stream:
+        sent = await asyncio.gather(*(_send(client, s["id"], str(i)) for i in range(40)))
+        events = await _sse_events(stream, 40)
+    ids = [int(e["id"]) for e in events]
+    assert ids == sorted(set(ids))
+    assert sorted(e["data"]["id"] for e in events) == sorted(m["id"] for m in sent)
+
+
 async def test_sse_is_only_for_the_sessions_owner(make_api: ApiFactory) -> None:
     client = await make_api("dualwrite")
     s = await _session(client)
