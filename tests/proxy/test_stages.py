@@ -165,3 +165,38 @@ async def test_full_walk_off_to_complete_and_back_under_traffic(make_store: Stor
         diffs = await diff_stores(a.old, a.new)
         assert all(d.equal for d in diffs.values()), {t: d.summary() for t, d in diffs.items()}
         assert await a.pending("old") == await a.pending("new") == 0
+
+
+@pytest.mark.parametrize(
+    ("stage", "rendered"),
+    [
+        ("off", False),
+        ("dualwrite", False),
+        ("shadow", False),
+        ("live", False),  # Postgres serves it, but a shadow read compares records
+        ("rampdown", True),
+        ("complete", True),
+    ],
+)
+async def test_history_is_rendered_by_postgres_only_where_it_serves_unshadowed(
+    make_store: StoreFactory, stage: str, rendered: bool
+) -> None:
+    """``rendered_history`` gives Postgres' JSON page where it is the same read as
+    ``history`` (Postgres serves it, nothing compares it), and None elsewhere."""
+    async with make_store(f"facade:{stage}") as f:
+        s = await f.create_session(ChatSession.new(title="t", user_id="u"))
+        for i in range(3):
+            await f.add_message(
+                Message.new(
+                    session_id=s.id, sender="user", content={"type": "conversation", "text": str(i)}
+                )
+            )
+        page = await f.rendered_history(s.id, limit=2)
+        if not rendered:
+            assert page is None
+            return
+        assert page is not None
+        records = await f.history(s.id, limit=2)
+        assert page.has_more is records.has_more is True
+        assert page.first == (records.items[0].timestamp, records.items[0].id)
+        assert page.last == (records.items[-1].timestamp, records.items[-1].id)

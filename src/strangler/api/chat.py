@@ -406,10 +406,17 @@ async def history(request: web.Request) -> web.Response:
     )
     if isinstance(cached, bytes):
         return web.Response(body=cached, content_type="application/json")
-    page = await facade.history(sid, limit=limit, after=after, before=before)
-    body = orjson.dumps(page_json(page, Keyset.of_message))
+    # Where Postgres serves the read unshadowed, it renders the page itself.
+    rendered = await facade.rendered_history(sid, limit=limit, after=after, before=before)
+    if rendered is not None:
+        body = rendered.body()
+        span = Span.of_rendered(after, before, rendered)
+    else:
+        page = await facade.history(sid, limit=limit, after=after, before=before)
+        body = orjson.dumps(page_json(page, Keyset.of_message))
+        span = Span.of_history(after, before, page)
     if cached is not None:
-        cache.put(cached, body, Span.of_history(after, before, page))
+        cache.put(cached, body, span)
     return web.Response(body=body, content_type="application/json")
 
 

@@ -29,9 +29,7 @@ The rules that keep that correct:
 
 from __future__ import annotations
 
-import datetime as dt
 import time
-import uuid
 from collections import OrderedDict
 from collections.abc import Hashable
 from dataclasses import dataclass
@@ -39,14 +37,13 @@ from typing import Protocol
 
 from prometheus_client import CollectorRegistry, Counter
 
-from strangler.backends.base import Keyset, Page
+from strangler.backends.base import Keyset, Page, Position
+from strangler.backends.postgres_pages import RenderedPage
 from strangler.models import Message
 from strangler.proxy.stages import Stage
 
 #: Page parameters: ``(after cursor, before cursor, limit)`` as the request gave them.
 PageKey = tuple[str | None, str | None, int]
-#: A message's place in history order: ``(timestamp, id)``.
-Position = tuple[dt.datetime, uuid.UUID]
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +79,17 @@ class Span:
             None if before is None else (before.at, before.id),
             (items[0].timestamp, items[0].id) if items else None,
             (items[-1].timestamp, items[-1].id) if items else None,
+            page.has_more,
+        )
+
+    @classmethod
+    def of_rendered(cls, after: Keyset | None, before: Keyset | None, page: RenderedPage) -> Span:
+        """The span of a history page Postgres rendered for these cursors."""
+        return cls.of_page(
+            None if after is None else (after.at, after.id),
+            None if before is None else (before.at, before.id),
+            page.first,
+            page.last,
             page.has_more,
         )
 

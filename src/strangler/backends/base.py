@@ -74,6 +74,10 @@ class StoreLimits:
     max_title_chars: int = 1000
 
 
+#: A message's place in history order: ``(timestamp, id)``.
+Position = tuple[dt.datetime, uuid.UUID]
+
+
 @dataclass(frozen=True, order=True)
 class Keyset:
     """A position in a keyset-ordered listing: the sort value and the id that breaks ties.

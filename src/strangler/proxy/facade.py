@@ -25,8 +25,10 @@ import structlog
 
 from strangler import ids
 from strangler.backends.base import ChatStore, Keyset, Page, Table
+from strangler.backends.postgres import PostgresStore
 from strangler.backends.postgres_control import PostgresControl
 from strangler.backends.postgres_outbox import EventDraft
+from strangler.backends.postgres_pages import RenderedPage, history_json
 from strangler.errors import Conflict, NotFound, StranglerError
 from strangler.ids import IdLike
 from strangler.models import ChatSession, Message
@@ -405,6 +407,29 @@ class DualWriteStore:
         page = await self._call(self.store(stage.authoritative), "history", fn)
         self._shadow(stage, "messages", f"history:{sid}", page, fn, diff_pages)
         return page
+
+    async def rendered_history(
+        self,
+        session_id: IdLike,
+        *,
+        limit: int = 50,
+        after: Keyset | None = None,
+        before: Keyset | None = None,
+    ) -> RenderedPage | None:
+        """``history``'s page already rendered as the API's JSON by Postgres
+        (``backends.postgres_pages``), where that is the same read: Postgres serves it and
+        no shadow read compares it (``rampdown``, ``complete``). Otherwise None, and the
+        caller reads ``history``. Errors as ``history``."""
+        stage = self.stage
+        new = self.new
+        if stage.authoritative != "new" or stage.shadow_reads or not isinstance(new, PostgresStore):
+            return None
+        sid = ids.parse_id(session_id, field="session_id")
+        return await self._call(
+            new,
+            "history",
+            lambda st: history_json(new, sid, limit=limit, after=after, before=before),
+        )
 
     # --- bulk and scans ---------------------------------------------------------------------
     async def upsert_sessions(
