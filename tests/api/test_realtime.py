@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -74,6 +74,63 @@ async def test_sse_delivers_new_messages_and_replays_after_a_reconnect(
         missed = await _sse_events(stream, 2)
     assert [e["data"]["content"]["text"] for e in missed] == ["two", "three"]
     assert int(missed[0]["id"]) > int(event["id"])
+
+
+async def _until(count: Callable[[], Awaitable[int]], want: int) -> None:
+    """Poll another process (there is no event to wait on) until ``count()`` is ``want``."""
+    for _ in range(50):
+        if await count() == want:
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"{await count()}, not {want}, after 5 s")
+
+
+async def test_streams_whose_clients_left_end_quietly_in_the_real_server(
+    mongo_server: Any, mongo_db: str, clean_pg: str, tmp_path: Path
+) -> None:
+    """``strangler serve`` does not cancel a handler when its client disconnects (aiohttp's
+    test server does, so this runs against the real process). The hub sweeps streams whose
+    client left every poll interval (1 s) instead of holding them until their next event or
+    heartbeat (up to 15 s), and an event that meets a closed connection first ends its
+    stream with no error logged (it once logged ``request_crashed`` with a traceback)."""
+    env = {
+        "MONGO_URI": mongo_server.uri,
+        "MONGO_DB": mongo_db,
+        "SUPABASE_DB_URL": clean_pg,
+        "STRANGLER_STAGE": "complete",
+    }
+    admin = {"Authorization": f"Bearer {ADMIN}"}
+    with serve(env, tmp_path / "serve.log") as served:
+        async with aiohttp.ClientSession() as http:
+
+            async def subscribers() -> int:
+                async with http.get(f"{served.url}/admin/status", headers=admin) as resp:
+                    n: int = (await resp.json())["process"]["realtime_subscribers"]
+                    return n
+
+            async with http.post(
+                f"{served.url}/sessions", json={"title": "t"}, headers=ALICE
+            ) as resp:
+                sid = (await resp.json())["id"]
+            url = f"{served.url}/sessions/{sid}/events"
+            streams = [await http.get(url, headers=ALICE) for _ in range(3)]
+            for stream in streams:
+                assert stream.status == 200
+                await stream.content.readline()  # the retry line: subscribed
+            assert await subscribers() == 3
+            streams[0].close()  # a browser tab goes away
+            await _until(subscribers, 2)
+            for stream in streams[1:]:  # and these meet the next event first
+                stream.close()
+            async with http.post(
+                f"{url[: -len('/events')]}/messages",
+                json={"content": {"type": "conversation", "text": "to nobody"}},
+                headers=ALICE,
+            ) as resp:
+                assert resp.status == 201
+            await _until(subscribers, 0)
+        log = served.log.read_text()
+    assert "request_crashed" not in log and "Traceback" not in log, log
 
 
 @pytest.mark.parametrize("stage", ["dualwrite", "complete"])

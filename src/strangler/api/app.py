@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator
 
 import structlog
 from aiohttp import web
+from prometheus_client import Gauge
 
 from strangler.api import chat, dashboard, openapi, ops, realtime
 from strangler.api.auth import Authenticator
@@ -93,6 +94,11 @@ async def _facade(app: web.Application) -> AsyncIterator[None]:
         new = facade.store("new")
         assert isinstance(new, PostgresStore)
         hub = app[HUB] = Hub(new)
+        Gauge(
+            "strangler_realtime_subscribers",
+            "Open realtime streams on this instance (SSE and WebSocket)",
+            registry=facade.metrics.registry,
+        ).set_function(lambda: hub.subscribers)
         owners = app[OWNERS]
         hub.on_event.append(
             lambda e: owners.forget(e.session_id) if e.kind == "session.deleted" else None

@@ -63,8 +63,14 @@ class Event:
 
 
 class Subscription:
-    def __init__(self, hub: Hub, key: tuple[str, str]) -> None:
+    """One stream's place in the hub. ``alive`` says whether its client is still connected;
+    the hub ends subscriptions whose client has gone (``Hub.sweep``)."""
+
+    def __init__(
+        self, hub: Hub, key: tuple[str, str], alive: Callable[[], bool] | None = None
+    ) -> None:
         self.hub, self.key = hub, key
+        self.alive = alive or (lambda: True)
         self.queue: asyncio.Queue[Event | None] = asyncio.Queue(maxsize=10_000)
 
     def deliver(self, event: Event | None) -> None:
@@ -72,6 +78,13 @@ class Subscription:
             self.queue.put_nowait(event)
         except asyncio.QueueFull:  # a stuck client: drop it, it reconnects with Last-Event-ID
             self.hub.unsubscribe(self)
+            self.end()
+
+    def end(self) -> None:
+        """Tell the stream to end, even when its queue is full."""
+        try:
+            self.queue.put_nowait(None)
+        except asyncio.QueueFull:
             with contextlib.suppress(asyncio.QueueFull):
                 self.queue.get_nowait()
                 self.queue.put_nowait(None)
@@ -93,6 +106,7 @@ class Hub:
         self._closing = False
         self._stop = asyncio.Event()
         self._next_prune = time.monotonic() + PRUNE_EVERY
+        self._next_sweep = 0.0
         #: Whether the LISTEN connection is up, and how many times it has (re)connected:
         #: while it is up, every instance's changes arrive within moments.
         self.listening = False
@@ -152,15 +166,38 @@ class Hub:
         self._wake.set()
 
     # --- subscribing ---------------------------------------------------------------------
-    def subscribe(self, key: tuple[str, str]) -> Subscription:
+    def subscribe(
+        self, key: tuple[str, str], alive: Callable[[], bool] | None = None
+    ) -> Subscription:
+        """A subscription to ``key``'s events; ``alive`` tells whether its client is still
+        connected (see ``sweep``)."""
         if self._closing:
             raise StoreUnavailableForStreams()
-        sub = Subscription(self, key)
+        sub = Subscription(self, key, alive)
         self._subs[key].add(sub)
         return sub
 
     def unsubscribe(self, sub: Subscription) -> None:
-        self._subs.get(sub.key, set()).discard(sub)
+        subs = self._subs.get(sub.key)
+        if subs is not None:
+            subs.discard(sub)
+            if not subs:
+                del self._subs[sub.key]
+
+    @property
+    def subscribers(self) -> int:
+        """Subscriptions on this instance (SSE streams and WebSockets)."""
+        return sum(len(subs) for subs in self._subs.values())
+
+    def sweep(self) -> int:
+        """End the subscriptions whose client has gone, so that a stream whose client
+        disconnected stops waiting for its next event or heartbeat (up to 15 s) and events
+        are not fanned out to it meanwhile. Returns how many were ended."""
+        gone = [sub for subs in self._subs.values() for sub in subs if not sub.alive()]
+        for sub in gone:
+            self.unsubscribe(sub)
+            sub.end()
+        return len(gone)
 
     async def backlog(
         self, last_id: int, *, session_id: uuid.UUID | None = None, user_id: str | None = None
@@ -205,6 +242,10 @@ class Hub:
                     await self.control.prune_events(dt.datetime.now(dt.UTC) - RETENTION)
             except StranglerError as exc:
                 log.debug("realtime_fetch_failed", error=str(exc))
+            if time.monotonic() >= self._next_sweep:
+                self._next_sweep = time.monotonic() + self.poll_seconds
+                if gone := self.sweep():
+                    log.debug("realtime_clients_gone", subscriptions=gone)
 
     async def _fetch(self) -> None:
         while True:

@@ -15,7 +15,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from strangler.api.chat import json_body, json_response
-from strangler.api.keys import AUTH, FACADE, JOBS
+from strangler.api.keys import AUTH, FACADE, HUB, JOBS
 from strangler.api.problems import Problem
 from strangler.errors import StoreUnavailable, StranglerError
 from strangler.proxy.facade import DualWriteStore
@@ -102,7 +102,10 @@ async def status(request: web.Request) -> web.Response:
             "backends": {role: await backend_status(facade, role) for role in ("old", "new")},
             "consistency_rate": facade.metrics.consistency_rate(),
             # What a soak watches for leaks: tasks that never finish, streams never closed.
-            "process": {"asyncio_tasks": len(asyncio.all_tasks())},
+            "process": {
+                "asyncio_tasks": len(asyncio.all_tasks()),
+                "realtime_subscribers": request.app[HUB].subscribers,
+            },
             "lag_ms": {
                 "p50": statistics.median(lag) * 1000 if lag else None,
                 "p99": lag[min(len(lag) - 1, int(len(lag) * 0.99))] * 1000 if lag else None,

@@ -127,6 +127,13 @@ async def problems(request: web.Request, handler: Any) -> web.StreamResponse:
         if exc.status == 404:
             detail = f"no route {request.method} {request.path}; see /openapi.json"
         return response(Problem(exc.status, code, detail), request.path)
+    except ConnectionResetError:
+        # The client went away (``ClientConnectionResetError`` from a write to its closed
+        # connection, e.g. an event for an SSE stream whose client left): no answer can
+        # reach it, and it is no server error. aiohttp drops this answer quietly when it
+        # finds the connection closed; the access log shows nginx's 499.
+        log.debug("client_disconnected", path=request.path, method=request.method)
+        return web.Response(status=499, reason="Client Closed Request")
     except Exception:
         log.exception("request_crashed", path=request.path, method=request.method)
         return response(

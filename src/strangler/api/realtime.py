@@ -12,7 +12,7 @@ log's ids, so a client that reconnects with ``Last-Event-ID`` gets what it misse
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import structlog
 from aiohttp import WSMsgType, web
@@ -79,12 +79,22 @@ async def _stream(
 # --- SSE: one session ---------------------------------------------------------------------
 
 
+def connected(request: web.Request) -> Callable[[], bool]:
+    """Whether the client of ``request`` is still connected (for ``Hub.sweep``)."""
+
+    def alive() -> bool:
+        transport = request.transport
+        return transport is not None and not transport.is_closing()
+
+    return alive
+
+
 @routes.get("/sessions/{session_id}/events")
 async def session_events(request: web.Request) -> web.StreamResponse:
     sid, _ = await owned_session_id(request)
     hub = request.app[HUB]
     last = _last_event_id(request)
-    sub = hub.subscribe(("session", str(sid)))
+    sub = hub.subscribe(("session", str(sid)), connected(request))
     try:
         backlog = [] if last is None else await hub.backlog(last, session_id=sid)
         last = last if last is not None else await hub.control.last_event_id()
@@ -108,7 +118,7 @@ async def user_events(request: web.Request) -> web.StreamResponse:
     user = await request.app[AUTH].user(request)
     hub = request.app[HUB]
     last = _last_event_id(request)
-    sub = hub.subscribe(("user", user))
+    sub = hub.subscribe(("user", user), connected(request))
     ws = web.WebSocketResponse(heartbeat=HEARTBEAT_SECONDS)
     try:
         backlog = [] if last is None else await hub.backlog(last, user_id=user)
