@@ -38,7 +38,7 @@ import aiohttp
 import jwt
 import orjson
 
-from _common import conditions, save, servers
+from _common import CpuSplit, conditions, postmaster_pid, save, servers
 from strangler import schema
 from strangler.backends.base import Keyset
 from strangler.embedded import free_port
@@ -238,7 +238,11 @@ async def _bare(history: bytes, clients: int, seconds: float) -> dict[str, Any]:
     proc = await asyncio.create_subprocess_exec(sys.executable, "-c", code)
     try:
         await asyncio.sleep(1.5)
-        return await _load(f"http://127.0.0.1:{port}", [("user0", "x")], clients, seconds)
+        with CpuSplit({"client": os.getpid(), "server": proc.pid}) as cpu:
+            r = await _load(f"http://127.0.0.1:{port}", [("user0", "x")], clients, seconds)
+        r["cpu_us_per_request"] = cpu.per_request(r["requests"])
+        r["cpu_line"] = cpu.line(r["requests"])
+        return r
     finally:
         proc.terminate()
         await proc.wait()
@@ -316,12 +320,25 @@ async def main(args: argparse.Namespace) -> int:
             ):
                 history = await r.read()
         print(f"seeded {len(pairs)} sessions x {args.messages} messages", flush=True)
+
+        def split(srv: Server | None) -> CpuSplit:
+            return CpuSplit(
+                {
+                    "client": os.getpid(),
+                    "server": None if srv is None else srv.proc.pid,
+                    "postgres": -(postmaster_pid(pg.datadir) or 0) or None,
+                    "mongodb": mongo.pid,
+                }
+            )
+
         for stage in args.stages:
             async with Server({**base, "STRANGLER_STAGE": stage}, log) as srv:
                 await _load(srv.url, pairs, args.clients, 2, args.mix, args.page)  # warm up
-                results[stage] = await _load(
-                    srv.url, pairs, args.clients, args.seconds, args.mix, args.page
-                )
+                with split(srv) as cpu:
+                    results[stage] = await _load(
+                        srv.url, pairs, args.clients, args.seconds, args.mix, args.page
+                    )
+                results[stage]["cpu_us_per_request"] = cpu.per_request(results[stage]["requests"])
                 if stage == "complete":
                     results[stage]["cache_lookups"] = await _cache_lookups(srv.url)
             r = results[stage]
@@ -331,6 +348,7 @@ async def main(args: argparse.Namespace) -> int:
                 flush=True,
             )
             print(f"             ({_kinds(r)})", flush=True)
+            print(f"             CPU per request: {cpu.line(r['requests'])}", flush=True)
             if "cache_lookups" in r:
                 rates = _hit_rates(r["cache_lookups"])
                 print(f"             page cache hit rates (warm-up included): {rates}", flush=True)
@@ -339,7 +357,9 @@ async def main(args: argparse.Namespace) -> int:
             env = {**base, "STRANGLER_STAGE": "complete", "STRANGLER_PAGE_CACHE_SECONDS": "0"}
             async with Server(env, log) as srv:
                 await _load(srv.url, pairs, args.clients, 2, args.mix, args.page)  # warm up
-                r = await _load(srv.url, pairs, args.clients, args.seconds, args.mix, args.page)
+                with split(srv) as cpu:
+                    r = await _load(srv.url, pairs, args.clients, args.seconds, args.mix, args.page)
+            r["cpu_us_per_request"] = cpu.per_request(r["requests"])
             results["complete_uncached"] = r
             print(
                 f"  {'complete, page cache off':<10} {r['rps']:>8,.0f} req/s  "
@@ -347,8 +367,10 @@ async def main(args: argparse.Namespace) -> int:
                 flush=True,
             )
             print(f"             ({_kinds(r)})", flush=True)
+            print(f"             CPU per request: {cpu.line(r['requests'])}", flush=True)
         results["bare"] = await _bare(history, args.clients, args.seconds)
         print(f"  bare       {results['bare']['rps']:>8,.0f} req/s", flush=True)
+        print(f"             CPU per request: {results['bare'].pop('cpu_line')}", flush=True)
         if args.subscribers:
             async with Server({**base, "STRANGLER_STAGE": "complete"}, log) as srv:
                 user, sid = pairs[0]
