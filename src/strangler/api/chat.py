@@ -150,6 +150,8 @@ def body_timeout(request: web.Request) -> float:
 
 async def read_body(request: web.Request) -> bytes:
     """The whole body, within ``body_timeout`` (a slow client gets 408, not a held slot)."""
+    if request.content.is_eof():  # all of it has arrived (a small body usually has)
+        return await request.read()
     limit = body_timeout(request)
     try:
         async with asyncio.timeout(limit):

@@ -17,8 +17,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from types import TracebackType
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -83,6 +82,7 @@ class FacadeMetrics:
         self.recent_ops: deque[tuple[float, str, float, bool]] = deque(maxlen=20_000)
         self.recent_comparisons: deque[tuple[float, bool]] = deque(maxlen=10_000)
         self.recent_lag_at: deque[tuple[float, float]] = deque(maxlen=10_000)
+        self._op_children: dict[tuple[str, str], Any] = {}
 
     def observe_lag(self, seconds: float) -> None:
         self.lag.observe(seconds)
@@ -93,20 +93,13 @@ class FacadeMetrics:
         self.comparisons.labels(table, "diverged" if diverged else "match").inc()
         self.recent_comparisons.append((time.monotonic(), not diverged))
 
-    @asynccontextmanager
-    async def timed(self, store: str, op: str) -> AsyncIterator[None]:
-        start = time.perf_counter()
-        failed = False
-        try:
-            yield
-        except StranglerError as exc:
-            failed = True
-            self.errors.labels(store, op, type(exc).__name__).inc()
-            raise
-        finally:
-            elapsed = time.perf_counter() - start
-            self.op_seconds.labels(store, op).observe(elapsed)
-            self.recent_ops.append((time.monotonic(), store, elapsed, failed))
+    def timed(self, store: str, op: str) -> _Timed:
+        """``async with metrics.timed(store, op):`` times one store call: its latency, and
+        its error type when it raises a ``StranglerError``."""
+        child = self._op_children.get((store, op))
+        if child is None:  # labels() takes a lock and builds a key: once per (store, op)
+            child = self._op_children[store, op] = self.op_seconds.labels(store, op)
+        return _Timed(self, store, op, child)
 
     def window(self, seconds: float = 10.0) -> dict[str, Any]:
         """The last ``seconds``: each store's p50/p99 latency (ms), error rate and ops/s;
@@ -155,3 +148,30 @@ class FacadeMetrics:
 
 def _pct(ordered: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(len(ordered) * q))]
+
+
+class _Timed:
+    """The context manager ``FacadeMetrics.timed`` returns (a class, not a generator: it
+    wraps every store call, and a generator-based one costs twice as much)."""
+
+    __slots__ = ("_child", "_metrics", "_op", "_start", "_store")
+
+    def __init__(self, metrics: FacadeMetrics, store: str, op: str, child: Any) -> None:
+        self._metrics, self._store, self._op, self._child = metrics, store, op, child
+        self._start = 0.0
+
+    async def __aenter__(self) -> None:
+        self._start = time.perf_counter()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        elapsed = time.perf_counter() - self._start
+        failed = isinstance(exc, StranglerError)
+        if failed:
+            self._metrics.errors.labels(self._store, self._op, type(exc).__name__).inc()
+        self._child.observe(elapsed)
+        self._metrics.recent_ops.append((time.monotonic(), self._store, elapsed, failed))
