@@ -188,3 +188,17 @@ async def test_bad_arguments_are_refused_like_history(pg_store: PostgresStore) -
         await history_json(pg_store, uuid.uuid4(), after=at, before=at)
     with pytest.raises(InvalidInput):
         await history_json(pg_store, "not-an-id")
+
+
+async def test_works_without_a_prepared_statement_cache(clean_pg: str) -> None:
+    """Behind Supavisor's transaction pooler the store runs with statement_cache_size=0."""
+    async with PostgresStore(clean_pg, statement_cache_size=0) as store:
+        s = await store.create_session(ChatSession.new(title="t", user_id="u"))
+        await _add(store, *(_msg(s.id, i) for i in range(3)))
+        for _ in range(2):
+            await _same(store, s.id, 2)
+            newest = await history_json(
+                store, s.id, limit=2, before=Keyset(T0.replace(year=2999), uuid.UUID(int=0))
+            )
+            assert newest.has_more and newest.first is not None
+            assert (await _same(store, s.id, 2, before=Keyset(*newest.first)))["items"]
