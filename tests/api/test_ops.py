@@ -6,7 +6,11 @@ import asyncio
 from typing import Any
 
 import pytest
+import structlog
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
 
+from strangler.api.problems import problems
 from tests.api.conftest import ADMIN, ApiFactory, as_user
 
 ADMIN_H = {"Authorization": f"Bearer {ADMIN}"}
@@ -108,3 +112,20 @@ async def test_admin_verify_runs_in_the_background_and_reports(make_api: ApiFact
     assert [t["compared"] for t in job["result"]["tables"]] == [1, 0]
     missing = await client.get("/admin/verify/nope", headers=ADMIN_H)
     assert missing.status == 404
+
+
+async def test_a_connection_reset_while_the_client_is_connected_is_still_a_500() -> None:
+    """The middleware takes a ConnectionResetError for a client that left only when the
+    client's connection is in fact closed; anything else is a bug, answered 500 and logged."""
+
+    async def handler(request: web.Request) -> web.Response:
+        raise ConnectionResetError("from somewhere else")
+
+    app = web.Application(middlewares=[problems])
+    app.router.add_get("/boom", handler)
+    async with TestClient(TestServer(app)) as client:
+        with structlog.testing.capture_logs() as logs:
+            resp = await client.get("/boom")
+            body = await resp.json(content_type=None)
+    assert resp.status == 500 and body["code"] == "internal"
+    assert [e["event"] for e in logs] == ["request_crashed"]

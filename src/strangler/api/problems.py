@@ -128,6 +128,9 @@ async def problems(request: web.Request, handler: Any) -> web.StreamResponse:
             detail = f"no route {request.method} {request.path}; see /openapi.json"
         return response(Problem(exc.status, code, detail), request.path)
     except ConnectionResetError:
+        transport = request.transport
+        if transport is not None and not transport.is_closing():
+            return _crashed(request)  # not this client's connection: a bug to look at
         # The client went away (``ClientConnectionResetError`` from a write to its closed
         # connection, e.g. an event for an SSE stream whose client left): no answer can
         # reach it, and it is no server error. aiohttp drops this answer quietly when it
@@ -135,8 +138,13 @@ async def problems(request: web.Request, handler: Any) -> web.StreamResponse:
         log.debug("client_disconnected", path=request.path, method=request.method)
         return web.Response(status=499, reason="Client Closed Request")
     except Exception:
-        log.exception("request_crashed", path=request.path, method=request.method)
-        return response(
-            Problem(500, "internal", "an internal error occurred; it has been logged"),
-            request.path,
-        )
+        return _crashed(request)
+
+
+def _crashed(request: web.Request) -> web.Response:
+    """A 500 for an error no handler expected, logged with its traceback (a bug)."""
+    log.exception("request_crashed", path=request.path, method=request.method)
+    return response(
+        Problem(500, "internal", "an internal error occurred; it has been logged"),
+        request.path,
+    )
