@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
@@ -86,34 +87,43 @@ def _cpu(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / _TICK
 
 
-def _children(parent: int) -> list[int]:
+def children(pid: int) -> list[int]:
+    """The pids of ``pid``'s child processes, from /proc."""
     out = []
     for entry in os.listdir("/proc"):
         if entry.isdigit():
-            try:
-                status = Path(f"/proc/{entry}/status").read_text()
-            except OSError:
-                continue
-            if f"\nPPid:\t{parent}\n" in status:
-                out.append(int(entry))
+            with contextlib.suppress(OSError):
+                stat = Path(f"/proc/{entry}/stat").read_text()
+                if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                    out.append(int(entry))
     return out
 
 
-class CpuSplit:
-    """CPU used by each part of a benchmark, read from /proc: ``roles`` maps a name to a
-    pid, and a pid given as negative counts that process's children too (a database
-    server's backends). ``per_request`` gives microseconds per request. On a machine
-    without /proc every figure is 0."""
+def server_pids(target: EmbeddedMongo | EmbeddedPostgres) -> list[int]:
+    """An embedded server's process and its children (Postgres' backends), from its pid
+    file."""
+    if isinstance(target, EmbeddedPostgres):
+        pid = int((target.datadir / "postmaster.pid").read_text().split()[0])
+    else:
+        pid = int((target.storage_path / "secantus.pid").read_text())
+    return [pid, *children(pid)]
 
-    def __init__(self, roles: dict[str, int | None]) -> None:
-        self.roles = {role: pid for role, pid in roles.items() if pid is not None}
+
+class CpuSplit:
+    """CPU used by each part of a benchmark, read from /proc. ``roles`` maps a name to a
+    pid (that one process) or to an embedded server (its process and children, looked up
+    at each reading). ``per_request`` gives microseconds per request. On a machine without
+    /proc every figure is 0."""
+
+    def __init__(self, roles: dict[str, int | EmbeddedMongo | EmbeddedPostgres]) -> None:
+        self.roles = roles
 
     def _now(self) -> dict[str, float]:
         if not Path("/proc/self/stat").exists():
             return dict.fromkeys(self.roles, 0.0)
         return {
-            role: _cpu(abs(pid)) + (sum(_cpu(c) for c in _children(-pid)) if pid < 0 else 0)
-            for role, pid in self.roles.items()
+            role: sum(map(_cpu, [what] if isinstance(what, int) else server_pids(what)))
+            for role, what in self.roles.items()
         }
 
     def __enter__(self) -> CpuSplit:
@@ -134,14 +144,6 @@ class CpuSplit:
             f"{role} {us:,.0f} us ({self.seconds[role] / self.wall:.0%} of a core)"
             for role, us in self.per_request(requests).items()
         )
-
-
-def postmaster_pid(datadir: Path) -> int | None:
-    """The embedded PostgreSQL server's pid (its backends are its children)."""
-    try:
-        return int((datadir / "postmaster.pid").read_text().split()[0])
-    except (OSError, ValueError, IndexError):
-        return None
 
 
 def conditions() -> dict[str, Any]:

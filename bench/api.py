@@ -38,7 +38,7 @@ import aiohttp
 import jwt
 import orjson
 
-from _common import CpuSplit, conditions, postmaster_pid, save, servers
+from _common import CpuSplit, conditions, save, servers
 from strangler import schema
 from strangler.backends.base import Keyset
 from strangler.embedded import free_port
@@ -321,14 +321,9 @@ async def main(args: argparse.Namespace) -> int:
                 history = await r.read()
         print(f"seeded {len(pairs)} sessions x {args.messages} messages", flush=True)
 
-        def split(srv: Server | None) -> CpuSplit:
+        def split(srv: Server) -> CpuSplit:
             return CpuSplit(
-                {
-                    "client": os.getpid(),
-                    "server": None if srv is None else srv.proc.pid,
-                    "postgres": -(postmaster_pid(pg.datadir) or 0) or None,
-                    "mongodb": mongo.pid,
-                }
+                {"client": os.getpid(), "server": srv.proc.pid, "postgres": pg, "mongodb": mongo}
             )
 
         for stage in args.stages:

@@ -45,7 +45,7 @@ from typing import Any
 
 import aiohttp
 
-from _common import conditions, save
+from _common import conditions, save, server_pids
 from strangler import schema
 from strangler.backends.mongo import MongoStore
 from strangler.embedded import EmbeddedMongo, EmbeddedPostgres, free_port
@@ -120,25 +120,6 @@ class Instance:
             with contextlib.suppress(OSError):  # closed between listing and reading
                 sockets += os.readlink(f"/proc/{self.proc.pid}/fd/{fd}").startswith("socket:")
         return {"rss_kb": rss, "fds": len(fds), "sockets": sockets}
-
-
-def _children(pid: int) -> list[int]:
-    out = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            with contextlib.suppress(OSError):
-                stat = Path(f"/proc/{entry}/stat").read_text()
-                if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-                    out.append(int(entry))
-    return out
-
-
-def _db_pids(target: EmbeddedMongo | EmbeddedPostgres) -> list[int]:
-    if isinstance(target, EmbeddedPostgres):
-        pid = int((target.datadir / "postmaster.pid").read_text().split()[0])
-    else:
-        pid = int((target.storage_path / "secantus.pid").read_text())
-    return [pid, *_children(pid)]
 
 
 @dataclass
@@ -371,7 +352,7 @@ class Harness:
             target = self.pg if "pg" in fault.name else self.mongo
             deadline = time.monotonic() + hold
             while time.monotonic() < deadline:
-                pids = _db_pids(target)
+                pids = server_pids(target)
                 for pid in pids:
                     with contextlib.suppress(ProcessLookupError):
                         os.kill(pid, signal.SIGSTOP)

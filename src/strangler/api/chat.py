@@ -30,6 +30,7 @@ from strangler.api.keys import (
 from strangler.api.page_cache import Span
 from strangler.api.problems import Problem
 from strangler.backends.base import Keyset, Page
+from strangler.backends.postgres_pages import RenderedPage
 from strangler.errors import InvalidInput, NotFound
 from strangler.models import ChatSession, Message
 from strangler.normalize import b64, iso_z
@@ -409,16 +410,15 @@ async def history(request: web.Request) -> web.Response:
     if isinstance(cached, bytes):
         return web.Response(body=cached, content_type="application/json")
     # Where Postgres serves the read unshadowed, it renders the page itself.
-    rendered = await facade.rendered_history(sid, limit=limit, after=after, before=before)
-    if rendered is not None:
-        body = rendered.body()
-        span = Span.of_rendered(after, before, rendered)
+    page: Page[Message] | RenderedPage | None
+    page = await facade.rendered_history(sid, limit=limit, after=after, before=before)
+    if page is not None:
+        body = page.body()
     else:
         page = await facade.history(sid, limit=limit, after=after, before=before)
         body = orjson.dumps(page_json(page, Keyset.of_message))
-        span = Span.of_history(after, before, page)
     if cached is not None:
-        cache.put(cached, body, span)
+        cache.put(cached, body, Span.of_history(after, before, page))
     return web.Response(body=body, content_type="application/json")
 
 

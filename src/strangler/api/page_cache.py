@@ -71,25 +71,22 @@ class Span:
         return cls(after, last if has_more else None)
 
     @classmethod
-    def of_history(cls, after: Keyset | None, before: Keyset | None, page: Page[Message]) -> Span:
-        """The span of a history page the store gave for these cursors."""
-        items = page.items
+    def of_history(
+        cls, after: Keyset | None, before: Keyset | None, page: Page[Message] | RenderedPage
+    ) -> Span:
+        """The span of a history page the store gave (as records, or rendered by Postgres)
+        for these cursors."""
+        if isinstance(page, RenderedPage):
+            first, last = page.first, page.last
+        else:
+            items = page.items
+            first = (items[0].timestamp, items[0].id) if items else None
+            last = (items[-1].timestamp, items[-1].id) if items else None
         return cls.of_page(
             None if after is None else (after.at, after.id),
             None if before is None else (before.at, before.id),
-            (items[0].timestamp, items[0].id) if items else None,
-            (items[-1].timestamp, items[-1].id) if items else None,
-            page.has_more,
-        )
-
-    @classmethod
-    def of_rendered(cls, after: Keyset | None, before: Keyset | None, page: RenderedPage) -> Span:
-        """The span of a history page Postgres rendered for these cursors."""
-        return cls.of_page(
-            None if after is None else (after.at, after.id),
-            None if before is None else (before.at, before.id),
-            page.first,
-            page.last,
+            first,
+            last,
             page.has_more,
         )
 

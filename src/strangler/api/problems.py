@@ -128,8 +128,7 @@ async def problems(request: web.Request, handler: Any) -> web.StreamResponse:
             detail = f"no route {request.method} {request.path}; see /openapi.json"
         return response(Problem(exc.status, code, detail), request.path)
     except ConnectionResetError:
-        transport = request.transport
-        if transport is not None and not transport.is_closing():
+        if not client_gone(request):
             return _crashed(request)  # not this client's connection: a bug to look at
         # The client went away (``ClientConnectionResetError`` from a write to its closed
         # connection, e.g. an event for an SSE stream whose client left): no answer can
@@ -139,6 +138,13 @@ async def problems(request: web.Request, handler: Any) -> web.StreamResponse:
         return web.Response(status=499, reason="Client Closed Request")
     except Exception:
         return _crashed(request)
+
+
+def client_gone(request: web.Request) -> bool:
+    """Whether the client of ``request`` has disconnected (its connection is closed or
+    closing)."""
+    transport = request.transport
+    return transport is None or transport.is_closing()
 
 
 def _crashed(request: web.Request) -> web.Response:

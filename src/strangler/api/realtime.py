@@ -12,7 +12,7 @@ log's ids, so a client that reconnects with ``Last-Event-ID`` gets what it misse
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 
 import structlog
 from aiohttp import WSMsgType, web
@@ -20,7 +20,7 @@ from aiohttp import WSMsgType, web
 from strangler.api.chat import owned_session_id
 from strangler.api.events import Event, Subscription
 from strangler.api.keys import AUTH, HUB
-from strangler.api.problems import Problem
+from strangler.api.problems import Problem, client_gone
 
 log = structlog.get_logger(__name__)
 routes = web.RouteTableDef()
@@ -79,22 +79,12 @@ async def _stream(
 # --- SSE: one session ---------------------------------------------------------------------
 
 
-def connected(request: web.Request) -> Callable[[], bool]:
-    """Whether the client of ``request`` is still connected (for ``Hub.sweep``)."""
-
-    def alive() -> bool:
-        transport = request.transport
-        return transport is not None and not transport.is_closing()
-
-    return alive
-
-
 @routes.get("/sessions/{session_id}/events")
 async def session_events(request: web.Request) -> web.StreamResponse:
     sid, _ = await owned_session_id(request)
     hub = request.app[HUB]
     last = _last_event_id(request)
-    sub = hub.subscribe(("session", str(sid)), connected(request))
+    sub = hub.subscribe(("session", str(sid)), lambda: not client_gone(request))
     try:
         backlog = [] if last is None else await hub.backlog(last, session_id=sid)
         last = last if last is not None else await hub.control.last_event_id()
@@ -118,7 +108,7 @@ async def user_events(request: web.Request) -> web.StreamResponse:
     user = await request.app[AUTH].user(request)
     hub = request.app[HUB]
     last = _last_event_id(request)
-    sub = hub.subscribe(("user", user), connected(request))
+    sub = hub.subscribe(("user", user), lambda: not client_gone(request))
     ws = web.WebSocketResponse(heartbeat=HEARTBEAT_SECONDS)
     try:
         backlog = [] if last is None else await hub.backlog(last, user_id=user)

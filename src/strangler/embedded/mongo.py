@@ -66,11 +66,6 @@ class EmbeddedMongo:
         return f"mongodb://{self.host}:{self.port}/?directConnection=true"
 
     @property
-    def pid(self) -> int | None:
-        """The server process's pid while this launcher runs it."""
-        return self._proc.pid if self.running and self._proc is not None else None
-
-    @property
     def running(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
 
