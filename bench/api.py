@@ -40,7 +40,7 @@ import orjson
 
 from _common import CpuSplit, conditions, save, servers
 from strangler import schema
-from strangler.backends.base import Keyset
+from strangler.core.records import Keyset
 from strangler.embedded import free_port
 
 SECRET = "bench-secret-bench-secret-bench-secret!"

@@ -31,11 +31,11 @@ from pymongo import MongoClient
 from _common import conditions, save, servers
 from strangler import schema
 from strangler.backends.mongo import MongoStore
-from strangler.backends.postgres import MESSAGE_COLS, PostgresStore, _message_row
-from strangler.config.selection import BULK_TIMEOUT
+from strangler.backends.postgres.store import MESSAGE_COLS, PostgresStore, _message_row
 from strangler.embedded.legacy_data import generate
 from strangler.migrate.transform import transform_message
 from strangler.migrate.verify import diff_stores
+from strangler.runtime import BULK_TIMEOUT
 
 RELAXED = json_util.JSONOptions(json_mode=json_util.JSONMode.RELAXED, uuid_representation=4)
 

@@ -48,8 +48,8 @@ import aiohttp
 from _common import conditions, save, server_pids
 from strangler import schema
 from strangler.backends.mongo import MongoStore
+from strangler.core.errors import NotFound
 from strangler.embedded import EmbeddedMongo, EmbeddedPostgres, free_port
-from strangler.errors import NotFound
 
 ADMIN = "chaos-admin-token"
 ADMIN_H = {"Authorization": f"Bearer {ADMIN}"}

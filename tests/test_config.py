@@ -8,8 +8,8 @@ from strangler.backends.mongo import MongoStore
 from strangler.backends.postgres import PostgresStore
 from strangler.backends.supabase_rest import SupabaseRestStore
 from strangler.config import Settings
-from strangler.config.selection import new_chat_store, new_store, old_store
-from strangler.errors import ConfigError
+from strangler.core.errors import ConfigError
+from strangler.runtime import new_chat_store, new_store, old_store
 
 
 def test_settings_read_the_seed_env_names(monkeypatch: pytest.MonkeyPatch) -> None:

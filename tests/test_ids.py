@@ -9,8 +9,8 @@ from bson import Binary, Int64, ObjectId
 from hypothesis import given
 from hypothesis import strategies as st
 
-from strangler import ids
-from strangler.errors import InvalidInput
+from strangler.core import ids
+from strangler.core.errors import InvalidInput
 
 oid_bytes = st.binary(min_size=12, max_size=12)
 

@@ -11,9 +11,9 @@ from bson import ObjectId
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from strangler import ids
-from strangler.errors import InvalidInput
-from strangler.models import ChatSession, Message, MessageContent, parse
+from strangler.core import ids
+from strangler.core.errors import InvalidInput
+from strangler.core.models import ChatSession, Message, MessageContent, parse
 
 
 def test_session_accepts_legacy_keys_and_emits_the_documented_form() -> None:
@@ -104,7 +104,7 @@ def test_invalid_sender_names_the_field() -> None:
 @given(st.datetimes(timezones=st.one_of(st.none(), st.just(dt.UTC), st.timezones())))
 def test_iso_z_formats_like_isoformat_truncated_to_milliseconds(value: dt.datetime) -> None:
     """``iso_z`` uses orjson's formatter for speed; it must equal the plain definition."""
-    from strangler.normalize import iso_z, utc_ms
+    from strangler.core.normalize import iso_z, utc_ms
 
     try:
         expected = utc_ms(value).isoformat(timespec="milliseconds")[:-6] + "Z"

@@ -102,7 +102,7 @@ async def test_auth_without_a_way_to_verify_tokens_does_not_start(
     api_settings: Any,
 ) -> None:
     from strangler.api import create_app
-    from strangler.errors import ConfigError
+    from strangler.core.errors import ConfigError
 
     with pytest.raises(ConfigError, match="SUPABASE_JWT_SECRET"):
         create_app(api_settings("dualwrite", supabase_jwt_secret=None))

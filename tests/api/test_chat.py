@@ -12,9 +12,9 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient
 
-from strangler import ids
 from strangler.backends.mongo import MongoStore
 from strangler.backends.postgres import PostgresStore
+from strangler.core import ids
 from tests.api.conftest import ApiFactory, as_user
 
 STAGES = ["off", "dualwrite", "live", "complete"]
@@ -294,7 +294,7 @@ def test_record_json_is_exactly_pydantics_json_form() -> None:
     import datetime as dt
 
     from strangler.api.chat import record_json
-    from strangler.models import ChatSession, Message
+    from strangler.core.models import ChatSession, Message
 
     s = ChatSession.new(title="t", user_id="u", created_at=dt.datetime(999, 1, 2, 3, 4, 5, 6789))
     m = Message.new(

@@ -11,7 +11,7 @@ import asyncpg
 import orjson
 
 from strangler.backends.postgres import PostgresStore
-from strangler.backends.postgres_runs import JobRuns
+from strangler.backends.postgres.runs import PostgresJobRuns as JobRuns
 from tests.api.conftest import ADMIN, ApiFactory, as_user
 
 ADMIN_H = {"Authorization": f"Bearer {ADMIN}"}
@@ -161,10 +161,10 @@ async def test_the_stream_ticks_with_windowed_figures(make_api: ApiFactory) -> N
 
 
 async def test_a_backfill_run_is_recorded_with_progress_and_result(pg_store: PostgresStore) -> None:
-    from strangler.backends.postgres_runs import recorded
+    from strangler.migrate.runs import recorded
 
     runs = JobRuns(pg_store)
-    async with recorded(pg_store, "backfill", {"source": "x"}, every=0.05) as run:
+    async with recorded(runs, "backfill", {"source": "x"}, every=0.05) as run:
         run.progress["collections"] = {"messages": {"read": 5}}
         await asyncio.sleep(0.2)
         mid = await runs.latest("backfill")

@@ -16,7 +16,7 @@ import pytest
 
 from strangler.api.keys import HISTORY_CACHE, HUB, SESSION_LIST_CACHE
 from strangler.api.page_cache import PageCache, Span, Ticket
-from strangler.proxy.stages import Stage
+from strangler.core.stages import Stage
 from tests.api.conftest import ApiFactory, as_user
 
 ALICE = as_user("alice")
@@ -173,7 +173,7 @@ async def _settled(*clients: Any) -> None:
     already shows drops that page once more: harmless, but a miss the test would count)."""
     for client in clients:
         hub = client.app[HUB]
-        last = await hub.control.last_event_id()
+        last = await hub.event_log.last_event_id()
         for _ in range(100):
             if hub._last >= last:
                 break

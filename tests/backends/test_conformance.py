@@ -16,10 +16,17 @@ from typing import Any
 import pytest
 from bson import ObjectId
 
-from strangler import ids
-from strangler.backends.base import ChatStore, Keyset, StoreLimits
-from strangler.errors import Conflict, InvalidInput, NotFound, PayloadTooLarge, StoreUnavailable
-from strangler.models import ChatSession, Message
+from strangler.core import ids
+from strangler.core.errors import (
+    Conflict,
+    InvalidInput,
+    NotFound,
+    PayloadTooLarge,
+    StoreUnavailable,
+)
+from strangler.core.models import ChatSession, Message
+from strangler.core.ports import ChatStore
+from strangler.core.records import Keyset, StoreLimits
 from tests.conftest import STORE_KINDS, StoreFactory
 
 T0 = dt.datetime(2024, 3, 1, 12, 0, 0, tzinfo=dt.UTC)

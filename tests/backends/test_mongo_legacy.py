@@ -11,10 +11,10 @@ import pytest
 from bson import Binary, Decimal128, Int64, ObjectId
 from pymongo import AsyncMongoClient
 
-from strangler import ids
 from strangler.backends.mongo import MongoStore
-from strangler.errors import CorruptRecord
-from strangler.models import ChatSession, Message
+from strangler.core import ids
+from strangler.core.errors import CorruptRecord
+from strangler.core.models import ChatSession, Message
 
 NAIVE = dt.datetime(2024, 3, 1, 12, 0, 0, 123000)  # what the legacy app stored: naive UTC
 

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from strangler.backends.pgcopy import CopyRows, RowWriter
-from strangler.backends.postgres import MESSAGE_COLS, SESSION_COLS, PostgresStore
+from strangler.backends.postgres.store import MESSAGE_COLS, SESSION_COLS, PostgresStore
+from strangler.core.pgcopy import CopyRows, RowWriter
 
 UTC = dt.UTC
 

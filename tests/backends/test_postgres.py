@@ -8,10 +8,10 @@ import uuid
 
 import pytest
 
-from strangler.backends.pgcopy import CopyRows, RowWriter
 from strangler.backends.postgres import PostgresStore
-from strangler.errors import NotFound
-from strangler.models import ChatSession, Message
+from strangler.core.errors import NotFound
+from strangler.core.models import ChatSession, Message
+from strangler.core.pgcopy import CopyRows, RowWriter
 
 
 async def test_works_without_a_prepared_statement_cache(clean_pg: str) -> None:

@@ -13,11 +13,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from strangler.api.chat import page_json
-from strangler.backends.base import Keyset
 from strangler.backends.postgres import PostgresStore
-from strangler.backends.postgres_pages import history_json
-from strangler.errors import InvalidInput
-from strangler.models import ChatSession, Message
+from strangler.backends.postgres.pages import history_json
+from strangler.core.errors import InvalidInput
+from strangler.core.models import ChatSession, Message
+from strangler.core.records import Keyset
 
 T0 = dt.datetime(2024, 3, 1, 12, 0, tzinfo=dt.UTC)
 

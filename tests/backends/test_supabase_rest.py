@@ -15,11 +15,11 @@ from urllib.parse import parse_qsl
 import httpx
 import pytest
 
-from strangler.backends.base import Keyset
-from strangler.backends.pgcopy import RowWriter
 from strangler.backends.supabase_rest import SupabaseRestStore
-from strangler.errors import Conflict, InvalidInput, NotFound, StoreUnavailable
-from strangler.models import ChatSession, Message
+from strangler.core.errors import Conflict, InvalidInput, NotFound, StoreUnavailable
+from strangler.core.models import ChatSession, Message
+from strangler.core.pgcopy import RowWriter
+from strangler.core.records import Keyset
 
 URL = "https://project.supabase.co"
 AT = dt.datetime(2026, 11, 25, 9, 0, 0, 123000, tzinfo=dt.UTC)

@@ -23,10 +23,10 @@ from bson import ObjectId, json_util
 from pymongo import AsyncMongoClient
 
 from strangler.backends.mongo import MongoStore
-from strangler.backends.pgcopy import CopyRows
 from strangler.backends.postgres import PostgresStore
+from strangler.core.errors import NotFound
+from strangler.core.pgcopy import CopyRows
 from strangler.embedded.legacy_data import generate
-from strangler.errors import NotFound
 from strangler.migrate.backfill import Backfill, BackfillResult
 from strangler.migrate.checkpoint import Checkpoint
 from strangler.migrate.report import Report, relaxed

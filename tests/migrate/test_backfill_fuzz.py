@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from strangler.backends.postgres import PostgresStore
-from strangler.errors import StranglerError
+from strangler.core.errors import StranglerError
 from strangler.migrate.backfill import Backfill
 from strangler.migrate.report import Report
 from strangler.migrate.sources import FileSource

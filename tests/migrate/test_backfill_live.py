@@ -13,14 +13,15 @@ import pytest
 from bson import json_util
 from pymongo import AsyncMongoClient
 
-from strangler import ids
+from strangler.backends.postgres import PostgresTombstones
+from strangler.core import ids
+from strangler.core.errors import NotFound, StranglerError
+from strangler.core.models import ChatSession, Message
 from strangler.embedded.legacy_data import generate
-from strangler.errors import NotFound, StranglerError
 from strangler.migrate.backfill import Backfill
 from strangler.migrate.report import Report
 from strangler.migrate.sources import FileSource, MongoSource
 from strangler.migrate.verify import diff_stores
-from strangler.models import ChatSession, Message
 from tests.conftest import StoreFactory
 
 
@@ -77,8 +78,8 @@ async def test_backfill_under_dualwrite_traffic_ends_with_equal_stores(
 
         workers = [asyncio.create_task(traffic()) for _ in range(3)]
         origin = FileSource(tmp_path) if source.startswith("files") else MongoSource(facade.old)  # type: ignore[arg-type]
-        assert facade.control is not None
-        tombstones = facade.control.tombstoned if source.endswith("tombstones") else None
+        graves = PostgresTombstones(facade.new)  # type: ignore[arg-type]
+        tombstones = graves.tombstoned if source.endswith("tombstones") else None
         with Report(None) as report:
             result = await Backfill(
                 origin,
@@ -86,7 +87,7 @@ async def test_backfill_under_dualwrite_traffic_ends_with_equal_stores(
                 report,
                 batch_size=25,  # type: ignore[arg-type]
                 tombstones=tombstones,
-                any_tombstones=facade.control.any_tombstones if tombstones else None,
+                any_tombstones=graves.any_tombstones if tombstones else None,
             ).run()
         await asyncio.sleep(0.2)
         stop.set()

@@ -8,12 +8,11 @@ import subprocess
 import sys
 import uuid
 
-from strangler.backends.postgres import PostgresStore
-from strangler.backends.postgres_control import PostgresControl
+from strangler.backends.postgres import PostgresStore, PostgresTombstones
 
 
 async def test_prune_keeps_recent_tombstones(pg_store: PostgresStore) -> None:
-    control = PostgresControl(pg_store)
+    control = PostgresTombstones(pg_store)
     old, recent = uuid.uuid4(), uuid.uuid4()
     await control.tombstone("messages", [old, recent])
     async with pg_store.connection("age a tombstone") as conn:

@@ -15,9 +15,9 @@ from pymongo import AsyncMongoClient
 
 from strangler.backends.mongo import MongoStore
 from strangler.backends.postgres import PostgresStore
+from strangler.core.models import ChatSession, Message
 from strangler.migrate.repair import repair
 from strangler.migrate.verify import diff_stores
-from strangler.models import ChatSession, Message
 
 OLD = dt.datetime(2021, 3, 1, tzinfo=dt.UTC)
 RECENT = dt.datetime(2026, 11, 20, tzinfo=dt.UTC)

@@ -11,8 +11,9 @@ import sys
 
 from strangler.backends.mongo import MongoStore
 from strangler.backends.postgres import PostgresStore
-from strangler.models import ChatSession, Message
-from strangler.proxy import FacadeOptions, Stage, assemble
+from strangler.core.models import ChatSession, Message
+from strangler.proxy import FacadeOptions, Stage
+from strangler.runtime import assemble
 
 
 async def main(mongo_uri: str, db: str, dsn: str, stage: str) -> None:

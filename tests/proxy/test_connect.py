@@ -8,7 +8,7 @@ import pytest
 
 import strangler
 from strangler.config import Settings
-from strangler.models import ChatSession, Message
+from strangler.core.models import ChatSession, Message
 from strangler.proxy import DualWriteStore, Stage
 
 

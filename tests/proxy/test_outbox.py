@@ -8,11 +8,11 @@ import uuid
 
 import pytest
 
-from strangler.backends.postgres import PostgresStore
-from strangler.backends.postgres_control import PostgresControl
-from strangler.backends.postgres_outbox import PUBLISH_EVENT, EventDraft
-from strangler.errors import NotFound
-from strangler.models import ChatSession, Message
+from strangler.backends.postgres import PostgresEventLog, PostgresStore
+from strangler.backends.postgres.outbox import PUBLISH_EVENT, MessageOutbox
+from strangler.core.errors import NotFound
+from strangler.core.models import ChatSession, Message
+from strangler.core.records import EventDraft
 from strangler.proxy import DualWriteStore
 from tests.conftest import StoreFactory
 
@@ -28,8 +28,7 @@ def _draft(m: Message) -> EventDraft:
 
 
 async def _events(f: DualWriteStore, session_id: uuid.UUID) -> list[tuple[str, object]]:
-    assert f.control is not None
-    rows = await f.control.events_since(0, session_id=session_id)
+    rows = await PostgresEventLog(f.new).events_since(0, session_id=session_id)  # type: ignore[arg-type]
     return [(r["kind"], r["payload"]) for r in rows]
 
 
@@ -96,7 +95,7 @@ async def test_an_event_id_never_shows_before_a_smaller_one_commits(
     """Ids are drawn under a lock held to commit: a reader that has seen id N can never miss
     a smaller id committing later (without the lock, the second append would commit first
     and a reader at ``id > second`` would skip the first for good)."""
-    control = PostgresControl(pg_store)
+    control = PostgresEventLog(pg_store)
     sid = uuid.uuid4()
     async with pg_store.connection("an append in flight") as conn, conn.transaction():
         first = await conn.fetchval(PUBLISH_EVENT, "first", "u", sid, {})
@@ -121,8 +120,8 @@ async def test_concurrent_sends_share_statements_and_each_gets_its_own_answer(
         )
         assert isinstance(results[20], NotFound)
         assert [r for i, r in enumerate(results) if i != 20] == [(m, True) for m in good]
-        assert f.control is not None
-        outbox = f.control.outbox
+        outbox = f.sender
+        assert isinstance(outbox, MessageOutbox)
         assert outbox.statements < outbox.messages  # batched, not one statement each
         stored = await f.new.history(s.id, limit=100)
         assert {m.id for m in stored.items} == {m.id for m in good}

@@ -1,7 +1,8 @@
 """The aiohttp application: ``create_app(settings)``, served by ``strangler serve``.
 
-The facade (both stores, the stage controller, the replayer) and the realtime hub open in
-``cleanup_ctx``. On shutdown, realtime streams end first, then requests drain, then the
+The runtime (both stores, the facade, the stage controller, the replayer, the control
+plane; ``strangler.runtime``) and the realtime hub open in ``cleanup_ctx``, each part under
+its own ``AppKey``. On shutdown, realtime streams end first, then requests drain, then the
 hub and the facade close. Handlers take what they need from typed app
 state (``api.keys``).
 """
@@ -26,22 +27,25 @@ from strangler.api.events import Event, Hub
 from strangler.api.jobs import VerifyJobs
 from strangler.api.keys import (
     AUTH,
+    CONTROLLER,
+    DIVERGENCES,
     FACADE,
     HISTORY_CACHE,
     HUB,
     JOBS,
+    METRICS,
     OWNERS,
+    QUOTAS,
+    RUNS,
     SESSION_LIST_CACHE,
     SETTINGS,
+    STAGES,
 )
 from strangler.api.owners import Owners
 from strangler.api.page_cache import PageCache
 from strangler.api.problems import problems
-from strangler.backends.mongo import MongoStore
-from strangler.backends.postgres import PostgresStore
 from strangler.config import Settings
-from strangler.errors import StranglerError
-from strangler.proxy.wiring import connect
+from strangler.runtime import Runtime
 
 log = structlog.get_logger(__name__)
 #: Realtime events after which a session's history pages are out of date.
@@ -63,7 +67,7 @@ def create_app(settings: Settings) -> web.Application:
     dashboard.install(app)
     app[JOBS] = VerifyJobs()
     app[OWNERS] = Owners()
-    app.cleanup_ctx.append(_facade)
+    app.cleanup_ctx.append(_runtime)
     app.on_shutdown.append(_close_streams)
     app.on_startup.append(_dump_tasks_on_sigusr1)
     return app
@@ -82,22 +86,20 @@ async def _dump_tasks_on_sigusr1(app: web.Application) -> None:
         asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, dump)
 
 
-async def _facade(app: web.Application) -> AsyncIterator[None]:
-    async with connect(app[SETTINGS]) as facade:
-        app[FACADE] = facade
-        old = facade.store("old")
-        if app[SETTINGS].ensure_indexes and isinstance(old, MongoStore):
-            try:
-                await old.ensure_indexes()
-            except StranglerError as exc:  # MongoDB down: serve anyway, say what is missing
-                log.warning("mongo_indexes_not_ensured", error=str(exc))
-        new = facade.store("new")
-        assert isinstance(new, PostgresStore)
-        hub = app[HUB] = Hub(new)
+async def _runtime(app: web.Application) -> AsyncIterator[None]:
+    async with Runtime.open(app[SETTINGS], ensure_indexes=True) as runtime:
+        app[FACADE] = runtime.facade
+        app[CONTROLLER] = runtime.controller
+        app[METRICS] = metrics = runtime.metrics
+        app[STAGES] = runtime.stages
+        app[DIVERGENCES] = runtime.divergences
+        app[RUNS] = runtime.runs
+        app[QUOTAS] = runtime.quotas
+        hub = app[HUB] = Hub(runtime.events)
         Gauge(
             "strangler_realtime_subscribers",
             "Open realtime streams on this instance (SSE and WebSocket)",
-            registry=facade.metrics.registry,
+            registry=metrics.registry,
         ).set_function(lambda: hub.subscribers)
         owners = app[OWNERS]
         hub.on_event.append(
@@ -109,7 +111,7 @@ async def _facade(app: web.Application) -> AsyncIterator[None]:
                 settings.page_cache_seconds,
                 settings.page_cache_mb << 20,
                 listening=hub,
-                registry=facade.metrics.registry,
+                registry=metrics.registry,
                 name=name,
             )
             for name in ("history", "session_list")

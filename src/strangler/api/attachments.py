@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from strangler.config import Settings
-from strangler.errors import InvalidInput, PayloadTooLarge
+from strangler.core.errors import InvalidInput, PayloadTooLarge
 
 Kind = Literal["audio", "image", "pdf"]
 

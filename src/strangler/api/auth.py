@@ -18,7 +18,7 @@ import structlog
 from aiohttp import web
 
 from strangler.config import Settings
-from strangler.errors import ConfigError, Forbidden, Unauthorized
+from strangler.core.errors import ConfigError, Forbidden, Unauthorized
 
 log = structlog.get_logger(__name__)
 ASYMMETRIC = ("RS256", "ES256")

@@ -16,7 +16,6 @@ import orjson
 from aiohttp import BodyPartReader, web
 from pydantic import BaseModel
 
-from strangler import ids
 from strangler.api.attachments import PDF_DATA_URL, Kind, Limits, check, from_base64, pdf_field
 from strangler.api.keys import (
     AUTH,
@@ -29,11 +28,11 @@ from strangler.api.keys import (
 )
 from strangler.api.page_cache import Span
 from strangler.api.problems import Problem
-from strangler.backends.base import Keyset, Page
-from strangler.backends.postgres_pages import RenderedPage
-from strangler.errors import InvalidInput, NotFound
-from strangler.models import ChatSession, Message
-from strangler.normalize import b64, iso_z
+from strangler.core import ids
+from strangler.core.errors import InvalidInput, NotFound
+from strangler.core.models import ChatSession, Message
+from strangler.core.normalize import b64, iso_z
+from strangler.core.records import Keyset, Page, RenderedPage
 from strangler.proxy.facade import DualWriteStore
 
 routes = web.RouteTableDef()

@@ -26,15 +26,25 @@ from aiohttp import web
 
 from strangler.api.auth import ADMIN_COOKIE
 from strangler.api.chat import body_timeout, json_response
-from strangler.api.keys import AUTH, FACADE, JOBS, SETTINGS
+from strangler.api.keys import (
+    AUTH,
+    CONTROLLER,
+    DIVERGENCES,
+    FACADE,
+    JOBS,
+    METRICS,
+    QUOTAS,
+    RUNS,
+    STAGES,
+)
 from strangler.api.ops import backend_status
 from strangler.api.problems import Problem
 from strangler.api.realtime import sse_response
-from strangler.backends.postgres import PostgresStore
-from strangler.backends.postgres_runs import JobRuns, QuotaPlan, quotas
-from strangler.errors import InvalidInput, StranglerError
+from strangler.core.errors import InvalidInput, StranglerError
+from strangler.core.ports import DivergenceLog, JobRuns
+from strangler.core.stages import Stage, check_transition
 from strangler.proxy.facade import DualWriteStore
-from strangler.proxy.stages import Stage, check_transition
+from strangler.proxy.metrics import FacadeMetrics
 
 log = structlog.get_logger(__name__)
 routes = web.RouteTableDef()
@@ -185,11 +195,6 @@ def _changes(current: Stage, target: Stage) -> list[str]:
     return out
 
 
-async def _runs(facade: DualWriteStore) -> JobRuns | None:
-    new = facade.store("new")
-    return JobRuns(new) if isinstance(new, PostgresStore) else None
-
-
 async def _safe(coro: Any, default: Any = None) -> Any:
     """A panel whose store is down shows its error instead of failing the whole page."""
     try:
@@ -198,7 +203,9 @@ async def _safe(coro: Any, default: Any = None) -> Any:
         return {"error": str(exc)} if default is None else default
 
 
-async def _warnings(facade: DualWriteStore, target: Stage) -> list[str]:
+async def _warnings(
+    facade: DualWriteStore, divergences: DivergenceLog, runs: JobRuns, target: Stage
+) -> list[str]:
     out = []
     for role in ("old", "new"):
         try:
@@ -211,14 +218,12 @@ async def _warnings(facade: DualWriteStore, target: Stage) -> list[str]:
                 f"{n} write(s) have not reached {STORE_NAMES[role]} yet (pending repairs); "
                 "a move that changes the authoritative store is refused until they land."
             )
-    if facade.control is not None:
-        rows = await _safe(facade.control.divergences(200), [])
-        cutoff = dt.datetime.now(dt.UTC) - RECENT_DIVERGENCE
-        recent = [r for r in rows if r["at"] >= cutoff]
-        if recent:
-            out.append(f"{len(recent)} divergence(s) recorded in the last hour.")
-    runs = await _runs(facade)
-    last = None if runs is None else await _safe(runs.latest("verify"), {})
+    rows = await _safe(divergences.divergences(200), [])
+    cutoff = dt.datetime.now(dt.UTC) - RECENT_DIVERGENCE
+    recent = [r for r in rows if r["at"] >= cutoff]
+    if recent:
+        out.append(f"{len(recent)} divergence(s) recorded in the last hour.")
+    last = await _safe(runs.latest("verify"), {})
     if not last:
         out.append("No verify has run yet: run one before moving reads.")
     elif last.get("status") != "done":
@@ -231,13 +236,14 @@ async def _warnings(facade: DualWriteStore, target: Stage) -> list[str]:
 @routes.get("/admin/stage/preview")
 async def preview(request: web.Request) -> web.Response:
     request.app[AUTH].admin(request)
-    facade = request.app[FACADE]
-    current = await facade.controller.refresh()
+    app = request.app
+    controller = app[CONTROLLER]
+    current = await controller.refresh()
     target = Stage.parse(request.query.get("to", ""))  # InvalidInput: a 422 naming them
     blocked = None
-    if facade.controller.override is not None:
+    if controller.override is not None:
         blocked = (
-            f"STRANGLER_STAGE={facade.controller.override} is set on this instance and wins; "
+            f"STRANGLER_STAGE={controller.override} is set on this instance and wins; "
             "change the environment variable and restart instead"
         )
     elif target == current:
@@ -253,7 +259,7 @@ async def preview(request: web.Request) -> web.Response:
             "to": describe(target),
             "direction": "advance" if target.order > current.order else "roll back",
             "changes": _changes(current, target),
-            "warnings": await _warnings(facade, target),
+            "warnings": await _warnings(app[FACADE], app[DIVERGENCES], app[RUNS], target),
             "blocked": blocked,
         }
     )
@@ -262,26 +268,23 @@ async def preview(request: web.Request) -> web.Response:
 @routes.get("/admin/overview")
 async def overview(request: web.Request) -> web.Response:
     request.app[AUTH].admin(request)
-    facade = request.app[FACADE]
-    settings = request.app[SETTINGS]
-    stage = await facade.controller.refresh()
-    runs = await _runs(facade)
-    new = facade.store("new")
-    plan = QuotaPlan(settings.plan_db_bytes, settings.plan_max_rows, settings.quota_warn_ratio)
-    jobs = list(request.app[JOBS].jobs.values())
-    control = facade.control
-    divergences = [] if control is None else await _safe(control.divergences(20), [])
-    transitions = [] if control is None else await _safe(control.transitions(10), [])
+    app = request.app
+    facade, controller, metrics, runs = app[FACADE], app[CONTROLLER], app[METRICS], app[RUNS]
+    stage = await controller.refresh()
+    jobs = list(app[JOBS].jobs.values())
+    divergences = await _safe(app[DIVERGENCES].divergences(20), [])
+    transitions = await _safe(app[STAGES].transitions(10), [])
     return json_response(
         {
             "stage": stage.value,
-            "source": "STRANGLER_STAGE" if facade.controller.override else "control table",
+            "source": "STRANGLER_STAGE" if controller.override else "control table",
             "ladder": [describe(s) for s in Stage],
-            "backends": {role: await backend_status(facade, role) for role in ("old", "new")},
-            "quotas": await _safe(quotas(new, plan)) if isinstance(new, PostgresStore) else None,
+            "backends": {
+                role: await backend_status(facade, metrics, role) for role in ("old", "new")
+            },
+            "quotas": await _safe(app[QUOTAS].read()),
             "runs": {
-                kind: None if runs is None else await _safe(runs.latest(kind))
-                for kind in ("backfill", "verify", "repair")
+                kind: await _safe(runs.latest(kind)) for kind in ("backfill", "verify", "repair")
             },
             "verify_job": jobs[-1].json() if jobs else None,
             "divergences": [_divergence(r) for r in divergences],
@@ -313,18 +316,18 @@ class Streams:
 STREAMS = web.AppKey("dashboard_streams", Streams)
 
 
-async def tick(facade: DualWriteStore) -> dict[str, Any]:
-    window = facade.metrics.window(WINDOW_SECONDS)
+async def tick(
+    facade: DualWriteStore, metrics: FacadeMetrics, divergences: DivergenceLog
+) -> dict[str, Any]:
+    window = metrics.window(WINDOW_SECONDS)
     queue: dict[str, int | None] = {}
     for role in ("old", "new"):
         try:
             queue[STORE_NAMES[role]] = await facade.pending(role)
         except StranglerError:
             queue[STORE_NAMES[role]] = None
-    latest = None
-    if facade.control is not None:
-        rows = await _safe(facade.control.divergences(1), [])
-        latest = rows[0]["id"] if rows else 0
+    rows = await _safe(divergences.divergences(1), [])
+    latest = rows[0]["id"] if rows else 0
     stores = {
         STORE_NAMES[role]: window["stores"].get(facade.store(role).name) for role in ("old", "new")
     }
@@ -343,12 +346,13 @@ async def tick(facade: DualWriteStore) -> dict[str, Any]:
 @routes.get("/admin/stream")
 async def stream(request: web.Request) -> web.StreamResponse:
     request.app[AUTH].admin(request)
-    facade = request.app[FACADE]
-    streams = request.app[STREAMS]
+    app = request.app
+    facade, metrics, divergences = app[FACADE], app[METRICS], app[DIVERGENCES]
+    streams = app[STREAMS]
     resp = await sse_response(request, retry_ms=2000)
     try:
         while not streams.closing:
-            data = orjson.dumps(await tick(facade))
+            data = orjson.dumps(await tick(facade, metrics, divergences))
             await resp.write(b"event: tick\ndata: " + data + b"\n\n")
             await asyncio.sleep(TICK_SECONDS)
     except (ConnectionResetError, ConnectionError):

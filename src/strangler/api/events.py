@@ -20,10 +20,9 @@ import orjson
 import structlog
 
 from strangler.api.problems import Problem
-from strangler.backends.postgres import PostgresStore
-from strangler.backends.postgres_control import PostgresControl
-from strangler.backends.postgres_outbox import EventDraft
-from strangler.errors import StranglerError
+from strangler.core.errors import StranglerError
+from strangler.core.ports import EventLog
+from strangler.core.records import EventDraft
 
 log = structlog.get_logger(__name__)
 
@@ -93,9 +92,8 @@ class Subscription:
 class Hub:
     """This instance's end of the event log: publishes, listens, fans out."""
 
-    def __init__(self, store: PostgresStore, *, poll_seconds: float = 1.0) -> None:
-        self.store = store
-        self.control = PostgresControl(store)
+    def __init__(self, event_log: EventLog, *, poll_seconds: float = 1.0) -> None:
+        self.event_log = event_log
         self.poll_seconds = poll_seconds
         self._subs: dict[tuple[str, str], set[Subscription]] = defaultdict(set)
         #: Called with every event from every instance (for example to forget owners).
@@ -115,7 +113,7 @@ class Hub:
     # --- lifecycle -----------------------------------------------------------------------
     async def start(self) -> None:
         with contextlib.suppress(StranglerError):
-            self._last = await self.control.last_event_id()
+            self._last = await self.event_log.last_event_id()
         self._tasks = [
             asyncio.create_task(self._listen(), name="realtime-listen"),
             asyncio.create_task(self._pump(), name="realtime-pump"),
@@ -155,7 +153,7 @@ class Hub:
         for the publisher, and the change itself is already stored)."""
         event = self.draft(kind, user_id, session_id, payload)
         try:
-            await self.control.publish_event(kind, user_id, session_id, event.payload)
+            await self.event_log.publish_event(kind, user_id, session_id, event.payload)
         except StranglerError as exc:
             log.warning("realtime_publish_failed", kind=kind, error=str(exc))
         self.published()
@@ -202,20 +200,14 @@ class Hub:
     async def backlog(
         self, last_id: int, *, session_id: uuid.UUID | None = None, user_id: str | None = None
     ) -> list[Event]:
-        rows = await self.control.events_since(last_id, session_id=session_id, user_id=user_id)
+        rows = await self.event_log.events_since(last_id, session_id=session_id, user_id=user_id)
         return [_event(r) for r in rows]
 
     # --- listening -----------------------------------------------------------------------
     async def _listen(self) -> None:
-        def notified(*_: Any) -> None:
-            self._wake.set()
-
         while not self._stop.is_set():
             try:
-                closed = asyncio.Event()
-                async with self.store.connection("listen for events") as conn:
-                    conn.add_termination_listener(lambda _, done=closed: done.set())
-                    await conn.add_listener("strangler_events", notified)
+                async with self.event_log.listen(self._wake.set) as closed:
                     self.listen_epoch += 1
                     self.listening = True
                     try:
@@ -223,8 +215,6 @@ class Hub:
                         await _first(closed, self._stop)
                     finally:
                         self.listening = False
-                        if not conn.is_closed():
-                            await conn.remove_listener("strangler_events", notified)
             except (StranglerError, OSError) as exc:
                 log.debug("realtime_listen_retry", error=str(exc))
             await _first(self._stop, within=self.poll_seconds)
@@ -239,7 +229,7 @@ class Hub:
                 await self._fetch()
                 if time.monotonic() >= self._next_prune:
                     self._next_prune = time.monotonic() + PRUNE_EVERY
-                    await self.control.prune_events(dt.datetime.now(dt.UTC) - RETENTION)
+                    await self.event_log.prune_events(dt.datetime.now(dt.UTC) - RETENTION)
             except StranglerError as exc:
                 log.debug("realtime_fetch_failed", error=str(exc))
             if time.monotonic() >= self._next_sweep:
@@ -249,7 +239,7 @@ class Hub:
 
     async def _fetch(self) -> None:
         while True:
-            rows = await self.control.events_since(self._last)
+            rows = await self.event_log.events_since(self._last)
             for row in rows:
                 event = _event(row)
                 self._last = event.id

@@ -17,9 +17,10 @@ from typing import Any
 
 import structlog
 
-from strangler.backends.base import Table
-from strangler.backends.postgres_runs import recorded
-from strangler.errors import StranglerError
+from strangler.core.errors import StranglerError
+from strangler.core.ports import JobRuns
+from strangler.core.records import Table
+from strangler.migrate.runs import recorded
 from strangler.migrate.verify import diff_stores
 from strangler.proxy.facade import DualWriteStore
 
@@ -59,16 +60,17 @@ class VerifyJobs:
         self.jobs: dict[str, VerifyJob] = {}
         self.keep = keep
 
-    def start(self, facade: DualWriteStore) -> VerifyJob:
+    def start(self, facade: DualWriteStore, runs: JobRuns | None) -> VerifyJob:
+        """Start a verify over the facade's two stores, recorded in ``runs``."""
         job = VerifyJob(secrets.token_hex(8), facade.stage.value)
-        job.task = asyncio.create_task(self._run(job, facade), name=f"verify-{job.id}")
+        job.task = asyncio.create_task(self._run(job, facade, runs), name=f"verify-{job.id}")
         self.jobs[job.id] = job
         for old in list(self.jobs.values())[: -self.keep]:  # forget the oldest finished ones
             if old.status != "running":
                 del self.jobs[old.id]
         return job
 
-    async def _run(self, job: VerifyJob, facade: DualWriteStore) -> None:
+    async def _run(self, job: VerifyJob, facade: DualWriteStore, runs: JobRuns | None) -> None:
         def progress(table: Table, compared: int) -> None:
             if job.stop:
                 raise _Stopped
@@ -79,7 +81,7 @@ class VerifyJobs:
             auth, other = other, auth
         params = {"stage": job.stage, "origin": "api", "job": job.id}
         try:
-            async with recorded(facade.store("new"), "verify", params) as run:
+            async with recorded(runs, "verify", params) as run:
                 run.progress = job.progress
                 diffs = await diff_stores(auth, other, keep=100, progress=progress)
                 job.progress = {t: d.compared for t, d in diffs.items()}

@@ -1,4 +1,8 @@
-"""Typed application state (``web.AppKey``): what handlers may take from ``request.app``."""
+"""Typed application state (``web.AppKey``): what handlers may take from ``request.app``.
+
+Each part of the runtime (``strangler.runtime.Runtime``) has its own key, so a handler
+names exactly what it uses instead of reaching through the facade.
+"""
 
 from __future__ import annotations
 
@@ -10,11 +14,23 @@ from strangler.api.jobs import VerifyJobs
 from strangler.api.owners import Owners
 from strangler.api.page_cache import PageCache
 from strangler.config import Settings
+from strangler.core.ports import DivergenceLog, JobRuns, Quotas, StageStore
+from strangler.proxy.control import StageController
 from strangler.proxy.facade import DualWriteStore
+from strangler.proxy.metrics import FacadeMetrics
 
 SETTINGS = web.AppKey("settings", Settings)
-FACADE = web.AppKey("facade", DualWriteStore)
 AUTH = web.AppKey("auth", Authenticator)
+
+# The runtime's parts (set when the app starts).
+FACADE = web.AppKey("facade", DualWriteStore)
+CONTROLLER = web.AppKey("stage_controller", StageController)
+METRICS = web.AppKey("metrics", FacadeMetrics)
+# Protocols cannot be passed as the key's type, so these name it as a type argument.
+STAGES = web.AppKey[StageStore]("stages")
+DIVERGENCES = web.AppKey[DivergenceLog]("divergences")
+RUNS = web.AppKey[JobRuns]("job_runs")
+QUOTAS = web.AppKey[Quotas]("quotas")
 
 HUB = web.AppKey("hub", Hub)
 JOBS = web.AppKey("verify_jobs", VerifyJobs)

@@ -15,11 +15,22 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from strangler.api.chat import json_body, json_response
-from strangler.api.keys import AUTH, FACADE, HUB, JOBS
+from strangler.api.keys import (
+    AUTH,
+    CONTROLLER,
+    DIVERGENCES,
+    FACADE,
+    HUB,
+    JOBS,
+    METRICS,
+    RUNS,
+    STAGES,
+)
 from strangler.api.problems import Problem
-from strangler.errors import StoreUnavailable, StranglerError
+from strangler.core.errors import StoreUnavailable, StranglerError
+from strangler.core.stages import Stage
 from strangler.proxy.facade import DualWriteStore
-from strangler.proxy.stages import Stage
+from strangler.proxy.metrics import FacadeMetrics
 
 routes = web.RouteTableDef()
 
@@ -44,7 +55,7 @@ async def readyz(request: web.Request) -> web.Response:
 
 @routes.get("/metrics")
 async def metrics(request: web.Request) -> web.Response:
-    body = request.app[FACADE].metrics.render()
+    body = request.app[METRICS].render()
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
@@ -54,13 +65,13 @@ async def metrics(request: web.Request) -> web.Response:
 @routes.get("/admin/stage")
 async def get_stage(request: web.Request) -> web.Response:
     request.app[AUTH].admin(request)
-    facade = request.app[FACADE]
-    stage = await facade.controller.refresh()
-    record = await facade.control.read_stage() if facade.control is not None else None
+    controller = request.app[CONTROLLER]
+    stage = await controller.refresh()
+    record = await request.app[STAGES].read_stage()
     return json_response(
         {
             "stage": stage.value,
-            "source": "STRANGLER_STAGE" if facade.controller.override else "control table",
+            "source": "STRANGLER_STAGE" if controller.override else "control table",
             "changed_at": None if record is None else record.changed_at.isoformat(),
             "changed_by": None if record is None else record.origin,
             "reason": None if record is None else record.reason,
@@ -82,7 +93,7 @@ async def set_stage(request: web.Request) -> web.Response:
             errors=[{"loc": ["body", "stage"], "msg": "unknown stage", "type": "enum"}],
         ) from None
     reason = body.get("reason")
-    record = await request.app[FACADE].controller.set(
+    record = await request.app[CONTROLLER].set(
         target,
         reason=reason if isinstance(reason, str) else None,
         origin=f"admin-api:{request.remote or 'unknown'}",
@@ -95,12 +106,15 @@ async def set_stage(request: web.Request) -> web.Response:
 async def status(request: web.Request) -> web.Response:
     request.app[AUTH].admin(request)
     facade = request.app[FACADE]
-    lag = sorted(facade.metrics.recent_lag)
+    metrics = request.app[METRICS]
+    lag = sorted(metrics.recent_lag)
     return json_response(
         {
             "stage": facade.stage.value,
-            "backends": {role: await backend_status(facade, role) for role in ("old", "new")},
-            "consistency_rate": facade.metrics.consistency_rate(),
+            "backends": {
+                role: await backend_status(facade, metrics, role) for role in ("old", "new")
+            },
+            "consistency_rate": metrics.consistency_rate(),
             # What a soak watches for leaks: tasks that never finish, streams never closed.
             "process": {
                 "asyncio_tasks": len(asyncio.all_tasks()),
@@ -114,7 +128,9 @@ async def status(request: web.Request) -> web.Response:
     )
 
 
-async def backend_status(facade: DualWriteStore, role: Any) -> dict[str, Any]:
+async def backend_status(
+    facade: DualWriteStore, metrics: FacadeMetrics, role: Any
+) -> dict[str, Any]:
     store = facade.store(role)
     try:
         latency: float | None = await store.ping()
@@ -122,11 +138,11 @@ async def backend_status(facade: DualWriteStore, role: Any) -> dict[str, Any]:
     except StranglerError as exc:
         latency, healthy, error = None, False, str(exc)
     ops = errors = 0.0
-    for metric in facade.metrics.op_seconds.collect():
+    for metric in metrics.op_seconds.collect():
         for s in metric.samples:
             if s.name.endswith("_count") and s.labels.get("store") == store.name:
                 ops += s.value
-    for metric in facade.metrics.errors.collect():
+    for metric in metrics.errors.collect():
         for s in metric.samples:
             if s.name.endswith("_total") and s.labels.get("store") == store.name:
                 errors += s.value
@@ -149,10 +165,9 @@ async def backend_status(facade: DualWriteStore, role: Any) -> dict[str, Any]:
 @routes.get("/admin/divergences")
 async def divergences(request: web.Request) -> web.Response:
     request.app[AUTH].admin(request)
-    facade = request.app[FACADE]
     raw = request.query.get("limit", "50")
     limit = min(int(raw), 1000) if raw.isdigit() and int(raw) > 0 else 50
-    rows = await facade.control.divergences(limit) if facade.control is not None else []
+    rows = await request.app[DIVERGENCES].divergences(limit)
     return json_response(
         {
             "items": [
@@ -165,7 +180,7 @@ async def divergences(request: web.Request) -> web.Response:
 @routes.post("/admin/verify")
 async def start_verify(request: web.Request) -> web.Response:
     request.app[AUTH].admin(request)
-    job = request.app[JOBS].start(request.app[FACADE])
+    job = request.app[JOBS].start(request.app[FACADE], request.app[RUNS])
     return json_response(job.json(), status=202)
 
 

@@ -37,10 +37,9 @@ from typing import Protocol
 
 from prometheus_client import CollectorRegistry, Counter
 
-from strangler.backends.base import Keyset, Page, Position
-from strangler.backends.postgres_pages import RenderedPage
-from strangler.models import Message
-from strangler.proxy.stages import Stage
+from strangler.core.models import Message
+from strangler.core.records import Keyset, Page, Position, RenderedPage
+from strangler.core.stages import Stage
 
 #: Page parameters: ``(after cursor, before cursor, limit)`` as the request gave them.
 PageKey = tuple[str | None, str | None, int]

@@ -1,6 +1,6 @@
 """Errors as RFC 9457 problem details, each with a stable ``code``.
 
-Handlers raise the errors tree (``strangler.errors``) or ``problem(...)``; the middleware
+Handlers raise the errors tree (``strangler.core.errors``) or ``problem(...)``; the middleware
 turns them into ``application/problem+json``. Anything unexpected is logged with its
 traceback and answered 500 with code ``internal``: a 500 is a bug.
 """
@@ -13,7 +13,7 @@ import orjson
 import structlog
 from aiohttp import web
 
-from strangler.errors import (
+from strangler.core.errors import (
     ConfigError,
     Conflict,
     CorruptRecord,

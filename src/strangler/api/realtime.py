@@ -87,7 +87,7 @@ async def session_events(request: web.Request) -> web.StreamResponse:
     sub = hub.subscribe(("session", str(sid)), lambda: not client_gone(request))
     try:
         backlog = [] if last is None else await hub.backlog(last, session_id=sid)
-        last = last if last is not None else await hub.control.last_event_id()
+        last = last if last is not None else await hub.event_log.last_event_id()
         resp = await sse_response(request, retry_ms=1000)
         async for event in _stream(sub, backlog, last):
             await resp.write(b": heartbeat\n\n" if event is None else event.sse)
@@ -112,7 +112,7 @@ async def user_events(request: web.Request) -> web.StreamResponse:
     ws = web.WebSocketResponse(heartbeat=HEARTBEAT_SECONDS)
     try:
         backlog = [] if last is None else await hub.backlog(last, user_id=user)
-        last = last if last is not None else await hub.control.last_event_id()
+        last = last if last is not None else await hub.event_log.last_event_id()
         await ws.prepare(request)
         reader = asyncio.create_task(_drain_client(ws))
         try:

@@ -1,5 +1,6 @@
 """Storage backends: one ``ChatStore`` contract, one module per implementation."""
 
-from strangler.backends.base import ChatStore, Keyset, Page, StoreLimits, Table
+from strangler.core.ports import ChatStore
+from strangler.core.records import Keyset, Page, StoreLimits, Table
 
 __all__ = ["ChatStore", "Keyset", "Page", "StoreLimits", "Table"]

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import orjson
 
-from strangler.backends.base import StoreLimits
-from strangler.errors import InvalidInput, PayloadTooLarge
-from strangler.models import SENDERS, ChatSession, Message
-from strangler.normalize import has_nul
+from strangler.core.errors import InvalidInput, PayloadTooLarge
+from strangler.core.models import SENDERS, ChatSession, Message
+from strangler.core.normalize import has_nul
+from strangler.core.records import StoreLimits
 
 
 def _nul(field: str) -> InvalidInput:

@@ -1,4 +1,4 @@
-"""Typed settings (pydantic-settings) and the stores they select."""
+"""Typed settings (pydantic-settings), built once at an entry point and passed down."""
 
 from strangler.config.settings import Settings
 

@@ -11,7 +11,7 @@ from typing import Literal
 from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from strangler.proxy.stages import Stage
+from strangler.core.stages import Stage
 
 
 class Settings(BaseSettings):

@@ -13,7 +13,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Self
 
-from strangler.errors import ConfigError
+from strangler.core.errors import ConfigError
 
 
 def _port_open(host: str, port: int) -> bool:

@@ -10,7 +10,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
-from strangler.errors import ConfigError
+from strangler.core.errors import ConfigError
 
 _SERVICE_USER = "embedded_postgres"  # Postgres refuses to run as root
 

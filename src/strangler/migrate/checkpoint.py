@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from strangler.errors import ConfigError
+from strangler.core.errors import ConfigError
 
 
 @dataclass

@@ -24,9 +24,9 @@ from typing import Any
 import orjson
 from bson import Int64, ObjectId
 
-from strangler.backends.mongo_codec import MESSAGE_FIELDS
+from strangler.backends.mongo.codec import MESSAGE_FIELDS
+from strangler.core.normalize import b64, dump_json, utc_ms
 from strangler.migrate.ejson import BIG_FLOAT, HEX24, ISO_Z
-from strangler.normalize import b64, dump_json, utc_ms
 
 _MESSAGE_KEYS = frozenset({"_id", "session_id", "sender", "content", "timestamp"})
 _SESSION_KEYS = frozenset({"_id", "title", "created_at", "user_id"})

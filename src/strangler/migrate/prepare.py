@@ -21,7 +21,8 @@ from typing import Any
 import bson
 from bson.errors import BSONError
 
-from strangler.backends.pgcopy import CopyRows, RowWriter
+from strangler.core.models import ChatSession, Message
+from strangler.core.pgcopy import CopyRows, RowWriter
 from strangler.migrate.ejson import fast_loads
 from strangler.migrate.fastpath import (
     fast_message_row,
@@ -45,7 +46,6 @@ from strangler.migrate.transform import (
     transform_message,
     transform_session,
 )
-from strangler.models import ChatSession, Message
 
 _REPLACING = BSON_OPTIONS.with_options(unicode_decode_error_handler="replace")
 

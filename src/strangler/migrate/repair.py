@@ -18,8 +18,9 @@ from dataclasses import dataclass, field
 
 import structlog
 
-from strangler.backends.base import TABLES, ChatStore, Table
-from strangler.errors import StoreUnavailable, StranglerError
+from strangler.core.errors import StoreUnavailable, StranglerError
+from strangler.core.ports import ChatStore
+from strangler.core.records import TABLES, Table
 from strangler.migrate.verify import TableDiff
 from strangler.proxy.mirror import mirror
 

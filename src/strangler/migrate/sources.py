@@ -26,10 +26,9 @@ import bson
 from bson.binary import UuidRepresentation
 from bson.codec_options import CodecOptions, DatetimeConversion
 from bson.errors import BSONError
-from pymongo import ASCENDING
 
-from strangler.backends.mongo import MongoStore, translate_errors
-from strangler.errors import ConfigError, StranglerError
+from strangler.core.errors import ConfigError
+from strangler.core.ports import RawDocuments
 from strangler.migrate.ejson import exact_loads
 
 BSON_OPTIONS: CodecOptions[dict[str, Any]] = CodecOptions(
@@ -171,33 +170,17 @@ class Source(Protocol):
 class MongoSource:
     """Raw documents from the app's MongoDB, in ``_id`` order."""
 
-    def __init__(self, store: MongoStore) -> None:
-        self.store = store
-        self.name = f"mongodb database {store.database!r}"
+    def __init__(self, documents: RawDocuments) -> None:
+        self.documents = documents
+        self.name = f"mongodb database {documents.database!r}"
 
     async def estimate(self, collection: str) -> int | None:
-        """From collection metadata; None if even that is slow (the ETA is only a nicety)."""
-        try:
-            with translate_errors(f"count {collection}"):
-                n: int = await self.store.collection(collection).estimated_document_count(
-                    maxTimeMS=2000
-                )
-        except StranglerError:
-            return None
-        return n
+        return await self.documents.estimated_count(collection)
 
     async def chunks(self, collection: str, batch: int, skip: int = 0) -> AsyncIterator[Chunk]:
         """Raw BSON batches: the documents are decoded by the backfill's workers."""
-        with translate_errors(f"read {collection}"):
-            cursor = (
-                self.store.collection(collection)
-                .find_raw_batches({})
-                .sort("_id", ASCENDING)
-                .skip(skip)
-                .batch_size(batch)
-            )
-            async for data in cursor:
-                yield BsonChunk(data, _count_bson(data))
+        async for data in self.documents.raw_batches(collection, batch, skip):
+            yield BsonChunk(data, _count_bson(data))
 
 
 def _count_bson(data: bytes) -> int:

@@ -14,10 +14,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from strangler.backends.mongo_codec import decode_message, decode_session
-from strangler.errors import CorruptRecord
-from strangler.models import ChatSession, Message
-from strangler.normalize import (
+from strangler.backends.mongo.codec import decode_message, decode_session
+from strangler.core.errors import CorruptRecord
+from strangler.core.models import ChatSession, Message
+from strangler.core.normalize import (
     dump_json,
     has_nul,
     has_surrogate,

@@ -24,8 +24,9 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from strangler.backends.base import TABLES, ChatStore, Table
-from strangler.errors import CorruptRecord
+from strangler.core.errors import CorruptRecord
+from strangler.core.ports import ChatStore
+from strangler.core.records import TABLES, Table
 from strangler.proxy.compare import diff_records
 from strangler.proxy.mirror import read_state
 

@@ -11,8 +11,8 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from strangler.backends.base import Page
-from strangler.normalize import replace_nul
+from strangler.core.normalize import replace_nul
+from strangler.core.records import Page
 
 ABSENT = "<absent>"
 

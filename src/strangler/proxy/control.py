@@ -17,9 +17,9 @@ from collections.abc import Awaitable, Callable
 
 import structlog
 
-from strangler.backends.postgres_control import PostgresControl, StageRecord
-from strangler.errors import Conflict, InvalidInput, StranglerError
-from strangler.proxy.stages import Role, Stage, check_transition
+from strangler.core.errors import Conflict, InvalidInput, StranglerError
+from strangler.core.ports import StageStore
+from strangler.core.stages import Role, Stage, StageRecord, check_transition
 
 log = structlog.get_logger(__name__)
 
@@ -29,7 +29,7 @@ PendingCount = Callable[[Role], Awaitable[int]]
 class StageController:
     def __init__(
         self,
-        control: PostgresControl | None,
+        control: StageStore | None,
         *,
         override: Stage | None = None,
         pending: PendingCount | None = None,
@@ -37,7 +37,7 @@ class StageController:
         on_change: Callable[[Stage], None] | None = None,
     ) -> None:
         if control is None and override is None:
-            raise InvalidInput("no stage: set STRANGLER_STAGE or give a Postgres control table")
+            raise InvalidInput("no stage: set STRANGLER_STAGE or give a stage store")
         self._control = control
         self.override = override
         self._pending = pending

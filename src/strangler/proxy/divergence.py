@@ -9,12 +9,11 @@ from typing import Any
 
 import structlog
 
-from strangler.backends.base import Table
-from strangler.backends.postgres_control import PostgresControl
-from strangler.errors import StranglerError
-from strangler.proxy.journal import PendingWrite, WriteJournal
+from strangler.core.errors import StranglerError
+from strangler.core.ports import DivergenceLog, WriteJournal
+from strangler.core.records import PendingWrite, Table
+from strangler.core.stages import Role, Stage, other
 from strangler.proxy.metrics import FacadeMetrics
-from strangler.proxy.stages import Role, Stage, other
 
 log = structlog.get_logger(__name__)
 
@@ -25,14 +24,14 @@ class DivergenceRecorder:
         metrics: FacadeMetrics,
         stage: Callable[[], Stage],
         *,
-        control: PostgresControl | None = None,
+        log: DivergenceLog | None = None,
         journals: dict[Role, WriteJournal] | None = None,
         read_repair: bool = False,
         wake: Callable[[], None] | None = None,
     ) -> None:
         self._metrics = metrics
         self._stage = stage
-        self._control = control
+        self._log = log
         self._journals = journals or {}
         self.read_repair = read_repair
         self._wake = wake
@@ -50,9 +49,9 @@ class DivergenceRecorder:
             log.bind(stage=stage.value, table=table, id=record_id).warning(
                 "divergence_recorded", diff=fields
             )
-            if self._control is not None:
+            if self._log is not None:
                 try:
-                    await self._control.record_divergence(
+                    await self._log.record_divergence(
                         stage=stage,
                         table=table,
                         record_id=record_id,

@@ -23,23 +23,25 @@ from typing import Any, Self, TypeVar
 
 import structlog
 
-from strangler import ids
-from strangler.backends.base import ChatStore, Keyset, Page, Table
-from strangler.backends.postgres import PostgresStore
-from strangler.backends.postgres_control import PostgresControl
-from strangler.backends.postgres_outbox import EventDraft
-from strangler.backends.postgres_pages import RenderedPage, history_json
-from strangler.errors import Conflict, NotFound, StranglerError
-from strangler.ids import IdLike
-from strangler.models import ChatSession, Message
+from strangler.core import ids
+from strangler.core.errors import Conflict, NotFound, StranglerError
+from strangler.core.ids import IdLike
+from strangler.core.models import ChatSession, Message
+from strangler.core.ports import (
+    ChatStore,
+    HistoryRenderer,
+    MessageSender,
+    Tombstones,
+    WriteJournal,
+)
+from strangler.core.records import EventDraft, Keyset, Page, PendingWrite, RenderedPage, Table
+from strangler.core.stages import Role, Stage
 from strangler.proxy.compare import diff_pages, diff_records
 from strangler.proxy.control import StageController
-from strangler.proxy.journal import PendingWrite, WriteJournal
 from strangler.proxy.metrics import FacadeMetrics
 from strangler.proxy.mirror import mirror
 from strangler.proxy.replay import Replayer
 from strangler.proxy.shadow import ShadowReader
-from strangler.proxy.stages import Role, Stage
 
 log = structlog.get_logger(__name__)
 T = TypeVar("T")
@@ -76,7 +78,9 @@ class DualWriteStore:
         shadow: ShadowReader | None = None,
         secondary_timeout: float = 2.0,
         replay_interval: float = 0.5,
-        control: PostgresControl | None = None,
+        tombstones: Tombstones | None = None,
+        sender: MessageSender | None = None,
+        pages: HistoryRenderer | None = None,
     ) -> None:
         self.old = old
         self.new = new
@@ -89,8 +93,12 @@ class DualWriteStore:
         self.replayer = Replayer(
             self._stores, journals, lambda: self.stage, self.metrics, interval=replay_interval
         )
-        #: Divergence records and stage history, when the new store is Postgres.
-        self.control = control
+        #: Capabilities of the new store, where it has them (chosen by ``strangler.runtime``):
+        #: tombstones for deletes made while it is secondary, a send that carries its event,
+        #: and history pages it renders itself.
+        self.tombstones = tombstones
+        self.sender = sender
+        self.pages = pages
         self._background: set[asyncio.Task[None]] = set()
 
     # --- lifecycle -------------------------------------------------------------------
@@ -251,8 +259,8 @@ class DualWriteStore:
     async def _tombstone(self, target: ChatStore, table: Table, record_id: uuid.UUID) -> None:
         """Before deleting from the new store while it is secondary (backfill time), leave a
         tombstone there, so a backfill running now cannot bring the row back."""
-        if target is self.new and self.control is not None:
-            await self.control.tombstone(table, [record_id])
+        if target is self.new and self.tombstones is not None:
+            await self.tombstones.tombstone(table, [record_id])
 
     # --- sessions ------------------------------------------------------------------------
     async def create_session(self, session: ChatSession) -> ChatSession:
@@ -356,20 +364,20 @@ class DualWriteStore:
         )
 
     async def send_message(self, message: Message, event: EventDraft) -> tuple[Message, bool]:
-        """``add_message``, and when Postgres is authoritative, the message's realtime event
-        and its journal entry for MongoDB in the same statement (``PostgresControl.
-        add_message_with``): one round trip instead of three, and the event exists exactly
-        when the message does. Returns the stored message and whether ``event`` went with
-        it; if not (MongoDB is authoritative), the caller publishes it."""
+        """``add_message``, and where the new store is authoritative and has a
+        ``MessageSender``, the message's realtime event and its journal entry for the old
+        store in the same statement: one round trip instead of three, and the event exists
+        exactly when the message does. Returns the stored message and whether ``event``
+        went with it; if not, the caller publishes it."""
         stage = self.stage
-        control = self.control
-        if stage.authoritative != "new" or control is None or control.store is not self.new:
+        sender = self.sender
+        if stage.authoritative != "new" or sender is None:
             return await self.add_message(message), False
 
         park = stage == Stage.COMPLETE
 
         async def primary(_: ChatStore) -> Message:
-            await control.add_message_with(message, park=park, event=event)
+            await sender.send(message, park=park, event=event)
             return message
 
         stored = await self._write(
@@ -416,19 +424,19 @@ class DualWriteStore:
         after: Keyset | None = None,
         before: Keyset | None = None,
     ) -> RenderedPage | None:
-        """``history``'s page already rendered as the API's JSON by Postgres
-        (``backends.postgres_pages``), where that is the same read: Postgres serves it and
-        no shadow read compares it (``rampdown``, ``complete``). Otherwise None, and the
-        caller reads ``history``. Errors as ``history``."""
+        """``history``'s page already rendered as the API's JSON by the new store (its
+        ``HistoryRenderer``), where that is the same read: the new store serves it and no
+        shadow read compares it (``rampdown``, ``complete``). Otherwise None, and the caller
+        reads ``history``. Errors as ``history``."""
         stage = self.stage
-        new = self.new
-        if stage.authoritative != "new" or stage.shadow_reads or not isinstance(new, PostgresStore):
+        pages = self.pages
+        if stage.authoritative != "new" or stage.shadow_reads or pages is None:
             return None
         sid = ids.parse_id(session_id, field="session_id")
         return await self._call(
-            new,
+            self.new,
             "history",
-            lambda st: history_json(new, sid, limit=limit, after=after, before=before),
+            lambda _: pages.history_json(sid, limit=limit, after=after, before=before),
         )
 
     # --- bulk and scans ---------------------------------------------------------------------

@@ -12,9 +12,10 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from strangler.backends.base import ChatStore, Table
-from strangler.errors import CorruptRecord, DivergenceError, NotFound
-from strangler.models import ChatSession, Message
+from strangler.core.errors import CorruptRecord, DivergenceError, NotFound
+from strangler.core.models import ChatSession, Message
+from strangler.core.ports import ChatStore
+from strangler.core.records import Table
 
 MAX_ROUNDS = 5
 

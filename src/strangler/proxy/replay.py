@@ -16,12 +16,12 @@ from typing import Any
 
 import structlog
 
-from strangler.backends.base import ChatStore
-from strangler.errors import CorruptRecord, StranglerError
-from strangler.proxy.journal import PendingWrite, WriteJournal
+from strangler.core.errors import CorruptRecord, StranglerError
+from strangler.core.ports import ChatStore, WriteJournal
+from strangler.core.records import PendingWrite
+from strangler.core.stages import Role, Stage, other
 from strangler.proxy.metrics import FacadeMetrics
 from strangler.proxy.mirror import mirror
-from strangler.proxy.stages import Role, Stage, other
 
 log = structlog.get_logger(__name__)
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import structlog
 
-from strangler.errors import NotFound, StranglerError
+from strangler.core.errors import NotFound, StranglerError
 from strangler.proxy.metrics import FacadeMetrics
 
 log = structlog.get_logger(__name__)

@@ -14,7 +14,7 @@ from importlib import resources
 import asyncpg
 from asyncpg import exceptions as pgerr
 
-from strangler.errors import StoreError, StoreUnavailable
+from strangler.core.errors import StoreError, StoreUnavailable
 
 _LOCK_KEY = 0x5374_7261_6E67  # "Strang": one advisory lock for schema changes
 

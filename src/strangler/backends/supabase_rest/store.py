@@ -34,14 +34,14 @@ import orjson
 from postgrest.exceptions import APIError
 from supabase import AsyncClient, AsyncClientOptions, acreate_client
 
-from strangler import ids
-from strangler.backends.base import Keyset, Page, StoreLimits, Table
-from strangler.backends.pgcopy import CopyRows
 from strangler.backends.validation import check_limit, check_message, check_session
-from strangler.errors import Conflict, InvalidInput, NotFound, StoreUnavailable
-from strangler.ids import IdLike
-from strangler.models import ChatSession, Message, trusted
-from strangler.normalize import iso_z, utc_ms
+from strangler.core import ids
+from strangler.core.errors import Conflict, InvalidInput, NotFound, StoreUnavailable
+from strangler.core.ids import IdLike
+from strangler.core.models import ChatSession, Message, trusted
+from strangler.core.normalize import iso_z, utc_ms
+from strangler.core.pgcopy import CopyRows
+from strangler.core.records import Keyset, Page, StoreLimits, Table
 
 #: PostgREST's row cap on Supabase (``max-rows``); reads never ask for more per request.
 PAGE = 1000

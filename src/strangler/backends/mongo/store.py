@@ -34,16 +34,15 @@ from pymongo.errors import (
 )
 from pymongo.uri_parser import parse_uri
 
-from strangler import ids
-from strangler.backends import mongo_codec as codec
-from strangler.backends.base import Keyset, Page, StoreLimits, Table
+from strangler.backends.mongo import codec
 from strangler.backends.validation import (
     check_limit,
     check_message,
     check_session,
     check_title,
 )
-from strangler.errors import (
+from strangler.core import ids
+from strangler.core.errors import (
     Conflict,
     CorruptRecord,
     InvalidInput,
@@ -51,9 +50,11 @@ from strangler.errors import (
     PayloadTooLarge,
     StoreError,
     StoreUnavailable,
+    StranglerError,
 )
-from strangler.ids import IdLike
-from strangler.models import ChatSession, Message
+from strangler.core.ids import IdLike
+from strangler.core.models import ChatSession, Message
+from strangler.core.records import Keyset, Page, StoreLimits, Table
 
 log = structlog.get_logger(__name__)
 
@@ -184,8 +185,51 @@ class MongoStore:
         return self._database
 
     def collection(self, name: str) -> Any:
-        """A collection in the store's database, for strangler's own records (the journal)."""
+        """A collection in the store's database, for this backend's own modules (the
+        journal). Nothing above ``backends/`` uses it: they get ``RawDocuments``."""
         return self._coll(name)
+
+    # --- RawDocuments: the backfill's live source ------------------------------------------
+    async def raw_batches(self, collection: str, batch: int, skip: int = 0) -> AsyncIterator[bytes]:
+        """BSON batches straight off the wire, in ``_id`` order (the workers decode them)."""
+        with translate_errors(f"read {collection}"):
+            cursor = (
+                self._coll(collection)
+                .find_raw_batches({})
+                .sort("_id", ASCENDING)
+                .skip(skip)
+                .batch_size(batch)
+            )
+            async for data in cursor:
+                yield data
+
+    async def estimated_count(self, collection: str) -> int | None:
+        """From collection metadata; None if even that is slow (an ETA is only a nicety)."""
+        try:
+            with translate_errors(f"count {collection}"):
+                n: int = await self._coll(collection).estimated_document_count(maxTimeMS=2000)
+        except StranglerError:
+            return None
+        return n
+
+    async def present_ids(self, collection: str, legacy_ids: list[Any]) -> set[Any]:
+        """Which of ``legacy_ids`` the collection still holds.
+
+        A backfill batch arrives in ``_id`` order, so its ObjectIds are fetched as one
+        ``_id`` range (a superset, which is fine for a presence test): far faster than a
+        long ``$in`` on some servers (2.6 s against 0.3 s for 2,000 ids on SecantusDB).
+        Other id types use ``$in``."""
+        coll = self._coll(collection)
+        oids = [i for i in legacy_ids if isinstance(i, ObjectId)]
+        others = [i for i in legacy_ids if not isinstance(i, ObjectId)]
+        present: set[Any] = set()
+        with translate_errors("recheck deletes"):
+            if oids:
+                query = {"_id": {"$gte": min(oids), "$lte": max(oids)}}
+                present |= {d["_id"] async for d in coll.find(query, {"_id": 1})}
+            if others:
+                present |= {d["_id"] async for d in coll.find({"_id": {"$in": others}}, {"_id": 1})}
+        return present
 
     def _coll(self, name: str) -> Any:
         if self._client is None:

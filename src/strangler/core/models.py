@@ -32,9 +32,9 @@ from pydantic import (
 )
 from pydantic import JsonValue as PydanticJsonValue
 
-from strangler import ids
-from strangler.errors import InvalidInput
-from strangler.normalize import b64, iso_z, utc_ms
+from strangler.core import ids
+from strangler.core.errors import InvalidInput
+from strangler.core.normalize import b64, iso_z, utc_ms
 
 Sender = Literal["user", "assistant"]
 ContentType = Literal["conversation", "audio", "image", "pdf"]

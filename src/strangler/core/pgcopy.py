@@ -24,8 +24,8 @@ import uuid
 from array import array
 from typing import Any
 
-from strangler.backends.base import Table
-from strangler.ids import uuid_bytes_from_objectid
+from strangler.core.ids import uuid_bytes_from_objectid
+from strangler.core.records import Table
 
 #: ``PGCOPY\n\377\r\n\0``, no flags, no header extension.
 HEADER = b"PGCOPY\n\xff\r\n\x00" + bytes(8)

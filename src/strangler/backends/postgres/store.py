@@ -22,25 +22,25 @@ import asyncpg
 import orjson
 from asyncpg import exceptions as pgerr
 
-from strangler import ids
-from strangler.backends.base import Keyset, Page, StoreLimits, Table
-from strangler.backends.pgcopy import CopyRows
 from strangler.backends.validation import (
     check_limit,
     check_message,
     check_session,
     check_title,
 )
-from strangler.errors import (
+from strangler.core import ids
+from strangler.core.errors import (
     Conflict,
     InvalidInput,
     NotFound,
     StoreError,
     StoreUnavailable,
 )
-from strangler.ids import IdLike
-from strangler.models import ChatSession, Message, trusted
-from strangler.normalize import dump_json, utc_ms
+from strangler.core.ids import IdLike
+from strangler.core.models import ChatSession, Message, trusted
+from strangler.core.normalize import dump_json, utc_ms
+from strangler.core.pgcopy import CopyRows
+from strangler.core.records import Keyset, Page, StoreLimits, Table
 
 SESSION_COLS = "id, title, created_at, user_id"
 MESSAGE_COLS = "id, session_id, sender, content, timestamp, audio, image, pdf"

@@ -20,7 +20,7 @@ from typing import Any
 from bson import Binary, ObjectId
 from bson.binary import UUID_SUBTYPE
 
-from strangler.errors import InvalidInput
+from strangler.core.errors import InvalidInput
 
 NS = uuid.uuid5(uuid.NAMESPACE_OID, "strangler.legacy-id")
 _MARKER = b"\x80\x00\x80\x00"

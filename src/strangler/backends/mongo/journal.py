@@ -8,9 +8,9 @@ from typing import Any
 
 from pymongo import ASCENDING
 
-from strangler.backends.mongo import MongoStore, translate_errors
-from strangler.proxy.journal import PendingWrite
-from strangler.proxy.stages import Role
+from strangler.backends.mongo.store import MongoStore, translate_errors
+from strangler.core.records import PendingWrite
+from strangler.core.stages import Role
 
 COLLECTION = "strangler_pending_writes"
 

@@ -21,10 +21,10 @@ from typing import Any, cast
 from bson import Binary, ObjectId
 from bson.datetime_ms import DatetimeMS
 
-from strangler import ids
-from strangler.errors import CorruptRecord, InvalidInput
-from strangler.models import SENDERS, ChatSession, Message, Sender, trusted
-from strangler.normalize import b64, to_json_value, utc_ms
+from strangler.core import ids
+from strangler.core.errors import CorruptRecord, InvalidInput
+from strangler.core.models import SENDERS, ChatSession, Message, Sender, trusted
+from strangler.core.normalize import b64, to_json_value, utc_ms
 
 SESSION_FIELDS = frozenset({"_id", "title", "created_at", "user_id"})
 MESSAGE_FIELDS = frozenset(

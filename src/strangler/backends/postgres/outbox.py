@@ -20,13 +20,13 @@ Event ids are drawn under a transaction-level advisory lock held until commit
 from __future__ import annotations
 
 import asyncio
-import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from strangler.backends.postgres import MESSAGE_COLS, PostgresStore
-from strangler.errors import StoreUnavailable, StranglerError
-from strangler.models import Message
+from strangler.backends.postgres.store import MESSAGE_COLS, PostgresStore
+from strangler.core.errors import StoreUnavailable, StranglerError
+from strangler.core.models import Message
+from strangler.core.records import EventDraft
 
 #: The advisory lock every event append takes before its ids are drawn, held to commit.
 EVENTS_LOCK = 0x53_54_52_45_56  # "STREV"
@@ -56,16 +56,6 @@ _SEND = (
     " AS x(k, u, s, p, n) ORDER BY x.n RETURNING id)"
     " SELECT pg_notify('strangler_events', max(id)::text) FROM e HAVING count(*) > 0"
 )
-
-
-@dataclass(frozen=True)
-class EventDraft:
-    """A realtime event to append to ``strangler.events`` (``api.events.Hub`` makes them)."""
-
-    kind: str
-    user_id: str
-    session_id: uuid.UUID
-    payload: Any
 
 
 @dataclass(frozen=True)
@@ -103,7 +93,7 @@ class MessageOutbox:
         self.statements = 0
         self.messages = 0
 
-    async def add(self, message: Message, *, park: bool, event: EventDraft | None) -> None:
+    async def send(self, message: Message, *, park: bool, event: EventDraft | None) -> None:
         """Insert ``message`` with its journal entry (``park``) and ``event``; errors as
         ``PostgresStore.add_message``."""
         row = self._store.message_row(message)  # the limits: this caller's error alone

@@ -14,10 +14,12 @@
 
 from __future__ import annotations
 
+import datetime as dt
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Literal
 
-from strangler.errors import InvalidInput
+from strangler.core.errors import InvalidInput
 
 Role = Literal["old", "new"]
 
@@ -81,3 +83,13 @@ def check_transition(current: Stage, target: Stage, *, force: bool) -> None:
             "or pass --force",
             errors=[{"loc": ["stage"], "msg": "skips stages", "type": "transition"}],
         )
+
+
+@dataclass(frozen=True)
+class StageRecord:
+    """The shared stage as stored: what, when, by whom and why."""
+
+    stage: Stage
+    changed_at: dt.datetime
+    origin: str
+    reason: str | None

@@ -18,15 +18,13 @@ two parse to equal values.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-from strangler import ids
-from strangler.backends.base import Keyset, Position
-from strangler.backends.postgres import PostgresStore
+from strangler.backends.postgres.store import PostgresStore
 from strangler.backends.validation import check_limit
-from strangler.errors import InvalidInput
-from strangler.ids import IdLike
-from strangler.normalize import utc_ms
+from strangler.core import ids
+from strangler.core.errors import InvalidInput
+from strangler.core.ids import IdLike
+from strangler.core.normalize import utc_ms
+from strangler.core.records import Keyset, RenderedPage
 
 #: One message as ``record_json`` renders it, from a row of the window ``w`` (``_query``).
 _ITEM = (
@@ -68,37 +66,6 @@ _QUERIES = {
 }
 
 
-@dataclass(frozen=True, slots=True)
-class RenderedPage:
-    """A history page as JSON: ``items`` is the UTF-8 JSON array of its messages, oldest
-    first; ``first`` and ``last`` are the positions of its first and last message (None
-    when it is empty); ``has_more`` as in ``Page``."""
-
-    items: bytes
-    has_more: bool
-    first: Position | None
-    last: Position | None
-
-    def body(self) -> bytes:
-        """The API's history response: ``api.chat.page_json``'s shape, as bytes."""
-        return b"".join(
-            (
-                b'{"items":',
-                self.items,
-                b',"has_more":true' if self.has_more else b',"has_more":false',
-                b',"next_cursor":',
-                _cursor(self.last),
-                b',"prev_cursor":',
-                _cursor(self.first),
-                b"}",
-            )
-        )
-
-
-def _cursor(at: Position | None) -> bytes:
-    return b"null" if at is None else b'"' + Keyset(*at).encode().encode() + b'"'
-
-
 async def history_json(
     store: PostgresStore,
     session_id: IdLike,
@@ -126,3 +93,20 @@ async def history_json(
         first=None if first_id is None else (utc_ms(first_at), first_id),
         last=None if last_id is None else (utc_ms(last_at), last_id),
     )
+
+
+class PostgresPages:
+    """``HistoryRenderer`` over a Postgres store: ``history_json`` bound to it."""
+
+    def __init__(self, store: PostgresStore) -> None:
+        self._store = store
+
+    async def history_json(
+        self,
+        session_id: IdLike,
+        *,
+        limit: int = 50,
+        after: Keyset | None = None,
+        before: Keyset | None = None,
+    ) -> RenderedPage:
+        return await history_json(self._store, session_id, limit=limit, after=after, before=before)

@@ -1,0 +1,238 @@
+"""``strangler backfill``: copy the legacy data into Supabase, reporting what it had to
+repair or quarantine, with progress, a checkpoint and resume."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import sys
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import structlog
+
+from strangler.config import Settings
+from strangler.core.errors import ConfigError
+from strangler.migrate.backfill import Backfill, Counts, Orphans, summary_table
+from strangler.migrate.checkpoint import Checkpoint
+from strangler.migrate.report import Report
+from strangler.migrate.runs import recorded
+from strangler.migrate.sources import FileSource, MongoSource, Source
+from strangler.operate.common import non_negative, positive, stop_on_ctrl_c
+from strangler.runtime import Jobs, mongo_store
+
+if TYPE_CHECKING:
+    from strangler.operate.common import Subparsers
+
+log = structlog.get_logger(__name__)
+
+
+def add_parser(sub: Subparsers) -> None:
+    p = sub.add_parser(
+        "backfill",
+        help="copy the legacy data into Supabase, reporting what it had to repair",
+        description="Copies chat_sessions, then messages, from a live MongoDB or from "
+        "mongoexport files into Supabase (SUPABASE_DB_URL). Rows are inserted, never "
+        "overwritten, so it is safe during dualwrite. Every document is stored, or written to "
+        "the report (JSON Lines) with its reasons and its original, or both when it was "
+        "repaired. Progress goes to the log as JSON lines.",
+    )
+    p.add_argument(
+        "--source",
+        metavar="SRC",
+        help="a MongoDB URI, or a directory with chat_sessions.json and "
+        "messages.json (JSON Lines or --jsonArray, optionally .gz); default MONGO_URI",
+    )
+    p.add_argument(
+        "--report",
+        type=Path,
+        metavar="PATH",
+        help="report file (default: backfill-report-<time>.jsonl)",
+    )
+    p.add_argument(
+        "--orphans",
+        choices=["quarantine", "adopt"],
+        default="quarantine",
+        help="messages whose session is missing: report them (default) or create "
+        "a placeholder session",
+    )
+    p.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="transform and validate everything, write nothing (the report is written)",
+    )
+    p.add_argument(
+        "--batch-size",
+        type=positive,
+        default=5000,
+        metavar="N",
+        help="documents per chunk (and per COPY); default 5000",
+    )
+    p.add_argument(
+        "--workers",
+        type=non_negative,
+        default=min(2, os.cpu_count() or 1),
+        metavar="N",
+        help="processes that decode and transform while this one loads; 0 does it all in "
+        "this process (default: the number of CPUs, at most 2)",
+    )
+    p.add_argument(
+        "--checkpoint",
+        type=Path,
+        metavar="PATH",
+        default=Path(".strangler-backfill.checkpoint.json"),
+        help="where progress is saved after every batch",
+    )
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue from the checkpoint after a crash or Ctrl-C (the report is appended to)",
+    )
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    report = args.report or Path(f"backfill-report-{time.strftime('%Y%m%d-%H%M%S')}.jsonl")
+    return asyncio.run(
+        backfill(
+            settings,
+            source=args.source,
+            report=report,
+            orphans=args.orphans,
+            dry_run=args.dry_run,
+            batch_size=args.batch_size,
+            workers=args.workers,
+            checkpoint=args.checkpoint,
+            resume=args.resume,
+        )
+    )
+
+
+class Progress:
+    """Shows a backfill's progress: a line on a terminal, JSON log lines otherwise, and
+    what the dashboard shows of the run (``shown``, kept in ``strangler.job_runs``)."""
+
+    def __init__(self) -> None:
+        self.started = time.monotonic()
+        self.totals: dict[str, int | None] = {}
+        self.tty = sys.stderr.isatty()
+        self.shown: dict[str, dict[str, Any]] = {}
+
+    def __call__(self, collection: str, c: Counts) -> None:
+        rate = c.read / max(time.monotonic() - self.started, 1e-9)
+        total = self.totals.get(collection)
+        eta = (total - c.read) / rate if total and rate and total > c.read else None
+        self.shown[collection] = {
+            "read": c.read,
+            "written": c.written,
+            "repaired": c.repaired,
+            "quarantined": c.quarantined,
+            "vanished": c.vanished,
+            "total": total,
+            "rows_per_s": round(rate),
+            "eta_s": None if eta is None else round(eta),
+        }
+        if self.tty:
+            of = f"/{total:,}" if total else ""
+            left = f"  ETA {eta:,.0f}s" if eta is not None else ""
+            sys.stderr.write(
+                f"\r{collection:<14} {c.read:>10,}{of} rows {rate:>9,.0f} rows/s{left}   "
+            )
+            sys.stderr.flush()
+            return
+        log.info(
+            "backfill_progress",
+            collection=collection,
+            read=c.read,
+            written=c.written,
+            repaired=c.repaired,
+            quarantined=c.quarantined,
+            total=total,
+            rows_per_s=round(rate),
+            eta_s=None if eta is None else round(eta),
+        )
+
+
+async def _source(settings: Settings, src: str, stack: contextlib.AsyncExitStack) -> Source:
+    """``--source``: a directory of mongoexport files, or a MongoDB URI (opened on
+    ``stack``)."""
+    if Path(src).is_dir():  # noqa: ASYNC240 (one stat, once, before any I/O starts)
+        return FileSource(Path(src))
+    if src.startswith(("mongodb://", "mongodb+srv://")):
+        mongo = await stack.enter_async_context(mongo_store(settings, src, bulk=True))
+        return MongoSource(mongo)
+    raise ConfigError(f"--source {src!r} is neither a MongoDB URI nor a directory")
+
+
+async def backfill(
+    settings: Settings,
+    *,
+    source: str | None,
+    report: Path,
+    orphans: Orphans,
+    dry_run: bool,
+    batch_size: int,
+    checkpoint: Path,
+    resume: bool,
+    workers: int = 0,
+) -> int:
+    src = source or settings.mongo_uri
+    if not src:
+        raise ConfigError(
+            "no source: pass --source (a MongoDB URI or a directory of "
+            "mongoexport files) or set MONGO_URI"
+        )
+    progress = Progress()
+    async with contextlib.AsyncExitStack() as stack:
+        origin = await _source(settings, src, stack)
+        saved = Checkpoint.load(checkpoint, origin.name) if resume else None
+        jobs = await stack.enter_async_context(Jobs.open(settings))
+        tombstones = jobs.tombstones
+        if tombstones is None and isinstance(origin, FileSource):
+            log.warning(
+                "backfill_without_tombstones",
+                detail="over REST there are no tombstones: a delete made through the facade "
+                "after this export was taken can come back; prefer a live MongoDB source, or "
+                "set SUPABASE_DB_URL",
+            )
+        rep = stack.enter_context(Report(report, append=resume))
+        for name in ("chat_sessions", "messages"):
+            progress.totals[name] = await origin.estimate(name)
+        params = {"source": origin.name, "resume": resume, "orphans": orphans}
+        run = await stack.enter_async_context(
+            # A dry run writes nothing, not even its own record.
+            recorded(None if dry_run else jobs.runs, "backfill", params)
+        )
+        run.progress["collections"] = progress.shown
+        stop = stack.enter_context(stop_on_ctrl_c("backfill"))
+        result = await Backfill(
+            origin,
+            jobs.new,
+            rep,
+            orphans=orphans,
+            dry_run=dry_run,
+            batch_size=batch_size,
+            workers=workers,
+            progress=progress,
+            checkpoint=saved,
+            checkpoint_path=checkpoint,
+            tombstones=None if tombstones is None else tombstones.tombstoned,
+            any_tombstones=None if tombstones is None else tombstones.any_tombstones,
+            stop=stop,
+        ).run()
+        run.result = {
+            "seconds": round(result.seconds, 1),
+            "report": str(report),
+            "counts": {k: vars(c) for k, c in result.counts.items()},
+        }
+    if progress.tty:
+        sys.stderr.write("\n")
+    print(summary_table(result, dry_run=dry_run))
+    print(
+        f"{result.seconds:.1f}s; report: {report} ({rep.lines} lines: repaired or "
+        "quarantined documents, with their originals)"
+    )
+    return 0

@@ -1,0 +1,283 @@
+"""The composition root: the one place that names concrete classes, and decides what the
+configuration allows.
+
+* ``Runtime.open(settings)``: the running facade with every control-plane part, for
+  ``strangler serve``, ``strangler.connect`` and the stage commands.
+* ``Jobs.open(settings)``: the stores and records a bulk job (backfill, verify, repair)
+  needs, over the direct Postgres store or Supabase's REST API.
+* ``assemble(old, new, options)``: the facade over two stores the caller opened (tests and
+  benchmarks).
+
+Nothing else above ``backends/`` constructs a store or a control-plane class.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Literal
+
+import structlog
+
+from strangler.backends.mongo import MongoJournal, MongoStore
+from strangler.backends.postgres import (
+    MessageOutbox,
+    PostgresDivergenceLog,
+    PostgresEventLog,
+    PostgresJobRuns,
+    PostgresJournal,
+    PostgresPages,
+    PostgresQuotas,
+    PostgresStageStore,
+    PostgresStore,
+    PostgresTombstones,
+    QuotaPlan,
+)
+from strangler.backends.supabase_rest import SupabaseRestStore
+from strangler.config.settings import Settings
+from strangler.core.errors import ConfigError, StranglerError
+from strangler.core.ports import (
+    DivergenceLog,
+    EventLog,
+    JobRuns,
+    Quotas,
+    StageStore,
+    Tombstones,
+)
+from strangler.core.records import StoreLimits
+from strangler.core.stages import Stage
+from strangler.proxy.assembly import ControlPorts, FacadeOptions, build_facade
+from strangler.proxy.control import StageController
+from strangler.proxy.facade import DualWriteStore
+from strangler.proxy.metrics import FacadeMetrics
+
+log = structlog.get_logger(__name__)
+
+#: Seconds a bulk job (backfill, verify, repair) allows one store call: a batch of
+#: thousands of rows, or a scan's first query, takes far longer than a request.
+BULK_TIMEOUT = 120.0
+
+
+# --- stores from settings (built, not opened) ---------------------------------------------
+def limits(settings: Settings) -> StoreLimits:
+    return StoreLimits(max_content_bytes=settings.max_content_bytes)
+
+
+def old_store(settings: Settings, *, bulk: bool = False) -> MongoStore:
+    """The legacy MongoDB store, from ``MONGO_URI``; ``bulk`` for long-running jobs."""
+    if not settings.mongo_uri:
+        raise ConfigError("MONGO_URI is not set: point it at the app's MongoDB")
+    return mongo_store(settings, settings.mongo_uri, bulk=bulk)
+
+
+def mongo_store(settings: Settings, uri: str, *, bulk: bool = False) -> MongoStore:
+    """A MongoDB store on ``uri`` (``MONGO_URI``, or a backfill's ``--source``)."""
+    return MongoStore(
+        uri,
+        database=settings.mongo_db,
+        timeout=max(settings.store_timeout, BULK_TIMEOUT) if bulk else settings.store_timeout,
+        limits=limits(settings),
+    )
+
+
+def new_store(settings: Settings, *, bulk: bool = False) -> PostgresStore:
+    """The Supabase store, from ``SUPABASE_DB_URL``; ``bulk`` for long-running jobs."""
+    if settings.supabase_db_url is None:
+        raise ConfigError(
+            "SUPABASE_DB_URL is not set: use the database URL from Supabase's "
+            "'Connect' dialog (session pooler, port 5432, or direct). The facade and the "
+            "API need it (the stage control, journal and realtime log live in Postgres); "
+            "backfill, verify and repair also work with SUPABASE_URL and SUPABASE_KEY alone"
+        )
+    return PostgresStore(
+        settings.supabase_db_url.get_secret_value(),
+        timeout=max(settings.store_timeout, BULK_TIMEOUT) if bulk else settings.store_timeout,
+        max_size=settings.pg_pool_size,
+        statement_cache_size=settings.pg_statement_cache_size,
+        limits=limits(settings),
+    )
+
+
+def new_backend(settings: Settings) -> Literal["postgres", "rest"]:
+    """Which Supabase store the settings choose (``STRANGLER_NEW_BACKEND``):
+
+    * ``SUPABASE_DB_URL`` set: the direct Postgres store (unless ``rest`` is asked for);
+    * only ``SUPABASE_URL`` and ``SUPABASE_KEY``: the REST store;
+    * neither: ``ConfigError`` saying what to set.
+    """
+    has_db = settings.supabase_db_url is not None
+    has_rest = bool(settings.supabase_url) and settings.supabase_key is not None
+    choice = settings.new_backend
+    if choice == "postgres" or (choice == "auto" and has_db):
+        if not has_db:
+            raise ConfigError("STRANGLER_NEW_BACKEND=postgres needs SUPABASE_DB_URL")
+        return "postgres"
+    if has_rest:
+        return "rest"
+    raise ConfigError(
+        "no Supabase store: set SUPABASE_DB_URL (the database URL, fastest) or SUPABASE_URL "
+        "and SUPABASE_KEY (the service-role key; REST, no database password needed)"
+        if choice == "auto"
+        else "STRANGLER_NEW_BACKEND=rest needs SUPABASE_URL and SUPABASE_KEY"
+    )
+
+
+def new_chat_store(settings: Settings, *, bulk: bool = False) -> PostgresStore | SupabaseRestStore:
+    """The Supabase store for backfill, verify and repair: direct or REST, as chosen by
+    :func:`new_backend`. The facade itself needs the direct store (:func:`new_store`)."""
+    if new_backend(settings) == "postgres":
+        return new_store(settings, bulk=bulk)
+    assert settings.supabase_url is not None and settings.supabase_key is not None
+    return SupabaseRestStore(
+        settings.supabase_url,
+        settings.supabase_key.get_secret_value(),
+        timeout=max(settings.store_timeout, BULK_TIMEOUT) if bulk else settings.store_timeout,
+        limits=limits(settings),
+    )
+
+
+def facade_options(settings: Settings) -> FacadeOptions:
+    return FacadeOptions(
+        stage=settings.stage,
+        shadow_sample_rate=settings.shadow_sample_rate,
+        shadow_max_inflight=settings.shadow_max_inflight,
+        read_repair=settings.read_repair,
+        secondary_timeout=settings.secondary_timeout,
+        stage_poll_seconds=settings.stage_poll_seconds,
+    )
+
+
+def quota_plan(settings: Settings) -> QuotaPlan:
+    return QuotaPlan(settings.plan_db_bytes, settings.plan_max_rows, settings.quota_warn_ratio)
+
+
+# --- the running facade ---------------------------------------------------------------------
+@dataclass(frozen=True)
+class Runtime:
+    """The facade and the control-plane parts beside it. Handlers and commands take the
+    part they need from here instead of reaching through the facade."""
+
+    facade: DualWriteStore
+    stages: StageStore
+    divergences: DivergenceLog
+    tombstones: Tombstones
+    events: EventLog
+    runs: JobRuns
+    quotas: Quotas
+
+    @property
+    def controller(self) -> StageController:
+        return self.facade.controller
+
+    @property
+    def metrics(self) -> FacadeMetrics:
+        return self.facade.metrics
+
+    @classmethod
+    def over(
+        cls,
+        old: MongoStore,
+        new: PostgresStore,
+        options: FacadeOptions,
+        *,
+        plan: QuotaPlan | None = None,
+    ) -> Runtime:
+        """Every part over two stores the caller has opened; connects nothing."""
+        stages = PostgresStageStore(new)
+        divergences = PostgresDivergenceLog(new)
+        tombstones = PostgresTombstones(new)
+        ports = ControlPorts(
+            stages=stages,
+            journals={"old": MongoJournal(old), "new": PostgresJournal(new)},
+            divergences=divergences,
+            tombstones=tombstones,
+            sender=MessageOutbox(new),
+            pages=PostgresPages(new),
+        )
+        return cls(
+            facade=build_facade(old, new, ports, options),
+            stages=stages,
+            divergences=divergences,
+            tombstones=tombstones,
+            events=PostgresEventLog(new),
+            runs=PostgresJobRuns(new),
+            quotas=PostgresQuotas(new, plan or QuotaPlan(8 << 30, None, 0.8)),
+        )
+
+    @classmethod
+    @contextlib.asynccontextmanager
+    async def open(
+        cls, settings: Settings, *, start: bool = True, ensure_indexes: bool = False
+    ) -> AsyncIterator[Runtime]:
+        """Open both stores from ``settings`` and yield the runtime; with ``start`` the
+        facade runs (stage poller, replayer, shadow reads) until the block ends. Without
+        it (the stage commands) nothing runs in the background. ``ensure_indexes`` (the
+        API, when ``STRANGLER_ENSURE_INDEXES`` allows) creates MongoDB's indexes first."""
+        async with old_store(settings) as old, new_store(settings) as new:
+            if ensure_indexes and settings.ensure_indexes:
+                try:
+                    await old.ensure_indexes()
+                except StranglerError as exc:  # MongoDB down: serve anyway, say what is missing
+                    log.warning("mongo_indexes_not_ensured", error=str(exc))
+            runtime = cls.over(old, new, facade_options(settings), plan=quota_plan(settings))
+            if not start:
+                yield runtime
+                return
+            async with runtime.facade:
+                yield runtime
+
+
+def assemble(old: MongoStore, new: PostgresStore, options: FacadeOptions) -> DualWriteStore:
+    """The facade over two stores the caller has opened (use it with ``async with``)."""
+    return Runtime.over(old, new, options).facade
+
+
+@contextlib.asynccontextmanager
+async def connect(settings: Settings) -> AsyncIterator[DualWriteStore]:
+    """Open both stores from ``settings`` and yield the running, staged facade."""
+    async with Runtime.open(settings) as runtime:
+        yield runtime.facade
+
+
+@contextlib.asynccontextmanager
+async def open_tombstones(settings: Settings) -> AsyncIterator[Tombstones]:
+    """The tombstones in the direct Postgres store, alone (``strangler tombstones``)."""
+    async with new_store(settings) as new:
+        yield PostgresTombstones(new)
+
+
+# --- bulk jobs ------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Jobs:
+    """What a bulk job needs: the new store (direct or REST) and, over the direct store,
+    the job-run records, tombstones and the shared stage."""
+
+    new: PostgresStore | SupabaseRestStore
+    runs: JobRuns | None
+    tombstones: Tombstones | None
+    stages: StageStore | None
+
+    @classmethod
+    @contextlib.asynccontextmanager
+    async def open(cls, settings: Settings) -> AsyncIterator[Jobs]:
+        async with new_chat_store(settings, bulk=True) as new:
+            if isinstance(new, PostgresStore):
+                yield cls(
+                    new, PostgresJobRuns(new), PostgresTombstones(new), PostgresStageStore(new)
+                )
+            else:
+                yield cls(new, None, None, None)
+
+    async def stage(self, settings: Settings) -> Stage:
+        """The stage: ``STRANGLER_STAGE``, else the control table over the direct store;
+        over REST, where the control table is out of reach, it must be given."""
+        if settings.stage is not None:
+            return settings.stage
+        if self.stages is None:
+            raise ConfigError(
+                "over the REST API the shared stage cannot be read: set STRANGLER_STAGE to the "
+                "current stage (or SUPABASE_DB_URL to use the direct store)"
+            )
+        record = await self.stages.read_stage()
+        return record.stage if record else Stage.OFF
