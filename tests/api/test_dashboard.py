@@ -174,7 +174,7 @@ async def test_a_backfill_run_is_recorded_with_progress_and_result(pg_store: Pos
     done = await runs.latest("backfill")
     assert done is not None and done["status"] == "done" and done["result"]["counts"]
     try:
-        async with recorded(pg_store, "verify", {}):
+        async with recorded(runs, "verify", {}):
             raise KeyboardInterrupt
     except KeyboardInterrupt:
         pass

@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from strangler.backends.supabase_rest import SupabaseRestStore
-from strangler.core.errors import Conflict, InvalidInput, NotFound, StoreUnavailable
+from strangler.core.errors import Conflict, InvalidInput, NotFound, StoreError, StoreUnavailable
 from strangler.core.models import ChatSession, Message
 from strangler.core.pgcopy import RowWriter
 from strangler.core.records import Keyset
@@ -224,7 +224,9 @@ async def test_big_rows_split_a_chunk_by_bytes(rest: Any) -> None:
         (409, {"code": "23505", "message": "duplicate key"}, Conflict),
         (409, {"code": "23503", "message": "violates foreign key"}, NotFound),
         (400, {"code": "22P02", "message": "invalid input syntax"}, InvalidInput),
-        (406, {"code": "PGRST116", "message": "JSON object requested"}, StoreUnavailable),
+        # A request PostgREST cannot answer is a failure, not an outage: retrying will not
+        # help (the shared error policy, backends/errors.py).
+        (406, {"code": "PGRST116", "message": "JSON object requested"}, StoreError),
         (500, b"<html>Internal Server Error</html>", StoreUnavailable),
         (502, b"Bad gateway", StoreUnavailable),
     ],

@@ -9,6 +9,7 @@ The tree::
     StranglerError
     ├── StoreError                a store could not do what was asked
     │   ├── StoreUnavailable      the server is unreachable, timed out or refused (HTTP 503)
+    │   │   └── StoreMisconfigured  it refused our credentials or permissions: a setting to fix
     │   ├── Conflict              the id already exists, or a constraint forbids it (HTTP 409)
     │   ├── NotFound              the record (or the session it needs) does not exist (HTTP 404)
     │   └── CorruptRecord         a stored document cannot be read as a domain record
@@ -30,6 +31,12 @@ class StranglerError(Exception):
     code = "strangler_error"
 
 
+class ConfigError(StranglerError):
+    """The settings are incomplete or contradict each other."""
+
+    code = "config_error"
+
+
 class StoreError(StranglerError):
     """A store could not carry out an operation."""
 
@@ -44,6 +51,15 @@ class StoreUnavailable(StoreError):
     """The server is unreachable, timed out, or is refusing work. Retrying later may succeed."""
 
     code = "store_unavailable"
+
+
+class StoreMisconfigured(StoreUnavailable, ConfigError):
+    """The store refused strangler's credentials or permissions (a wrong password, a key
+    without the needed role, a database that does not exist). Nothing works until a setting
+    is fixed, and the message names it. It is both unavailable (the API answers 503, a job
+    stops) and a configuration error (the CLI exits 2)."""
+
+    code = "store_misconfigured"
 
 
 class Conflict(StoreError):
@@ -97,12 +113,6 @@ class DivergenceError(StranglerError):
     """The two stores disagree where the stage requires them to agree."""
 
     code = "divergence"
-
-
-class ConfigError(StranglerError):
-    """The settings are incomplete or contradict each other."""
-
-    code = "config_error"
 
 
 class Unauthorized(StranglerError):

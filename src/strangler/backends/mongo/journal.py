@@ -8,7 +8,8 @@ from typing import Any
 
 from pymongo import ASCENDING
 
-from strangler.backends.mongo.store import MongoStore, translate_errors
+from strangler.backends.mongo.errors import translate_errors
+from strangler.backends.mongo.store import MongoStore
 from strangler.core.records import PendingWrite
 from strangler.core.stages import Role
 

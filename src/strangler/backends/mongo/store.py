@@ -12,8 +12,7 @@ import datetime as dt
 import re
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Sequence
 from types import TracebackType
 from typing import Any, Self
 
@@ -21,20 +20,12 @@ import structlog
 from bson import ObjectId
 from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, ReplaceOne, ReturnDocument, UpdateOne
 from pymongo.errors import (
-    BulkWriteError,
-    ConnectionFailure,
-    DocumentTooLarge,
-    DuplicateKeyError,
-    ExecutionTimeout,
-    InvalidOperation,
-    OperationFailure,
     PyMongoError,
-    ServerSelectionTimeoutError,
-    WTimeoutError,
 )
 from pymongo.uri_parser import parse_uri
 
 from strangler.backends.mongo import codec
+from strangler.backends.mongo.errors import translate_errors
 from strangler.backends.validation import (
     check_limit,
     check_message,
@@ -43,12 +34,9 @@ from strangler.backends.validation import (
 )
 from strangler.core import ids
 from strangler.core.errors import (
-    Conflict,
     CorruptRecord,
     InvalidInput,
     NotFound,
-    PayloadTooLarge,
-    StoreError,
     StoreUnavailable,
     StranglerError,
 )
@@ -63,38 +51,6 @@ MESSAGES = "messages"
 _OBJECTID_TYPE = {"$type": "objectId"}
 #: Client closes still running after their store gave up waiting (kept referenced).
 _CLOSING: set[asyncio.Task[None]] = set()
-
-
-@contextmanager
-def translate_errors(op: str) -> Iterator[None]:
-    """Turn PyMongo errors into the errors tree, chained, naming the operation."""
-    try:
-        yield
-    except DuplicateKeyError as exc:
-        raise Conflict(f"mongo: {op}: a record with this id already exists", store="mongo") from exc
-    except BulkWriteError as exc:
-        codes = {e.get("code") for e in exc.details.get("writeErrors", [])}
-        if 11000 in codes:
-            raise Conflict(f"mongo: {op}: duplicate id in bulk write", store="mongo") from exc
-        raise StoreError(f"mongo: {op} failed: {exc}", store="mongo") from exc
-    except DocumentTooLarge as exc:
-        raise PayloadTooLarge(f"mongo: {op}: document is over MongoDB's 16 MB limit") from exc
-    except (
-        ServerSelectionTimeoutError,
-        ConnectionFailure,
-        ExecutionTimeout,
-        WTimeoutError,
-        InvalidOperation,
-    ) as exc:
-        raise StoreUnavailable(
-            f"mongo: {op}: server unavailable ({type(exc).__name__})", store="mongo"
-        ) from exc
-    except OperationFailure as exc:
-        raise StoreError(
-            f"mongo: {op} failed (code {exc.code}): {exc.details}", store="mongo"
-        ) from exc
-    except PyMongoError as exc:
-        raise StoreError(f"mongo: {op} failed: {type(exc).__name__}: {exc}", store="mongo") from exc
 
 
 def _id_filter(value: uuid.UUID) -> dict[str, Any]:

@@ -13,15 +13,15 @@ import asyncio
 import datetime as dt
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
 from types import TracebackType
 from typing import Any, Self
 
 import asyncpg
 import orjson
-from asyncpg import exceptions as pgerr
 
+from strangler.backends.postgres.errors import UNREACHABLE, translate_errors
 from strangler.backends.validation import (
     check_limit,
     check_message,
@@ -33,7 +33,6 @@ from strangler.core.errors import (
     Conflict,
     InvalidInput,
     NotFound,
-    StoreError,
     StoreUnavailable,
 )
 from strangler.core.ids import IdLike
@@ -44,40 +43,6 @@ from strangler.core.records import Keyset, Page, StoreLimits, Table
 
 SESSION_COLS = "id, title, created_at, user_id"
 MESSAGE_COLS = "id, session_id, sender, content, timestamp, audio, image, pdf"
-
-_UNAVAILABLE = (
-    OSError,
-    TimeoutError,
-    asyncpg.InterfaceError,
-    pgerr.PostgresConnectionError,
-    pgerr.OperatorInterventionError,  # admin shutdown, cannot connect now, query cancelled
-    pgerr.InsufficientResourcesError,  # too many connections
-)
-
-
-@contextmanager
-def translate_errors(op: str) -> Iterator[None]:
-    """Turn asyncpg and socket errors into the errors tree, chained, naming the operation."""
-    try:
-        yield
-    except pgerr.UniqueViolationError as exc:
-        raise Conflict(
-            f"postgres: {op}: a record with this id already exists", store="postgres"
-        ) from exc
-    except pgerr.ForeignKeyViolationError as exc:
-        raise NotFound(
-            f"postgres: {op}: the referenced session does not exist", store="postgres"
-        ) from exc
-    except (pgerr.CheckViolationError, pgerr.NotNullViolationError, pgerr.DataError) as exc:
-        raise InvalidInput(f"postgres: {op}: {exc}") from exc
-    except _UNAVAILABLE as exc:
-        raise StoreUnavailable(
-            f"postgres: {op}: server unavailable ({type(exc).__name__})", store="postgres"
-        ) from exc
-    except asyncpg.PostgresError as exc:
-        raise StoreError(
-            f"postgres: {op} failed ({exc.sqlstate}): {exc}", store="postgres"
-        ) from exc
 
 
 def _jsonb_encode(value: Any) -> bytes:
@@ -205,7 +170,7 @@ class PostgresStore:
             pool, self._pool = self._pool, None
             try:
                 await asyncio.wait_for(pool.close(), self._timeout)
-            except (TimeoutError, *_UNAVAILABLE):
+            except (TimeoutError, *UNREACHABLE, asyncpg.PostgresError):
                 pool.terminate()
 
     @asynccontextmanager

@@ -21,22 +21,20 @@ password. Every ``ChatStore`` operation maps onto PostgREST's documented API:
 from __future__ import annotations
 
 import datetime as dt
-import json
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
-from contextlib import contextmanager
 from types import TracebackType
 from typing import Any, Self
 
 import httpx
 import orjson
-from postgrest.exceptions import APIError
 from supabase import AsyncClient, AsyncClientOptions, acreate_client
 
+from strangler.backends.supabase_rest.errors import translate_errors
 from strangler.backends.validation import check_limit, check_message, check_session
 from strangler.core import ids
-from strangler.core.errors import Conflict, InvalidInput, NotFound, StoreUnavailable
+from strangler.core.errors import InvalidInput, NotFound, StoreUnavailable
 from strangler.core.ids import IdLike
 from strangler.core.models import ChatSession, Message, trusted
 from strangler.core.normalize import iso_z, utc_ms
@@ -51,41 +49,6 @@ CHUNK_BYTES = 4 * 1024 * 1024
 
 _SESSION_COLS = "id,title,created_at,user_id"
 _MESSAGE_COLS = "id,session_id,sender,content,timestamp,audio,image,pdf"
-_INVALID = {"22P02", "22007", "22008", "23502", "23514", "22023", "22001"}
-
-
-def _code(exc: APIError) -> str:
-    return str(exc.code) if exc.code is not None else ""
-
-
-@contextmanager
-def translate_errors(op: str) -> Iterator[None]:
-    """PostgREST and transport errors → the errors tree, naming the operation."""
-    try:
-        yield
-    except APIError as exc:
-        code = _code(exc)
-        detail = exc.message or str(exc)
-        if code == "23505":
-            raise Conflict(f"supabase: {op}: a record with this id already exists") from exc
-        if code == "23503":
-            raise NotFound(f"supabase: {op}: the referenced session does not exist") from exc
-        if code in _INVALID:
-            raise InvalidInput(f"supabase: {op}: {detail}") from exc
-        raise StoreUnavailable(
-            f"supabase: {op}: the REST API failed ({code or 'no code'}: {detail})",
-            store="supabase_rest",
-        ) from exc
-    except (httpx.TransportError, httpx.TimeoutException) as exc:
-        raise StoreUnavailable(
-            f"supabase: {op}: REST API unreachable ({type(exc).__name__}: {exc})",
-            store="supabase_rest",
-        ) from exc
-    except (json.JSONDecodeError, orjson.JSONDecodeError, ValueError) as exc:
-        raise StoreUnavailable(
-            f"supabase: {op}: the REST API answered something that is not JSON ({exc})",
-            store="supabase_rest",
-        ) from exc
 
 
 def _ts(value: Any) -> dt.datetime:
