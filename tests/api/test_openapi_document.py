@@ -16,8 +16,8 @@ from strangler.api.chat import record_json
 from strangler.api.openapi import dashboard as dashboard_doc
 from strangler.api.openapi import ops as ops_doc
 from strangler.api.openapi.schemas import FROM_MODELS
-from strangler.models import ChatSession, Message, MessageContent
-from strangler.proxy.stages import Stage
+from strangler.core.models import ChatSession, Message, MessageContent
+from strangler.core.stages import Stage
 from tests.api.conftest import ApiFactory
 
 

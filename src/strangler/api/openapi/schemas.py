@@ -10,8 +10,8 @@ from pydantic import BaseModel
 from pydantic.json_schema import GenerateJsonSchema, JsonSchemaMode, JsonSchemaValue
 
 from strangler.api.openapi.fragments import NULLABLE_TEXT, OBJECT, REF_TEMPLATE, TEXT, Json, ref
-from strangler.models import ChatSession, Message, MessageContent
-from strangler.normalize import b64, iso_z
+from strangler.core.models import ChatSession, Message, MessageContent
+from strangler.core.normalize import b64, iso_z
 
 #: Component name → (model, mode). Responses are what the model serialises; request bodies
 #: are what it validates. The API calls a ``ChatSession`` a ``Session``.
