@@ -20,6 +20,7 @@ import datetime as dt
 import uuid
 from typing import Annotated, Any, Literal, TypeVar
 
+from pydantic import VERSION as PYDANTIC_VERSION
 from pydantic import (
     AfterValidator,
     AliasChoices,
@@ -172,6 +173,19 @@ class Message(BaseModel):
 M = TypeVar("M", bound=BaseModel)
 
 
+#: The pydantic releases whose ``BaseModel`` layout ``trusted`` is known to work with;
+#: pyproject.toml pins the same range, and tests/test_dependencies.py checks both agree.
+PYDANTIC_KNOWN_GOOD = ">=2.7,<2.15"
+#: Every piece of per-instance state a ``BaseModel`` has; ``trusted`` sets each one.
+_STATE = ("__dict__", "__pydantic_fields_set__", "__pydantic_extra__", "__pydantic_private__")
+if sorted(getattr(BaseModel, "__slots__", ())) != sorted(_STATE):
+    # A new slot would be left unset by trusted(), and fail far from here on first use.
+    raise ImportError(
+        f"pydantic {PYDANTIC_VERSION} changed BaseModel.__slots__ (now "
+        f"{getattr(BaseModel, '__slots__', None)!r}); strangler.models.trusted needs updating. "
+        f"Known to work: pydantic{PYDANTIC_KNOWN_GOOD}: install a release in that range, or "
+        "see 'Dependencies' in the README to lift the bound."
+    )
 _SLOTS = BaseModel.__dict__
 _set_fields_set = _SLOTS["__pydantic_fields_set__"].__set__
 _set_extra = _SLOTS["__pydantic_extra__"].__set__
@@ -183,7 +197,9 @@ def trusted(model: type[M], values: dict[str, Any]) -> M:
 
     Skips validation, like ``model_construct``, but about five times faster, which matters
     on the history hot path (50 rows a page). ``values`` must name every field with a value
-    of the field's type; the result compares equal to a validated instance.
+    of the field's type; the result compares equal to a validated instance. It writes
+    pydantic's private per-instance state itself (``_STATE``), hence the pin on pydantic
+    and the canaries in tests/test_dependencies.py.
     """
     instance = object.__new__(model)
     object.__setattr__(instance, "__dict__", values)
