@@ -1,7 +1,7 @@
 """Canaries for the private parts of aiohttp and pydantic that strangler relies on.
 
 ``strangler/api/server.py`` subclasses aiohttp's ``RequestHandler`` and swaps a
-``web.Server``'s ``__class__`` (the header deadline and the 431). ``strangler.models.trusted``
+``web.Server``'s ``__class__`` (the header deadline and the 431). ``strangler.core.models.trusted``
 writes pydantic's per-instance state itself (the history hot path). pyproject.toml bounds
 both dependencies to releases known to work. Each ``test_*_canary`` below exercises one
 internal against the installed release. When the internal breaks, the test fails with a
@@ -36,7 +36,7 @@ from pydantic import BaseModel
 
 from strangler.api import server
 from strangler.api.server import AIOHTTP_KNOWN_GOOD
-from strangler.models import PYDANTIC_KNOWN_GOOD, ChatSession, Message, trusted
+from strangler.core.models import PYDANTIC_KNOWN_GOOD, ChatSession, Message, trusted
 
 PYPROJECT = Path(__file__).resolve().parents[1] / "pyproject.toml"
 KNOWN_GOOD = {"aiohttp": AIOHTTP_KNOWN_GOOD, "pydantic": PYDANTIC_KNOWN_GOOD}
@@ -50,7 +50,7 @@ SLOTS = "BaseModel's per-instance slots (__pydantic_fields_set__, _extra, _priva
 DICT = "field values kept in the instance __dict__ (compared, hashed, dumped from it)"
 
 GUARDED_SERVER = "the guarded server in strangler/api/server.py"
-TRUSTED = "strangler.models.trusted"
+TRUSTED = "strangler.core.models.trusted"
 
 
 @contextlib.contextmanager
@@ -389,7 +389,7 @@ def test_the_pin_is_the_known_good_range_and_holds_the_installed_release(depende
     [
         pytest.param(
             "import pydantic; pydantic.BaseModel.__slots__ += ('__pydantic_new_state__',)",
-            "strangler.models",
+            "strangler.core.models",
             ("pydantic", "BaseModel.__slots__", PYDANTIC_KNOWN_GOOD),
             id="pydantic-slots",
         ),

@@ -182,7 +182,8 @@ if sorted(getattr(BaseModel, "__slots__", ())) != sorted(_STATE):
     # A new slot would be left unset by trusted(), and fail far from here on first use.
     raise ImportError(
         f"pydantic {PYDANTIC_VERSION} changed BaseModel.__slots__ (now "
-        f"{getattr(BaseModel, '__slots__', None)!r}); strangler.models.trusted needs updating. "
+        f"{getattr(BaseModel, '__slots__', None)!r}); "
+        "strangler.core.models.trusted needs updating. "
         f"Known to work: pydantic{PYDANTIC_KNOWN_GOOD}: install a release in that range, or "
         "see 'Dependencies' in the README to lift the bound."
     )
