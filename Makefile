@@ -30,10 +30,11 @@ browser:  ## Debian's Chromium for the dashboard's browser tests (they skip with
 	  else sudo apt-get update -qq && sudo apt-get install -y -qq chromium; fi; }
 	@chromium --version
 
-lint: $(STAMP)  ## ruff (lint + format check) and mypy --strict on src/
+lint: $(STAMP)  ## ruff (lint + format check), mypy --strict on src/, and the import contracts
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 fmt: $(STAMP)
 	$(BIN)/ruff format .

@@ -20,8 +20,7 @@ import structlog
 from pymongo import AsyncMongoClient
 
 from strangler import schema
-from strangler.backends.mongo import MongoStore
-from strangler.backends.postgres import PostgresStore
+from strangler.config import Settings
 from strangler.embedded import EmbeddedMongo, EmbeddedPostgres, free_port
 from strangler.embedded.legacy_data import generate
 from strangler.traffic import Traffic
@@ -81,7 +80,12 @@ async def _seed(mongo_uri: str, opts: DemoOptions) -> int:
 async def _setup(mongo: EmbeddedMongo, pg: EmbeddedPostgres, opts: DemoOptions) -> None:
     seeded = await _seed(mongo.uri, opts)
     applied = await schema.apply(pg.dsn)
-    async with MongoStore(mongo.uri, database=DEMO_DB) as mstore, PostgresStore(pg.dsn) as pstore:
+    from strangler.runtime import new_store, old_store
+
+    stores = Settings(
+        mongo_uri=mongo.uri.replace("/?", f"/{DEMO_DB}?"), mongo_db=DEMO_DB, supabase_db_url=pg.dsn
+    )
+    async with old_store(stores) as mstore, new_store(stores) as pstore:
         await mstore.ensure_indexes()
         counts = (
             await mstore.count("chat_sessions"),
@@ -110,7 +114,6 @@ async def _serve(mongo: EmbeddedMongo, pg: EmbeddedPostgres, opts: DemoOptions) 
     from aiohttp import web
 
     from strangler.api import create_app, server
-    from strangler.config import Settings
 
     token = secrets.token_urlsafe(18)
     mongo_uri = mongo.uri.replace("/?", f"/{DEMO_DB}?")

@@ -20,7 +20,7 @@ async def test_connect_opens_both_stores_and_follows_the_env_stage(
     monkeypatch.setenv("SUPABASE_DB_URL", clean_pg)
     monkeypatch.setenv("STRANGLER_STAGE", "dualwrite")
     settings = Settings(_env_file=None)  # type: ignore[call-arg]
-    async with strangler.connect(settings) as store:  # type: ignore[attr-defined]
+    async with strangler.connect(settings) as store:
         assert isinstance(store, DualWriteStore)
         assert store.stage == Stage.DUALWRITE
         s = await store.create_session(ChatSession.new(title="hello", user_id="u1"))
