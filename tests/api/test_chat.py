@@ -293,7 +293,7 @@ async def test_base64_attachments_in_json_are_checked_too(make_api: ApiFactory) 
 def test_record_json_is_exactly_pydantics_json_form() -> None:
     import datetime as dt
 
-    from strangler.api.chat import record_json
+    from strangler.api.serialize import record_json
     from strangler.core.models import ChatSession, Message
 
     s = ChatSession.new(title="t", user_id="u", created_at=dt.datetime(999, 1, 2, 3, 4, 5, 6789))

@@ -12,10 +12,10 @@ import pytest
 from pydantic import BaseModel
 
 from strangler.api import dashboard, openapi
-from strangler.api.chat import record_json
 from strangler.api.openapi import dashboard as dashboard_doc
 from strangler.api.openapi import ops as ops_doc
 from strangler.api.openapi.schemas import FROM_MODELS
+from strangler.api.serialize import record_json
 from strangler.core.models import ChatSession, Message, MessageContent
 from strangler.core.stages import Stage
 from tests.api.conftest import ApiFactory

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from strangler.api.chat import page_json
+from strangler.api.serialize import page_json
 from strangler.backends.postgres import PostgresStore
 from strangler.backends.postgres.pages import history_json
 from strangler.core.errors import InvalidInput

@@ -11,10 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime as dt
 import signal
 import sys
-import uuid
 from collections.abc import AsyncIterator
 
 import structlog
@@ -23,7 +21,8 @@ from prometheus_client import Gauge
 
 from strangler.api import chat, dashboard, openapi, ops, realtime
 from strangler.api.auth import Authenticator
-from strangler.api.events import Event, Hub
+from strangler.api.events import Hub
+from strangler.api.invalidation import PageInvalidation
 from strangler.api.jobs import VerifyJobs
 from strangler.api.keys import (
     AUTH,
@@ -32,6 +31,7 @@ from strangler.api.keys import (
     FACADE,
     HISTORY_CACHE,
     HUB,
+    INVALIDATION,
     JOBS,
     METRICS,
     OWNERS,
@@ -48,10 +48,6 @@ from strangler.config import Settings
 from strangler.runtime import Runtime
 
 log = structlog.get_logger(__name__)
-#: Realtime events after which a session's history pages are out of date.
-CHANGES_HISTORY = frozenset({"message.created", "message.deleted", "session.deleted"})
-#: Realtime events after which the session's owner's session lists are out of date.
-CHANGES_SESSION_LISTS = frozenset({"session.created", "session.renamed", "session.deleted"})
 
 
 def create_app(settings: Settings) -> web.Application:
@@ -118,33 +114,14 @@ async def _runtime(app: web.Application) -> AsyncIterator[None]:
         }
         history = app[HISTORY_CACHE] = caches["history"]
         lists = app[SESSION_LIST_CACHE] = caches["session_list"]
-        hub.on_event.append(lambda e: _drop_pages(history, lists, e))
+        invalidation = app[INVALIDATION] = PageInvalidation(history, lists)
+        hub.on_event.append(invalidation.on_event)
         await hub.start()
         try:
             yield
         finally:
             await app[JOBS].stop_all()
             await hub.stop()
-
-
-def _drop_pages(history: PageCache, lists: PageCache, event: Event) -> None:
-    """Drop the cached pages an event changes: for a new message, the history pages it falls
-    into; for a deleted message, all of its session's; for a session created, renamed or
-    deleted, its owner's session lists (and when deleted, its history pages)."""
-    if event.kind in CHANGES_SESSION_LISTS:
-        lists.invalidate(event.user_id)
-    if event.kind not in CHANGES_HISTORY:
-        return
-    at = None
-    if event.kind == "message.created" and isinstance(event.payload, dict):
-        try:
-            at = (
-                dt.datetime.fromisoformat(event.payload["timestamp"]),
-                uuid.UUID(event.payload["id"]),
-            )
-        except (KeyError, TypeError, ValueError):
-            at = None  # not the shape the API publishes: drop them all
-    history.invalidate(event.session_id, at)
 
 
 async def _close_streams(app: web.Application) -> None:

@@ -1,220 +1,47 @@
-"""The chat API: sessions and messages, JSON in and out.
+"""The chat API's handlers: sessions and messages, JSON in and out.
 
-Every path id accepts a UUID or the legacy 24-hex ObjectId, so old links keep working. A
-user sees and changes only their own sessions and messages; anyone else's are answered
-404, exactly like ids that do not exist.
+Every path id accepts a UUID or the legacy 24-hex ObjectId, so old links keep working.
+Who may see what is ``api.ownership``'s; the JSON shapes are ``api.serialize``'s; which
+cached pages a change drops is ``api.invalidation``'s.
 """
 
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
-import uuid
 from typing import Any
 
 import orjson
 from aiohttp import BodyPartReader, web
-from pydantic import BaseModel
 
 from strangler.api.attachments import PDF_DATA_URL, Kind, Limits, check, from_base64, pdf_field
+from strangler.api.http import (
+    body_timeout,
+    json_body,
+    json_response,
+    query_cursor,
+    query_int,
+    query_time,
+    text_field,
+)
 from strangler.api.keys import (
     AUTH,
     FACADE,
     HISTORY_CACHE,
     HUB,
+    INVALIDATION,
     OWNERS,
     SESSION_LIST_CACHE,
     SETTINGS,
 )
+from strangler.api.ownership import own_message, own_session, owned_session_id
 from strangler.api.page_cache import Span
 from strangler.api.problems import Problem
-from strangler.core import ids
-from strangler.core.errors import InvalidInput, NotFound
+from strangler.api.serialize import page_json, record_json
 from strangler.core.models import ChatSession, Message
-from strangler.core.normalize import b64, iso_z
+from strangler.core.normalize import b64
 from strangler.core.records import Keyset, Page, RenderedPage
-from strangler.proxy.facade import DualWriteStore
 
 routes = web.RouteTableDef()
-
-
-# --- helpers ------------------------------------------------------------------------------
-
-
-def json_response(data: Any, status: int = 200) -> web.Response:
-    return web.Response(body=orjson.dumps(data), status=status, content_type="application/json")
-
-
-def record_json(record: BaseModel) -> dict[str, Any]:
-    """The JSON form of a record: ``model_dump(mode="json")``, built directly for the two
-    hot record types (pydantic's serialiser was a quarter of a history request)."""
-    if type(record) is Message:
-        return {
-            "id": str(record.id),
-            "session_id": str(record.session_id),
-            "sender": record.sender,
-            "content": record.content,
-            "timestamp": iso_z(record.timestamp),
-            "audio": record.audio,
-            "image": record.image,
-            "pdf": record.pdf,
-        }
-    if type(record) is ChatSession:
-        return {
-            "id": str(record.id),
-            "title": record.title,
-            "created_at": iso_z(record.created_at),
-            "user_id": record.user_id,
-        }
-    return record.model_dump(mode="json")
-
-
-def page_json(page: Page[Any], cursor_of: Any) -> dict[str, Any]:
-    items = page.items
-    return {
-        "items": [record_json(r) for r in items],
-        "has_more": page.has_more,
-        "next_cursor": cursor_of(items[-1]).encode() if items else None,
-        "prev_cursor": cursor_of(items[0]).encode() if items else None,
-    }
-
-
-def path_id(request: web.Request, name: str) -> uuid.UUID:
-    raw = request.match_info[name]
-    try:
-        return ids.parse_id(raw, field=name)
-    except InvalidInput:
-        raise Problem(
-            400,
-            "invalid_id",
-            f"{name} {raw[:60]!r} is neither a UUID nor a 24-hex legacy id",
-            errors=[{"loc": ["path", name], "msg": "not a UUID or ObjectId", "type": "id"}],
-        ) from None
-
-
-def query_int(request: web.Request, name: str, default: int, lo: int, hi: int) -> int:
-    raw = request.query.get(name)
-    if raw is None:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        value = lo - 1
-    if not lo <= value <= hi:
-        raise Problem(
-            400,
-            "invalid_parameter",
-            f"{name} must be a whole number from {lo} to {hi}, got {raw[:40]!r}",
-            errors=[{"loc": ["query", name], "msg": "out of range", "type": "range"}],
-        )
-    return value
-
-
-def query_cursor(request: web.Request, name: str) -> Keyset | None:
-    raw = request.query.get(name)
-    if raw is None:
-        return None
-    try:
-        return Keyset.decode(raw)
-    except InvalidInput as exc:
-        raise Problem(400, "invalid_cursor", str(exc), errors=exc.errors) from None
-
-
-def query_time(request: web.Request, name: str) -> dt.datetime | None:
-    raw = request.query.get(name)
-    if raw is None:
-        return None
-    try:
-        value = dt.datetime.fromisoformat(raw)
-    except ValueError:
-        value = None
-    if value is None or value.tzinfo is None:
-        raise Problem(
-            400,
-            "invalid_parameter",
-            f"{name} must be an ISO 8601 date-time with a zone (e.g. 2026-11-25T09:00:00Z), "
-            f"got {raw[:40]!r}",
-            errors=[{"loc": ["query", name], "msg": "not an ISO 8601 date-time", "type": "time"}],
-        )
-    return value
-
-
-#: Seconds a client has to send a request body (``STRANGLER_BODY_TIMEOUT``): a slow upload is
-#: cut off with 408.
-BODY_TIMEOUT = 30.0
-
-
-def body_timeout(request: web.Request) -> float:
-    return request.app[SETTINGS].body_timeout if SETTINGS in request.app else BODY_TIMEOUT
-
-
-async def read_body(request: web.Request) -> bytes:
-    """The whole body, within ``body_timeout`` (a slow client gets 408, not a held slot)."""
-    if request.content.is_eof():  # all of it has arrived (a small body usually has)
-        return await request.read()
-    limit = body_timeout(request)
-    try:
-        async with asyncio.timeout(limit):
-            return await request.read()
-    except TimeoutError:
-        raise Problem(
-            408, "request_timeout", f"the request body did not arrive within {limit:g} s"
-        ) from None
-
-
-async def json_body(request: web.Request) -> dict[str, Any]:
-    if request.content_type != "application/json":
-        raise Problem(
-            415,
-            "unsupported_media_type",
-            f"send application/json, not {request.content_type or 'no content type'}",
-        )
-    raw = await read_body(request)
-    try:
-        body = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise Problem(400, "invalid_json", f"the body is not valid JSON: {exc}") from None
-    if not isinstance(body, dict):
-        raise Problem(422, "invalid_input", "the body must be a JSON object")
-    return body
-
-
-def text_field(body: dict[str, Any], name: str, *, required: bool = True) -> str | None:
-    value = body.get(name)
-    if value is None and not required:
-        return None
-    if not isinstance(value, str):
-        raise InvalidInput(
-            f"{name} must be a string",
-            errors=[{"loc": ["body", name], "msg": "must be a string", "type": "string_type"}],
-        )
-    return value
-
-
-async def own_session(request: web.Request, facade: DualWriteStore) -> ChatSession:
-    """The session in the path, read from the store, if the caller owns it; 404 otherwise."""
-    user = await request.app[AUTH].user(request)
-    sid = path_id(request, "session_id")
-    session = await facade.get_session(sid)
-    if session.user_id != user:
-        raise NotFound(f"session {sid} not found")
-    request.app[OWNERS].put(session.id, session.user_id)
-    return session
-
-
-async def owned_session_id(request: web.Request) -> tuple[uuid.UUID, str]:
-    """``(session id, user)`` if the caller owns the session in the path (the owner may come
-    from ``api.owners`` without a store read); 404 otherwise."""
-    user = await request.app[AUTH].user(request)
-    sid = path_id(request, "session_id")
-    owners = request.app[OWNERS]
-    owner = owners.get(sid)
-    if owner is None:
-        owner = (await request.app[FACADE].get_session(sid)).user_id
-        owners.put(sid, owner)
-    if owner != user:
-        raise NotFound(f"session {sid} not found")
-    return sid, user
 
 
 # --- sessions -----------------------------------------------------------------------------
@@ -226,7 +53,7 @@ async def create_session(request: web.Request) -> web.Response:
     body = await json_body(request)
     title = text_field(body, "title", required=False) or "New chat"
     session = await request.app[FACADE].create_session(ChatSession.new(title=title, user_id=user))
-    request.app[SESSION_LIST_CACHE].invalidate(user)  # this instance reads its own writes
+    request.app[INVALIDATION].session_written(user)  # this instance reads its own writes
     data = record_json(session)
     await request.app[HUB].publish("session.created", user, session.id, data)
     return json_response(data, status=201)
@@ -273,7 +100,7 @@ async def rename_session(request: web.Request) -> web.Response:
     title = text_field(body, "title")
     assert title is not None
     renamed = await facade.rename_session(session.id, title)
-    request.app[SESSION_LIST_CACHE].invalidate(session.user_id)
+    request.app[INVALIDATION].session_written(session.user_id)
     data = record_json(renamed)
     await request.app[HUB].publish("session.renamed", session.user_id, session.id, data)
     return json_response(data)
@@ -285,8 +112,7 @@ async def delete_session(request: web.Request) -> web.Response:
     session = await own_session(request, facade)
     await facade.delete_session(session.id)
     request.app[OWNERS].forget(session.id)
-    request.app[HISTORY_CACHE].invalidate(session.id)
-    request.app[SESSION_LIST_CACHE].invalidate(session.user_id)
+    request.app[INVALIDATION].session_deleted(session.id, session.user_id)
     await request.app[HUB].publish(
         "session.deleted", session.user_id, session.id, {"id": str(session.id)}
     )
@@ -318,7 +144,7 @@ async def send_message(request: web.Request) -> web.Response:
         message, hub.draft("message.created", user, sid, data)
     )
     # This instance reads its own writes at once: the pages the message falls into go now.
-    request.app[HISTORY_CACHE].invalidate(sid, (stored.timestamp, stored.id))
+    request.app[INVALIDATION].message_added(sid, (stored.timestamp, stored.id))
     if published:
         hub.published()
     else:
@@ -421,18 +247,6 @@ async def history(request: web.Request) -> web.Response:
     return web.Response(body=body, content_type="application/json")
 
 
-async def own_message(request: web.Request) -> tuple[Message, str]:
-    """``(message, user)`` for the message in the path if the caller owns its session; 404
-    otherwise."""
-    user = await request.app[AUTH].user(request)
-    facade = request.app[FACADE]
-    mid = path_id(request, "message_id")
-    message = await facade.get_message(mid)
-    if (await facade.get_session(message.session_id)).user_id != user:
-        raise NotFound(f"message {mid} not found")
-    return message, user
-
-
 @routes.get("/messages/{message_id}")
 async def get_message(request: web.Request) -> web.Response:
     message, _ = await own_message(request)
@@ -444,7 +258,7 @@ async def delete_message(request: web.Request) -> web.Response:
     message, user = await own_message(request)
     mid = message.id
     await request.app[FACADE].delete_message(mid)
-    request.app[HISTORY_CACHE].invalidate(message.session_id)
+    request.app[INVALIDATION].message_deleted(message.session_id)
     await request.app[HUB].publish(
         "message.deleted",
         user,

@@ -25,7 +25,7 @@ import structlog
 from aiohttp import web
 
 from strangler.api.auth import ADMIN_COOKIE
-from strangler.api.chat import body_timeout, json_response
+from strangler.api.http import body_timeout, json_response
 from strangler.api.keys import (
     AUTH,
     CONTROLLER,

@@ -10,6 +10,7 @@ from aiohttp import web
 
 from strangler.api.auth import Authenticator
 from strangler.api.events import Hub
+from strangler.api.invalidation import PageInvalidation
 from strangler.api.jobs import VerifyJobs
 from strangler.api.owners import Owners
 from strangler.api.page_cache import PageCache
@@ -37,3 +38,4 @@ JOBS = web.AppKey("verify_jobs", VerifyJobs)
 OWNERS = web.AppKey("owners", Owners)
 HISTORY_CACHE = web.AppKey("history_cache", PageCache)
 SESSION_LIST_CACHE = web.AppKey("session_list_cache", PageCache)
+INVALIDATION = web.AppKey("page_invalidation", PageInvalidation)

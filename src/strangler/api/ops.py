@@ -14,7 +14,7 @@ from typing import Any
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from strangler.api.chat import json_body, json_response
+from strangler.api.http import json_body, json_response
 from strangler.api.keys import (
     AUTH,
     CONTROLLER,

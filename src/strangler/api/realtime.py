@@ -17,9 +17,9 @@ from collections.abc import AsyncIterator
 import structlog
 from aiohttp import WSMsgType, web
 
-from strangler.api.chat import owned_session_id
 from strangler.api.events import Event, Subscription
 from strangler.api.keys import AUTH, HUB
+from strangler.api.ownership import owned_session_id
 from strangler.api.problems import Problem, client_gone
 
 log = structlog.get_logger(__name__)

@@ -14,7 +14,7 @@ from functools import cache
 from aiohttp import web
 
 from strangler import __version__
-from strangler.api.chat import json_response
+from strangler.api.http import json_response
 from strangler.api.openapi import chat, dashboard, ops, realtime, schemas
 from strangler.api.openapi.fragments import Json
 
