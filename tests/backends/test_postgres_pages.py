@@ -1,4 +1,4 @@
-"""History pages rendered by Postgres (``backends.postgres_pages``) are the API's JSON for
+"""History pages rendered by Postgres (``backends.postgres.pages``) are the API's JSON for
 the page ``PostgresStore.history`` gives: same items, order, cursors and ``has_more``."""
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ The rules that keep that correct:
 * **Other instances' writes** arrive as realtime events (``api.events.Hub``), which drop the
   scope's pages on every instance, usually within milliseconds of the commit. This is the
   trade: for that moment another instance may serve the page as it was. A message's event
-  is committed with the message itself (``backends.postgres_outbox``).
+  is committed with the message itself (``backends.postgres.outbox``).
 * **Only while listening.** Events are only prompt while the Hub's ``LISTEN`` connection
   is up; otherwise pages are neither served nor kept, and a reconnect starts afresh.
 * **Fill races.** A page read before a change and stored after it would stay stale, so each

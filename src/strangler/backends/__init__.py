@@ -1,6 +1,3 @@
-"""Storage backends: one ``ChatStore`` contract, one module per implementation."""
-
-from strangler.core.ports import ChatStore
-from strangler.core.records import Keyset, Page, StoreLimits, Table
-
-__all__ = ["ChatStore", "Keyset", "Page", "StoreLimits", "Table"]
+"""Storage backends, one package per store, each owning its driver and its error table:
+``mongo``, ``postgres``, ``supabase_rest``. They implement the ports of ``strangler.core``;
+``strangler.runtime`` decides which serves which."""

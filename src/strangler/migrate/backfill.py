@@ -73,7 +73,7 @@ class BackfillResult:
 Progress = Callable[[str, Counts], None]
 #: Tries to load a batch of messages while live traffic keeps deleting their sessions.
 SESSION_RACE_ATTEMPTS = 10
-#: Which of these ids were deleted through the facade (``PostgresControl.tombstoned``).
+#: Which of these ids were deleted through the facade (``Tombstones.tombstoned``).
 Tombstones = Callable[[str, list[str]], Awaitable[set[uuid.UUID]]]
 
 

@@ -1,6 +1,6 @@
 """The backfill's transform: one legacy document → a record to store, or quarantine.
 
-Built on the lenient reader in ``backends.mongo_codec`` (the id mapping, timestamps from
+Built on the lenient reader in ``backends.mongo.codec`` (the id mapping, timestamps from
 BSON dates, ISO strings or epoch milliseconds, nested BSON types to JSON, sender case),
 plus what only the backfill does: U+0000 becomes U+FFFD, because Postgres cannot store it,
 and so does a lone UTF-16 surrogate (a ``\\uD800`` escape in an export file), which UTF-8

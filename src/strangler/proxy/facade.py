@@ -199,12 +199,28 @@ class DualWriteStore:
                 # Park the ids for MongoDB, so a rollback from complete can catch it up.
                 await self._journal(auth_role, "old", table, record_ids, park=True)
             return result
+        return await self._to_secondary(
+            stage, op, table, record_ids, auth, self.store(target), secondary, result
+        )
+
+    async def _to_secondary(
+        self,
+        stage: Stage,
+        op: str,
+        table: Table,
+        record_ids: Sequence[uuid.UUID],
+        auth: ChatStore,
+        sec: ChatStore,
+        secondary: Callable[[ChatStore, ChatStore, T], Coroutine[Any, Any, None]],
+        result: T,
+    ) -> T:
+        """The same write on the secondary store, bounded by ``secondary_timeout``; if it
+        fails or is late the ids are journaled instead. Never fails the request."""
         done_at = time.perf_counter()
         # The secondary write runs as a tracked task that is never cancelled: cancelling a
         # PyMongo operation mid-server-selection corrupts its topology lock. The request waits
         # at most secondary_timeout; past that the record is journaled and the task finishes
         # on its own, bounded by the store's own timeouts (replay is idempotent either way).
-        sec = self.store(target)
 
         async def timed_secondary() -> None:
             async with self.metrics.timed(sec.name, op):
@@ -214,6 +230,8 @@ class DualWriteStore:
         self._background.add(task)
         task.add_done_callback(self._background.discard)
         task.add_done_callback(_retrieve)
+        target = stage.secondary
+        assert target is not None
         try:
             await asyncio.wait_for(asyncio.shield(task), self.secondary_timeout)
         except Exception as exc:  # no secondary failure, of any kind, may fail the request
@@ -223,7 +241,7 @@ class DualWriteStore:
                 ids=[str(i) for i in record_ids[:5]],
             )
             self.metrics.secondary_writes.labels("journaled").inc()
-            await self._journal(auth_role, target, table, record_ids)
+            await self._journal(stage.authoritative, target, table, record_ids)
             return result
         self.metrics.secondary_writes.labels("ok").inc()
         self.metrics.observe_lag(time.perf_counter() - done_at)

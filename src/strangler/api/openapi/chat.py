@@ -33,7 +33,7 @@ def paths() -> Json:
 def page(item: str) -> Json:
     """A page of ``item`` records with its cursors.
 
-    Hand-written: ``chat.page_json`` builds this shape from a ``backends.base.Page``, which is
+    Hand-written: ``serialize.page_json`` builds this shape from a ``core.records.Page``, which is
     not a pydantic model."""
     return {
         "type": "object",

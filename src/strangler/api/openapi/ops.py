@@ -18,7 +18,7 @@ from strangler.api.openapi.fragments import (
 )
 
 OPS, ADMIN = "operations", "admin"
-#: The values ``proxy.stages.Stage`` takes, in ladder order.
+#: The values ``core.stages.Stage`` takes, in ladder order.
 STAGES = ["off", "dualwrite", "shadow", "live", "rampdown", "complete"]
 
 

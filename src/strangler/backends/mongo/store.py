@@ -2,7 +2,7 @@
 
 It reads legacy documents (ObjectId ids, ``session_id`` as a hex string, naive datetimes)
 and presents them through the id mapping; it writes new documents in the legacy shape
-(``mongo_codec``), so the old backend can still read them after a rollback.
+(``codec``), so the old backend can still read them after a rollback.
 """
 
 from __future__ import annotations
