@@ -45,7 +45,8 @@ STORE_KINDS = ["mongo", "postgres"] + (["supabase_rest"] if POSTGREST_URL else [
 FACADE_KINDS = ["facade:dualwrite", "facade:shadow", "facade:live", "facade:complete"]
 CONTROL_TABLES = (
     "strangler.pending_writes, strangler.divergences, strangler.stage_control, "
-    "strangler.stage_transitions, strangler.tombstones, strangler.job_runs"
+    "strangler.stage_transitions, strangler.tombstones, strangler.job_runs, "
+    "strangler.followers"
 )
 
 

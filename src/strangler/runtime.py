@@ -14,17 +14,22 @@ Nothing else above ``backends/`` constructs a store or a control-plane class.
 from __future__ import annotations
 
 import contextlib
+import os
+import secrets
+import socket
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 import structlog
 
 from strangler.backends.mongo import MongoJournal, MongoStore
+from strangler.backends.mongo.changes import MongoChangeFeed
 from strangler.backends.postgres import (
     MessageOutbox,
     PostgresDivergenceLog,
     PostgresEventLog,
+    PostgresFollowerState,
     PostgresJobRuns,
     PostgresJournal,
     PostgresPages,
@@ -38,18 +43,22 @@ from strangler.backends.supabase_rest import SupabaseRestStore
 from strangler.config.settings import Settings
 from strangler.core.errors import ConfigError, StranglerError
 from strangler.core.ports import (
+    ChangeFeed,
     DivergenceLog,
     EventLog,
+    FollowerState,
     JobRuns,
     Quotas,
     StageStore,
     Tombstones,
+    WriteJournal,
 )
 from strangler.core.records import StoreLimits
-from strangler.core.stages import Stage
+from strangler.core.stages import Role, Stage
 from strangler.proxy.assembly import ControlPorts, FacadeOptions, build_facade
 from strangler.proxy.control import StageController
 from strangler.proxy.facade import DualWriteStore
+from strangler.proxy.follower import FORWARD, Follower
 from strangler.proxy.metrics import FacadeMetrics
 
 log = structlog.get_logger(__name__)
@@ -148,6 +157,27 @@ def facade_options(settings: Settings) -> FacadeOptions:
     )
 
 
+@dataclass(frozen=True)
+class FollowOptions:
+    """The change followers' tunables."""
+
+    settle: float = 0.5
+    lease_seconds: float = 6.0
+    poll: float = 0.5
+    instance: str = field(default_factory=lambda: instance_name())
+
+
+def instance_name() -> str:
+    """This process, as followers' leases name it: ``host:pid:random``."""
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+
+
+def follow_options(settings: Settings) -> FollowOptions:
+    return FollowOptions(
+        settle=settings.follow_settle_seconds, lease_seconds=settings.follow_lease_seconds
+    )
+
+
 def quota_plan(settings: Settings) -> QuotaPlan:
     return QuotaPlan(settings.plan_db_bytes, settings.plan_max_rows, settings.quota_warn_ratio)
 
@@ -165,6 +195,11 @@ class Runtime:
     events: EventLog
     runs: JobRuns
     quotas: Quotas
+    followers: FollowerState
+    #: Each follower's change feed, by follower name.
+    feeds: dict[str, ChangeFeed]
+    #: This instance's change followers (each leads or stands by).
+    following: tuple[Follower, ...] = ()
 
     @property
     def controller(self) -> StageController:
@@ -182,27 +217,55 @@ class Runtime:
         options: FacadeOptions,
         *,
         plan: QuotaPlan | None = None,
+        follow: FollowOptions | None = None,
     ) -> Runtime:
-        """Every part over two stores the caller has opened; connects nothing."""
+        """Every part over two stores the caller has opened; connects nothing. With
+        ``follow``, the change followers too (they run while the facade does)."""
         stages = PostgresStageStore(new)
         divergences = PostgresDivergenceLog(new)
         tombstones = PostgresTombstones(new)
+        journals: dict[Role, WriteJournal] = {"old": MongoJournal(old), "new": PostgresJournal(new)}
         ports = ControlPorts(
             stages=stages,
-            journals={"old": MongoJournal(old), "new": PostgresJournal(new)},
+            journals=journals,
             divergences=divergences,
             tombstones=tombstones,
             sender=MessageOutbox(new),
             pages=PostgresPages(new),
         )
+        facade = build_facade(old, new, ports, options)
+        followers = PostgresFollowerState(new)
+        feeds: dict[str, ChangeFeed] = {FORWARD.name: MongoChangeFeed(old)}
+        following: tuple[Follower, ...] = ()
+        if follow is not None:
+            following = (
+                Follower(
+                    FORWARD,
+                    feeds[FORWARD.name],
+                    followers,
+                    {"old": old, "new": new},
+                    lambda: facade.stage,
+                    facade.metrics,
+                    instance=follow.instance,
+                    journal=journals["old"],
+                    tombstones=tombstones,
+                    reports=divergences,
+                    lease_seconds=follow.lease_seconds,
+                    settle=follow.settle,
+                    poll=follow.poll,
+                ),
+            )
         return cls(
-            facade=build_facade(old, new, ports, options),
+            facade=facade,
             stages=stages,
             divergences=divergences,
             tombstones=tombstones,
             events=PostgresEventLog(new),
             runs=PostgresJobRuns(new),
             quotas=PostgresQuotas(new, plan or QuotaPlan(8 << 30, None, 0.8)),
+            followers=followers,
+            feeds=feeds,
+            following=following,
         )
 
     @classmethod
@@ -220,12 +283,24 @@ class Runtime:
                     await old.ensure_indexes()
                 except StranglerError as exc:  # MongoDB down: serve anyway, say what is missing
                     log.warning("mongo_indexes_not_ensured", error=str(exc))
-            runtime = cls.over(old, new, facade_options(settings), plan=quota_plan(settings))
+            runtime = cls.over(
+                old,
+                new,
+                facade_options(settings),
+                plan=quota_plan(settings),
+                follow=follow_options(settings) if start and settings.follow else None,
+            )
             if not start:
                 yield runtime
                 return
             async with runtime.facade:
-                yield runtime
+                for follower in runtime.following:
+                    follower.start()
+                try:
+                    yield runtime
+                finally:
+                    for follower in runtime.following:
+                        await follower.stop()
 
 
 def assemble(old: MongoStore, new: PostgresStore, options: FacadeOptions) -> DualWriteStore:

@@ -29,6 +29,7 @@ from strangler.api.keys import (
     CONTROLLER,
     DIVERGENCES,
     FACADE,
+    FOLLOWING,
     HISTORY_CACHE,
     HUB,
     INVALIDATION,
@@ -91,6 +92,7 @@ async def _runtime(app: web.Application) -> AsyncIterator[None]:
         app[DIVERGENCES] = runtime.divergences
         app[RUNS] = runtime.runs
         app[QUOTAS] = runtime.quotas
+        app[FOLLOWING] = runtime.following
         hub = app[HUB] = Hub(runtime.events)
         Gauge(
             "strangler_realtime_subscribers",

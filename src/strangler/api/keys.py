@@ -18,6 +18,7 @@ from strangler.config import Settings
 from strangler.core.ports import DivergenceLog, JobRuns, Quotas, StageStore
 from strangler.proxy.control import StageController
 from strangler.proxy.facade import DualWriteStore
+from strangler.proxy.follower import Follower
 from strangler.proxy.metrics import FacadeMetrics
 
 SETTINGS = web.AppKey("settings", Settings)
@@ -32,6 +33,7 @@ STAGES = web.AppKey[StageStore]("stages")
 DIVERGENCES = web.AppKey[DivergenceLog]("divergences")
 RUNS = web.AppKey[JobRuns]("job_runs")
 QUOTAS = web.AppKey[Quotas]("quotas")
+FOLLOWING = web.AppKey[tuple[Follower, ...]]("following")
 
 HUB = web.AppKey("hub", Hub)
 JOBS = web.AppKey("verify_jobs", VerifyJobs)

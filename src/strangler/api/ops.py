@@ -20,6 +20,7 @@ from strangler.api.keys import (
     CONTROLLER,
     DIVERGENCES,
     FACADE,
+    FOLLOWING,
     HUB,
     JOBS,
     METRICS,
@@ -115,6 +116,7 @@ async def status(request: web.Request) -> web.Response:
                 role: await backend_status(facade, metrics, role) for role in ("old", "new")
             },
             "consistency_rate": metrics.consistency_rate(),
+            "followers": [f.status.json() for f in request.app.get(FOLLOWING, ())],
             # What a soak watches for leaks: tasks that never finish, streams never closed.
             "process": {
                 "asyncio_tasks": len(asyncio.all_tasks()),

@@ -66,6 +66,25 @@ class Settings(BaseSettings):
     secondary_timeout: float = Field(default=2.0, gt=0)
     stage_poll_seconds: float = Field(default=1.0, gt=0)
 
+    # --- change capture ----------------------------------------------------------------
+    follow: bool = Field(
+        default=True,
+        description="run the change followers: writes that bypass the facade (old instances, "
+        "scripts) reach the other store; one follower of each direction leads across all "
+        "instances",
+    )
+    follow_settle_seconds: float = Field(
+        default=0.5,
+        ge=0,
+        description="how long a follower waits after seeing a change before it decides "
+        "whether the facade made it (the facade's own second write lands within this)",
+    )
+    follow_lease_seconds: float = Field(
+        default=6.0,
+        gt=0,
+        description="a follower's lease: when its instance dies, another takes over after this",
+    )
+
     # --- behaviour -------------------------------------------------------------------
     store_timeout: float = Field(
         default=5.0, gt=0, description="seconds before a store call fails as unavailable"

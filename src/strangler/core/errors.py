@@ -12,6 +12,7 @@ The tree::
     │   │   └── StoreMisconfigured  it refused our credentials or permissions: a setting to fix
     │   ├── Conflict              the id already exists, or a constraint forbids it (HTTP 409)
     │   ├── NotFound              the record (or the session it needs) does not exist (HTTP 404)
+    │   ├── PositionLost          a change feed can no longer resume from its saved position
     │   └── CorruptRecord         a stored document cannot be read as a domain record
     ├── InvalidInput              the caller's input is wrong; ``.errors`` says where (HTTP 400/422)
     │   └── PayloadTooLarge       a value is over a configured size limit (HTTP 413)
@@ -72,6 +73,14 @@ class NotFound(StoreError):
     """The record, or a record it refers to, does not exist."""
 
     code = "not_found"
+
+
+class PositionLost(StoreError):
+    """A change feed cannot resume from the saved position: the history rolled past it, or
+    the position belongs to another deployment. Changes may have been missed, so the
+    follower stops (``stale``) until an operator verifies, repairs and restarts it."""
+
+    code = "position_lost"
 
 
 class CorruptRecord(StoreError):

@@ -39,7 +39,17 @@ from typing import Any, Literal, Protocol, Self, runtime_checkable
 from strangler.core.ids import IdLike
 from strangler.core.models import ChatSession, Message
 from strangler.core.pgcopy import CopyRows
-from strangler.core.records import EventDraft, Keyset, Page, PendingWrite, RenderedPage, Table
+from strangler.core.records import (
+    ChangeBatch,
+    EventDraft,
+    FeedPosition,
+    FollowerRecord,
+    Keyset,
+    Page,
+    PendingWrite,
+    RenderedPage,
+    Table,
+)
 from strangler.core.stages import Role, Stage, StageRecord
 
 
@@ -252,6 +262,12 @@ class WriteJournal(Protocol):
         """How many entries are waiting (for ``target``, or in all)."""
         ...
 
+    async def pending_ids(
+        self, target: Role, table: Table, record_ids: Sequence[uuid.UUID]
+    ) -> set[uuid.UUID]:
+        """Which of ``record_ids`` have an entry waiting for ``target``."""
+        ...
+
 
 class StageStore(Protocol):
     """The stage every instance converges on, and its history."""
@@ -358,3 +374,55 @@ class Quotas(Protocol):
     """What the hosting plan limits, and how much of it is used."""
 
     async def read(self) -> dict[str, Any]: ...
+
+
+# --- change capture ------------------------------------------------------------------------
+class ChangeFeed(Protocol):
+    """Every change to the chat tables of one store, whoever made it, in commit order."""
+
+    name: str
+
+    def batches(self, after: FeedPosition | None) -> AsyncIterator[ChangeBatch]:
+        """Batches of changes after ``after`` (from now when None); an empty batch now and
+        then while idle, so the position keeps up. ``PositionLost`` if the feed can no
+        longer resume from ``after``; ``StoreUnavailable`` if the store is down."""
+        ...
+
+    async def position_now(self) -> FeedPosition:
+        """The position of the latest change: following from it misses nothing after."""
+        ...
+
+
+class FollowerState(Protocol):
+    """Followers' durable positions, leases and states, shared by every instance."""
+
+    async def claim(self, name: str, instance: str, lease_seconds: float) -> bool:
+        """Take or renew the lease on follower ``name``; True if ``instance`` holds it."""
+        ...
+
+    async def release(self, name: str, instance: str) -> None: ...
+
+    async def load(self, name: str) -> FollowerRecord | None: ...
+
+    async def advance(
+        self,
+        name: str,
+        instance: str,
+        position: FeedPosition,
+        at: dt.datetime | None,
+        *,
+        applied: int = 0,
+        bypass: int = 0,
+        reported: int = 0,
+    ) -> bool:
+        """Save the position once the changes before it are applied; False (nothing
+        saved) if ``instance`` no longer holds the lease."""
+        ...
+
+    async def mark(self, name: str, state: str, reason: str | None) -> None:
+        """Set the state (``running``, ``stale``, ``stopped``) with its reason."""
+        ...
+
+    async def reset(self, name: str, position: FeedPosition | None) -> None:
+        """Start over from ``position`` (None: from now), running."""
+        ...

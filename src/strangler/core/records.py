@@ -137,3 +137,50 @@ class PendingWrite:
     attempts: int = 0
     last_error: str | None = None
     created_at: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
+
+
+#: A change feed's resume position, opaque to everything but its feed (JSON-able).
+FeedPosition = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Change:
+    """One change a feed reports: which record of which table, and what happened to it.
+
+    ``record_id`` is None when the document's id cannot be mapped both ways (an arbitrary
+    string or integer ``_id``): such a record cannot be looked up by its UUID, so it is
+    reported instead of copied. ``document`` is the changed document as the feed saw it
+    (relaxed Extended JSON), when it has it, for the report."""
+
+    table: Table
+    record_id: uuid.UUID | None
+    op: str
+    at: dt.datetime | None
+    legacy_id: Any = None
+    document: Any = None
+
+
+@dataclass(frozen=True)
+class ChangeBatch:
+    """Changes in feed order, and the position to resume from once they are applied."""
+
+    changes: list[Change]
+    position: FeedPosition
+    at: dt.datetime | None
+
+
+@dataclass(frozen=True)
+class FollowerRecord:
+    """A follower as stored: where it is, who leads it, and its state."""
+
+    name: str
+    position: FeedPosition | None
+    position_at: dt.datetime | None
+    state: Literal["running", "stale", "stopped"]
+    state_reason: str | None
+    leader: str | None
+    lease_until: dt.datetime | None
+    applied: int
+    bypass: int
+    reported: int
+    updated_at: dt.datetime

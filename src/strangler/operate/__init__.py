@@ -6,9 +6,19 @@ composition root as the API (``strangler.runtime``); ``strangler.cli`` only pars
 configures logging and turns errors into exit codes.
 """
 
-from strangler.operate import backfill, demo, repair, schema, serve, stage, tombstones, verify
+from strangler.operate import (
+    backfill,
+    demo,
+    follow,
+    repair,
+    schema,
+    serve,
+    stage,
+    tombstones,
+    verify,
+)
 
 #: In the order ``strangler --help`` lists them.
-COMMANDS = (schema, serve, demo, stage, verify, repair, tombstones, backfill)
+COMMANDS = (schema, serve, demo, stage, follow, verify, repair, tombstones, backfill)
 
 __all__ = ["COMMANDS"]

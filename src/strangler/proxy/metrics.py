@@ -11,6 +11,14 @@
 * ``strangler_repairs_total{result}``: replayed entries, ``landed`` / ``retry``
 * ``strangler_divergences_total{table}``: recorded divergences
 * ``strangler_stage{stage}``: 1 for the current stage
+* ``strangler_bypass_writes_total{store,table}``: changes a follower found that the facade
+  did not make (an old instance, a script, SQL)
+* ``strangler_follower_applied_total{follower}``, ``strangler_follower_reported_total
+  {follower}``: changes copied, and changes reported instead (bad documents)
+* ``strangler_follower_lag_seconds{follower}``: from the latest change seen to now, while
+  changes wait (0 when caught up)
+* ``strangler_follower_state{follower,state}``: 1 for the follower's state on this
+  instance (``leading``, ``standby``, ``stale``, ``idle``)
 """
 
 from __future__ import annotations
@@ -75,6 +83,36 @@ class FacadeMetrics:
             "strangler_divergences_total", "Recorded divergences", ["table"], registry=r
         )
         self.stage = Gauge("strangler_stage", "1 for the current stage", ["stage"], registry=r)
+        self.bypass_writes = Counter(
+            "strangler_bypass_writes_total",
+            "Changes a follower found that the facade did not make",
+            ["store", "table"],
+            registry=r,
+        )
+        self.follower_applied = Counter(
+            "strangler_follower_applied_total",
+            "Changes a follower copied to the other store",
+            ["follower"],
+            registry=r,
+        )
+        self.follower_reported = Counter(
+            "strangler_follower_reported_total",
+            "Changes a follower reported instead of copying (bad documents)",
+            ["follower"],
+            registry=r,
+        )
+        self.follower_lag = Gauge(
+            "strangler_follower_lag_seconds",
+            "Seconds from the oldest change not yet applied to now (0 when caught up)",
+            ["follower"],
+            registry=r,
+        )
+        self.follower_state = Gauge(
+            "strangler_follower_state",
+            "1 for the follower's state on this instance",
+            ["follower", "state"],
+            registry=r,
+        )
         #: The most recent lag samples, for exact percentiles (benchmarks, dashboard).
         self.recent_lag: deque[float] = deque(maxlen=10_000)
         #: Time-stamped recent samples for the dashboard's windowed charts:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 from collections.abc import Sequence
 from typing import Any
 
@@ -10,7 +11,7 @@ from pymongo import ASCENDING
 
 from strangler.backends.mongo.errors import translate_errors
 from strangler.backends.mongo.store import MongoStore
-from strangler.core.records import PendingWrite
+from strangler.core.records import PendingWrite, Table
 from strangler.core.stages import Role
 
 COLLECTION = "strangler_pending_writes"
@@ -95,3 +96,13 @@ class MongoJournal:
         with translate_errors("journal depth"):
             n: int = await self._coll().count_documents(query)
         return n
+
+    async def pending_ids(
+        self, target: Role, table: Table, record_ids: Sequence[uuid.UUID]
+    ) -> set[uuid.UUID]:
+        if not record_ids:
+            return set()
+        query = {"target": target, "table": table, "record_id": {"$in": list(record_ids)}}
+        with translate_errors("journal lookup"):
+            docs = await self._coll().find(query, {"record_id": 1}).to_list(None)
+        return {d["record_id"] for d in docs}

@@ -187,6 +187,14 @@ class MongoStore:
                 present |= {d["_id"] async for d in coll.find({"_id": {"$in": others}}, {"_id": 1})}
         return present
 
+    def db(self) -> Any:
+        """The store's database, for this backend's own modules (the change feed)."""
+        if self._client is None:
+            raise StoreUnavailable(
+                "mongo: store is not open; use `async with MongoStore(...)`", store="mongo"
+            )
+        return self._client[self._database]
+
     def _coll(self, name: str) -> Any:
         if self._client is None:
             raise StoreUnavailable(

@@ -3,6 +3,7 @@ strangler's own control plane, one module per table or concern."""
 
 from strangler.backends.postgres.divergences import PostgresDivergenceLog
 from strangler.backends.postgres.events import PostgresEventLog
+from strangler.backends.postgres.followers import PostgresFollowerState
 from strangler.backends.postgres.journal import PostgresJournal
 from strangler.backends.postgres.outbox import MessageOutbox
 from strangler.backends.postgres.pages import PostgresPages
@@ -16,6 +17,7 @@ __all__ = [
     "MessageOutbox",
     "PostgresDivergenceLog",
     "PostgresEventLog",
+    "PostgresFollowerState",
     "PostgresJobRuns",
     "PostgresJournal",
     "PostgresPages",

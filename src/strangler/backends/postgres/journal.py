@@ -3,10 +3,11 @@ still have to land, claimed by one replayer at a time with a lease."""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Sequence
 
 from strangler.backends.postgres.store import PostgresStore
-from strangler.core.records import PendingWrite
+from strangler.core.records import PendingWrite, Table
 from strangler.core.stages import Role
 
 #: How long a replayer holds the journal entries it took (``PostgresJournal.due``).
@@ -90,3 +91,18 @@ class PostgresJournal:
                     "SELECT count(*) FROM strangler.pending_writes WHERE target = $1", target
                 )
         return n
+
+    async def pending_ids(
+        self, target: Role, table: Table, record_ids: Sequence[uuid.UUID]
+    ) -> set[uuid.UUID]:
+        if not record_ids:
+            return set()
+        async with self._store.connection("journal lookup") as conn:
+            rows = await conn.fetch(
+                "SELECT DISTINCT record_id FROM strangler.pending_writes"
+                " WHERE target = $1 AND table_name = $2 AND record_id = ANY($3::uuid[])",
+                target,
+                table,
+                list(record_ids),
+            )
+        return {r[0] for r in rows}

@@ -1,0 +1,424 @@
+"""Change capture: a follower copies every change made to one store into the other,
+whoever made it, through the same state-based mirror as journal replay.
+
+* The **forward** follower reads MongoDB's change stream while MongoDB is authoritative
+  and Supabase holds data (``dualwrite``, ``shadow``): writes by old backend instances,
+  cron jobs and scripts reach Supabase too.
+* One follower of each direction runs across every instance: each instance competes for a
+  lease (``FollowerState.claim``); the leader renews it, and when it dies another takes
+  over once the lease ends.
+* The position is saved only after the changes before it are applied, so a restart or a
+  takeover resumes with nothing lost; applying a change twice is harmless, because the
+  mirror copies state, not operations.
+* A change the facade did not make is a **bypass write**: counted, logged with its id
+  (``bypass_write_detected``) and recorded, so operators can find the writers that still go
+  around the facade. A change is the facade's when, ``settle`` seconds after it was seen,
+  the other store already holds the same state, or the facade journaled it.
+* A document the backfill would quarantine (an id that cannot be mapped both ways, a
+  record that cannot be read or stored) is reported (``stream_quarantined``) and the
+  stream goes on: it never blocks and never vanishes.
+* A feed that can no longer resume (``PositionLost``) makes the follower ``stale``: it
+  stops and says what to do. It is never skipped ahead silently.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import structlog
+
+from strangler.core.errors import (
+    CorruptRecord,
+    DivergenceError,
+    InvalidInput,
+    PositionLost,
+    StoreUnavailable,
+    StranglerError,
+)
+from strangler.core.ports import (
+    ChangeFeed,
+    ChatStore,
+    DivergenceLog,
+    FollowerState,
+    Tombstones,
+    WriteJournal,
+)
+from strangler.core.records import Change, FeedPosition
+from strangler.core.stages import Role, Stage
+from strangler.proxy.compare import diff_records
+from strangler.proxy.metrics import FacadeMetrics
+from strangler.proxy.mirror import mirror, read_state
+
+log = structlog.get_logger(__name__)
+
+LocalState = Literal["leading", "standby", "stale", "idle"]
+Outcome = Literal["same", "applied", "bypass", "reported", "skipped"]
+
+#: What to do about a stale follower, in every message that reports one.
+STALE_HELP = (
+    "changes may have been missed: run 'strangler verify' and 'strangler repair', then "
+    "'strangler follow reset {name}' to follow from now"
+)
+
+
+@dataclass(frozen=True)
+class Direction:
+    """Which store a follower reads, which it writes, and in which stages it runs."""
+
+    name: str
+    source: Role
+    target: Role
+    stages: frozenset[Stage]
+
+
+FORWARD = Direction("forward", "old", "new", frozenset({Stage.DUALWRITE, Stage.SHADOW}))
+
+
+@dataclass
+class Counts:
+    applied: int = 0
+    bypass: int = 0
+    reported: int = 0
+
+
+@dataclass
+class FollowerStatus:
+    """What this instance knows of the follower, for ``/admin/status`` and the dashboard."""
+
+    name: str
+    state: LocalState = "idle"
+    lag_seconds: float = 0.0
+    applied: int = 0
+    bypass: int = 0
+    reported: int = 0
+    last_error: str | None = None
+    since: float = field(default_factory=time.monotonic)
+
+    def json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "state": self.state,
+            "leader": self.state == "leading",
+            "lag_seconds": round(self.lag_seconds, 3),
+            "applied": self.applied,
+            "bypass": self.bypass,
+            "reported": self.reported,
+            "last_error": self.last_error,
+        }
+
+
+class Follower:
+    """Runs one direction's follower on this instance (leading or standing by)."""
+
+    def __init__(
+        self,
+        direction: Direction,
+        feed: ChangeFeed,
+        state: FollowerState,
+        stores: dict[Role, ChatStore],
+        stage: Callable[[], Stage],
+        metrics: FacadeMetrics,
+        *,
+        instance: str,
+        journal: WriteJournal | None = None,
+        tombstones: Tombstones | None = None,
+        reports: DivergenceLog | None = None,
+        lease_seconds: float = 6.0,
+        settle: float = 0.5,
+        poll: float = 0.5,
+        concurrency: int = 16,
+        save_every: float = 5.0,
+        always: bool = False,
+    ) -> None:
+        self.direction = direction
+        self._feed = feed
+        self._state = state
+        self._stores = stores
+        self._stage = stage
+        self._metrics = metrics
+        self.instance = instance
+        self._journal = journal
+        self._tombstones = tombstones
+        self._reports = reports
+        self._lease = lease_seconds
+        self._settle = settle
+        self._poll = poll
+        self._concurrency = concurrency
+        self._save_every = save_every
+        #: Follow whatever the stage (``strangler backfill --follow``).
+        self.always = always
+        self.status = FollowerStatus(direction.name)
+        self._stop = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._show("idle")
+
+    # --- lifecycle --------------------------------------------------------------------------
+    def start(self) -> None:
+        if self._task is None:
+            self._stop.clear()
+            self._task = asyncio.get_running_loop().create_task(
+                self._run(), name=f"follower-{self.direction.name}"
+            )
+
+    async def stop(self) -> None:
+        """Stop after the batch in hand (never mid-mirror) and hand the lease back."""
+        self._stop.set()
+        if self._task is not None:
+            _, late = await asyncio.wait([self._task], timeout=30)
+            for task in late:
+                task.cancel()
+            self._task = None
+        with contextlib.suppress(StranglerError):
+            await self._state.release(self.direction.name, self.instance)
+
+    def active(self) -> bool:
+        return self.always or self._stage() in self.direction.stages
+
+    def _show(self, state: LocalState) -> None:
+        if state != self.status.state:
+            self.status.state = state
+            self.status.since = time.monotonic()
+        for s in ("leading", "standby", "stale", "idle"):
+            self._metrics.follower_state.labels(self.direction.name, s).set(1 if s == state else 0)
+
+    async def _pause(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stop.wait(), seconds)
+
+    # --- the loop ---------------------------------------------------------------------------
+    async def _run(self) -> None:
+        name = self.direction.name
+        backoff = self._poll
+        while not self._stop.is_set():
+            if not self.active():
+                self._show("idle")
+                self._metrics.follower_lag.labels(name).set(0)
+                await self._pause(self._poll)
+                continue
+            try:
+                record = await self._state.load(name)
+                if record is not None and record.state == "stale":
+                    self._show("stale")
+                    self.status.last_error = record.state_reason
+                    await self._pause(self._poll * 4)
+                    continue
+                if not await self._state.claim(name, self.instance, self._lease):
+                    self._show("standby")
+                    await self._pause(self._lease / 3)
+                    continue
+                self._show("leading")
+                log.info("follower_leading", follower=name, instance=self.instance)
+                await self._lead(None if record is None else record.position)
+                backoff = self._poll
+            except PositionLost as exc:
+                await self._stale(str(exc))
+            except StranglerError as exc:
+                self.status.last_error = str(exc)
+                log.warning("follower_retry", follower=name, error=str(exc), in_s=backoff)
+                await self._pause(backoff)
+                backoff = min(backoff * 2, 30.0)
+
+    async def _stale(self, reason: str) -> None:
+        name = self.direction.name
+        help_ = STALE_HELP.format(name=name)
+        self._show("stale")
+        self.status.last_error = reason
+        log.error("follower_stale", follower=name, error=reason, what_to_do=help_)
+        with contextlib.suppress(StranglerError):
+            await self._state.mark(name, "stale", f"{reason}; {help_}")
+        with contextlib.suppress(StranglerError):
+            await self._state.release(name, self.instance)
+
+    async def _lead(self, position: FeedPosition | None) -> None:
+        name = self.direction.name
+        if position is None:  # never followed: from now (verify covers what came before)
+            position = await self._feed.position_now()
+            if not await self._state.advance(name, self.instance, position, None):
+                return
+        lost = asyncio.Event()
+        renewer = asyncio.get_running_loop().create_task(self._renew(lost))
+        saved_at = time.monotonic()
+        try:
+            async for batch in self._feed.batches(position):
+                if self._stop.is_set() or lost.is_set() or not self.active():
+                    return
+                counts = Counts()
+                if batch.changes:
+                    self._lag(batch.changes)
+                    counts = await self._apply(batch.changes)
+                elif time.monotonic() - saved_at < self._save_every:
+                    self._metrics.follower_lag.labels(name).set(0)
+                    continue  # idle: save the position now and then, not every poll
+                if not await self._state.advance(
+                    name,
+                    self.instance,
+                    batch.position,
+                    batch.at,
+                    applied=counts.applied,
+                    bypass=counts.bypass,
+                    reported=counts.reported,
+                ):
+                    log.warning("follower_lease_lost", follower=name, instance=self.instance)
+                    return
+                saved_at = time.monotonic()
+                self._metrics.follower_lag.labels(name).set(0)
+                self.status.lag_seconds = 0.0
+        finally:
+            renewer.cancel()
+            await asyncio.gather(renewer, return_exceptions=True)
+
+    async def _renew(self, lost: asyncio.Event) -> None:
+        while True:
+            await asyncio.sleep(self._lease / 3)
+            try:
+                held = await self._state.claim(self.direction.name, self.instance, self._lease)
+            except StranglerError:
+                held = False  # cannot tell: stop writing positions until it can
+            if not held:
+                lost.set()
+                return
+
+    def _lag(self, changes: list[Change]) -> None:
+        oldest = min((c.at for c in changes if c.at is not None), default=None)
+        if oldest is not None:
+            lag = max(0.0, (dt.datetime.now(dt.UTC) - oldest).total_seconds())
+            self.status.lag_seconds = lag
+            self._metrics.follower_lag.labels(self.direction.name).set(lag)
+
+    # --- applying changes -------------------------------------------------------------------
+    async def _apply(self, changes: list[Change]) -> Counts:
+        """Apply a batch: each record once (the mirror copies its latest state), after the
+        settle delay. ``StoreUnavailable`` propagates: the batch is retried from the saved
+        position."""
+        await self._pause(self._settle)
+        unique: dict[tuple[str, Any], Change] = {}
+        for change in changes:
+            key = (change.table, change.record_id or repr(change.legacy_id))
+            unique.setdefault(key, change)
+        counts = Counts()
+        # Sessions first: a message's mirror would otherwise bring its session over and
+        # hide that the session, too, was written around the facade.
+        work = sorted(unique.values(), key=lambda c: c.table != "chat_sessions")
+        for start in range(0, len(work), self._concurrency):
+            outcomes = await asyncio.gather(
+                *(self._one(c) for c in work[start : start + self._concurrency]),
+                return_exceptions=True,
+            )
+            for outcome in outcomes:
+                if isinstance(outcome, BaseException):
+                    raise outcome  # every started mirror ran to its end first
+                if outcome in ("applied", "bypass"):
+                    counts.applied += 1
+                if outcome == "bypass":
+                    counts.bypass += 1
+                if outcome == "reported":
+                    counts.reported += 1
+        name = self.direction.name
+        self._metrics.follower_applied.labels(name).inc(counts.applied)
+        self.status.applied += counts.applied
+        self.status.bypass += counts.bypass
+        self.status.reported += counts.reported
+        return counts
+
+    async def _one(self, change: Change) -> Outcome:
+        d = self.direction
+        if change.record_id is None:
+            await self._report(change, ["id_one_way"], "its _id maps to a UUID one way only")
+            return "reported"
+        source, target = self._stores[d.source], self._stores[d.target]
+        record_id = change.record_id
+        try:
+            state = await read_state(source, change.table, record_id)
+            try:
+                theirs = await read_state(target, change.table, record_id)
+            except CorruptRecord:
+                theirs = ...  # unreadable there: different from anything, so copied
+            if theirs is not ... and not diff_records(state, theirs):
+                return "same"
+            bypass = not await self._journaled(change.table, record_id)
+            if bypass:
+                await self._bypass(change, source.name)
+            if state is None and d.target == "new" and self._tombstones is not None:
+                await self._tombstones.tombstone(change.table, [record_id])
+            await mirror(source, target, change.table, record_id, known=state)
+        except StoreUnavailable:
+            raise
+        except DivergenceError:
+            return "skipped"  # it keeps changing: its next change brings it over
+        except (CorruptRecord, InvalidInput) as exc:
+            reasons = getattr(exc, "reasons", None) or [exc.code]
+            await self._report(change, reasons, str(exc))
+            return "reported"
+        except StranglerError as exc:
+            await self._report(change, [exc.code], str(exc))
+            return "reported"
+        return "bypass" if bypass else "applied"
+
+    async def _journaled(self, table: Any, record_id: uuid.UUID) -> bool:
+        """Whether the facade journaled this record for the target (its secondary write
+        failed): then the change is the facade's, late."""
+        if self._journal is None:
+            return False
+        try:
+            pending = await self._journal.pending_ids(self.direction.target, table, [record_id])
+        except StoreUnavailable:
+            raise
+        except StranglerError:
+            return False
+        return record_id in pending
+
+    async def _bypass(self, change: Change, store: str) -> None:
+        self._metrics.bypass_writes.labels(store, change.table).inc()
+        log.bind(follower=self.direction.name, table=change.table).warning(
+            "bypass_write_detected", id=str(change.record_id), store=store, op=change.op
+        )
+        if self._reports is None:
+            return
+        try:
+            await self._reports.record_divergence(
+                stage=self._stage(),
+                table=change.table,
+                record_id=str(change.record_id),
+                kind="bypass_write",
+                diff={"store": store, "op": change.op, "at": _iso(change.at)},
+            )
+        except StranglerError as exc:
+            log.warning("bypass_write_not_persisted", error=str(exc))
+
+    async def _report(self, change: Change, reasons: list[str], detail: str) -> None:
+        self._metrics.follower_reported.labels(self.direction.name).inc()
+        log.bind(follower=self.direction.name, table=change.table).warning(
+            "stream_quarantined",
+            id=str(change.record_id or change.legacy_id),
+            reasons=reasons,
+            detail=detail,
+        )
+        if self._reports is not None:
+            diff = {
+                "reasons": reasons,
+                "detail": detail,
+                "op": change.op,
+                "legacy_id": repr(change.legacy_id),
+                "original": change.document,
+            }
+            try:
+                await self._reports.record_divergence(
+                    stage=self._stage(),
+                    table=change.table,
+                    record_id=str(change.record_id or change.legacy_id),
+                    kind="stream_quarantined",
+                    diff=diff,
+                )
+            except StranglerError as exc:
+                log.warning("stream_report_not_persisted", error=str(exc))
+
+
+def _iso(at: dt.datetime | None) -> str | None:
+    return None if at is None else at.isoformat()

@@ -1,0 +1,315 @@
+"""Change capture, forward: writes made straight into MongoDB (an old backend instance, a
+script) reach Supabase while MongoDB is authoritative, and are found as bypass writes;
+the position survives restarts and takeovers; a lost position is flagged, never skipped.
+
+Real servers throughout: SecantusDB's change stream and embedded PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import pytest
+from bson import ObjectId
+from pymongo import AsyncMongoClient
+
+from strangler.backends.mongo import MongoStore
+from strangler.backends.postgres import PostgresStore
+from strangler.core import ids
+from strangler.core.errors import NotFound
+from strangler.core.models import ChatSession, Message
+from strangler.proxy import FacadeOptions, Stage
+from strangler.proxy.follower import Follower
+from strangler.runtime import FollowOptions, Runtime
+
+FAST = {"settle": 0.2, "lease_seconds": 1.5, "poll": 0.1}
+
+
+@contextlib.asynccontextmanager
+async def running(
+    mongo_server: Any, mongo_db: str, clean_pg: str, stage: Stage, **follow: Any
+) -> AsyncIterator[Runtime]:
+    """Both stores, the facade at ``stage``, and its forward follower running."""
+    async with (
+        MongoStore(mongo_server.uri, database=mongo_db, timeout=5.0) as old,
+        PostgresStore(clean_pg, timeout=5.0) as new,
+    ):
+        await old.ensure_indexes()
+        runtime = Runtime.over(
+            old,
+            new,
+            FacadeOptions(stage=stage, replay_interval=0.1),
+            follow=FollowOptions(**{**FAST, **follow}),
+        )
+        async with runtime.facade:
+            for f in runtime.following:
+                f.start()
+            try:
+                yield runtime
+            finally:
+                for f in runtime.following:
+                    await f.stop()
+
+
+@contextlib.asynccontextmanager
+async def legacy_db(mongo_server: Any, mongo_db: str) -> AsyncIterator[Any]:
+    """The app's database as an old backend instance sees it (raw PyMongo, legacy shapes)."""
+    client: AsyncMongoClient[Any] = AsyncMongoClient(mongo_server.uri)
+    try:
+        yield client[mongo_db]
+    finally:
+        await client.close()
+
+
+def legacy_session(title: str = "written around the facade") -> dict[str, Any]:
+    now = dt.datetime.now(dt.UTC).replace(tzinfo=None, microsecond=0)
+    return {"_id": ObjectId(), "title": title, "created_at": now, "user_id": "u-legacy"}
+
+
+def legacy_message(session: dict[str, Any], text: str = "hi") -> dict[str, Any]:
+    now = dt.datetime.now(dt.UTC).replace(tzinfo=None, microsecond=0)
+    return {
+        "_id": ObjectId(),
+        "session_id": str(session["_id"]),
+        "sender": "user",
+        "content": {"type": "conversation", "text": text},
+        "timestamp": now,
+    }
+
+
+async def eventually(check: Callable[[], Awaitable[bool]], within: float) -> float:
+    """Seconds until ``check`` holds; fails after ``within``."""
+    start = time.monotonic()
+    while time.monotonic() - start < within:
+        if await check():
+            return time.monotonic() - start
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"not within {within}s")
+
+
+async def present(store: Any, table: str, oid: ObjectId) -> bool:
+    try:
+        if table == "chat_sessions":
+            await store.get_session(ids.uuid_from_objectid(oid))
+        else:
+            await store.get_message(ids.uuid_from_objectid(oid))
+    except NotFound:
+        return False
+    return True
+
+
+async def all_present(store: Any, table: str, docs: list[dict[str, Any]]) -> bool:
+    return all([await present(store, table, d["_id"]) for d in docs])
+
+
+def leader(runtime: Runtime) -> Follower:
+    return runtime.following[0]
+
+
+def bypass_count(runtime: Runtime, table: str) -> float:
+    metric = runtime.metrics.bypass_writes.labels("mongo", table)
+    return float(metric._value.get())
+
+
+@pytest.mark.parametrize("stage", [Stage.DUALWRITE, Stage.SHADOW])
+async def test_a_bypass_write_in_mongodb_reaches_supabase_within_2s(
+    mongo_server: Any, mongo_db: str, clean_pg: str, stage: Stage
+) -> None:
+    async with (
+        running(mongo_server, mongo_db, clean_pg, stage) as runtime,
+        legacy_db(mongo_server, mongo_db) as db,
+    ):
+        await eventually(lambda: _leading(runtime), 5)
+        session = legacy_session()
+        messages = [legacy_message(session, f"m{i}") for i in range(5)]
+        await db.chat_sessions.insert_one(session)
+        await db.messages.insert_many(messages)
+        new = runtime.facade.new
+        took = await eventually(lambda: all_present(new, "messages", messages), 2.0)
+        assert bypass_count(runtime, "messages") == 5
+        assert bypass_count(runtime, "chat_sessions") == 1
+        rows = await runtime.divergences.divergences(20)
+        found = {r["record_id"] for r in rows if r["kind"] == "bypass_write"}
+        assert str(ids.uuid_from_objectid(messages[0]["_id"])) in found
+        assert took < 2.0
+
+
+async def _leading(runtime: Runtime) -> bool:
+    """This instance leads and has saved its first position (it follows from then)."""
+    if leader(runtime).status.state != "leading":
+        return False
+    record = await runtime.followers.load("forward")
+    return record is not None and record.position is not None and record.leader is not None
+
+
+async def test_writes_through_the_facade_are_not_bypass_writes(
+    mongo_server: Any, mongo_db: str, clean_pg: str
+) -> None:
+    async with running(mongo_server, mongo_db, clean_pg, Stage.DUALWRITE) as runtime:
+        await eventually(lambda: _leading(runtime), 5)
+        facade = runtime.facade
+        s = await facade.create_session(ChatSession.new(title="t", user_id="u"))
+        for i in range(30):
+            await facade.add_message(
+                Message.new(
+                    session_id=s.id, sender="user", content={"type": "conversation", "text": str(i)}
+                )
+            )
+        await facade.rename_session(s.id, "renamed")
+        await asyncio.sleep(1.0)  # settle (0.2 s) and apply
+        assert bypass_count(runtime, "messages") == 0
+        assert bypass_count(runtime, "chat_sessions") == 0
+        assert leader(runtime).status.state == "leading"
+
+
+async def test_a_bypass_delete_is_mirrored_and_tombstoned(
+    mongo_server: Any, mongo_db: str, clean_pg: str
+) -> None:
+    async with (
+        running(mongo_server, mongo_db, clean_pg, Stage.DUALWRITE) as runtime,
+        legacy_db(mongo_server, mongo_db) as db,
+    ):
+        await eventually(lambda: _leading(runtime), 5)
+        facade = runtime.facade
+        s = await facade.create_session(ChatSession.new(title="t", user_id="u"))
+        m = await facade.add_message(
+            Message.new(session_id=s.id, sender="user", content={"type": "conversation"})
+        )
+        oid = ids.objectid_from_uuid(m.id)
+        await db.messages.delete_one({"_id": oid})
+        await eventually(lambda: _absent(facade.new, m), 2.0)
+        assert m.id in await runtime.tombstones.tombstoned("messages", [m.id])
+
+
+async def _absent(store: Any, m: Message) -> bool:
+    try:
+        await store.get_message(m.id)
+    except NotFound:
+        return True
+    return False
+
+
+async def test_a_restart_resumes_from_the_saved_position_with_nothing_lost(
+    mongo_server: Any, mongo_db: str, clean_pg: str
+) -> None:
+    async with legacy_db(mongo_server, mongo_db) as db:
+        async with running(mongo_server, mongo_db, clean_pg, Stage.DUALWRITE) as runtime:
+            await eventually(lambda: _leading(runtime), 5)
+            first = legacy_session("before the restart")
+            await db.chat_sessions.insert_one(first)
+            await eventually(lambda: present(runtime.facade.new, "chat_sessions", first["_id"]), 2)
+        # No follower runs now: these changes wait in the stream.
+        missed = [legacy_session(f"while down {i}") for i in range(20)]
+        await db.chat_sessions.insert_many(missed)
+        async with running(mongo_server, mongo_db, clean_pg, Stage.DUALWRITE) as runtime:
+            new = runtime.facade.new
+            await eventually(lambda: all_present(new, "chat_sessions", missed), 5)
+
+
+async def test_one_follower_leads_and_another_takes_over_when_it_dies(
+    mongo_server: Any, mongo_db: str, clean_pg: str
+) -> None:
+    async with (
+        running(mongo_server, mongo_db, clean_pg, Stage.DUALWRITE, instance="a") as a,
+        running(mongo_server, mongo_db, clean_pg, Stage.DUALWRITE, instance="b") as b,
+        legacy_db(mongo_server, mongo_db) as db,
+    ):
+        await eventually(lambda: _one_leader(a, b), 5)
+        await asyncio.sleep(1.0)
+        assert await _one_leader(a, b)  # still exactly one after several renewals
+        dead, alive = (a, b) if leader(a).status.state == "leading" else (b, a)
+        task = leader(dead)._task
+        assert task is not None
+        task.cancel()  # dies mid-stream: no release, its lease runs out
+        await asyncio.gather(task, return_exceptions=True)
+        leader(dead)._task = None
+        during = [legacy_session(f"during takeover {i}") for i in range(10)]
+        await db.chat_sessions.insert_many(during)
+        took = await eventually(lambda: _leading(alive), 5)
+        new = alive.facade.new
+        await eventually(lambda: all_present(new, "chat_sessions", during), 3)
+        assert took < 1.5 + 1.0  # the lease, and a renewal period
+
+
+async def _one_leader(a: Runtime, b: Runtime) -> bool:
+    states = sorted([leader(a).status.state, leader(b).status.state])
+    return states == ["leading", "standby"]
+
+
+async def test_a_lost_position_is_flagged_stale_and_never_skipped(
+    mongo_server: Any, mongo_db: str, clean_pg: str, capsys: Any
+) -> None:
+    async with (
+        running(mongo_server, mongo_db, clean_pg, Stage.DUALWRITE) as runtime,
+        legacy_db(mongo_server, mongo_db) as db,
+    ):
+        await eventually(lambda: _leading(runtime), 5)
+        follower = leader(runtime)
+        await follower.stop()
+        # A token from another deployment: the stream cannot resume from it.
+        await runtime.followers.reset("forward", {"token": '{"_data": "826500"}', "at": None})
+        follower.start()
+        await eventually(lambda: _is(follower, "stale"), 5)
+        record = await runtime.followers.load("forward")
+        assert record is not None and record.state == "stale"
+        assert "strangler repair" in (record.state_reason or "")
+        assert "strangler follow reset forward" in (record.state_reason or "")
+        gauge = runtime.metrics.follower_state.labels("forward", "stale")
+        assert gauge._value.get() == 1
+        # Nothing is skipped: a write now is not copied while the follower is stale.
+        doc = legacy_session("while stale")
+        await db.chat_sessions.insert_one(doc)
+        await asyncio.sleep(1.0)
+        assert not await present(runtime.facade.new, "chat_sessions", doc["_id"])
+        # The operator resets it (after verify and repair): it follows from now.
+        position = await runtime.feeds["forward"].position_now()
+        await runtime.followers.reset("forward", position)
+        await eventually(lambda: _leading(runtime), 5)
+        after = legacy_session("after the reset")
+        await db.chat_sessions.insert_one(after)
+        await eventually(lambda: present(runtime.facade.new, "chat_sessions", after["_id"]), 3)
+
+
+async def _is(follower: Follower, state: str) -> bool:
+    return follower.status.state == state
+
+
+async def test_bad_documents_are_reported_and_never_block_the_stream(
+    mongo_server: Any, mongo_db: str, clean_pg: str
+) -> None:
+    async with (
+        running(mongo_server, mongo_db, clean_pg, Stage.DUALWRITE) as runtime,
+        legacy_db(mongo_server, mongo_db) as db,
+    ):
+        await eventually(lambda: _leading(runtime), 5)
+        good = legacy_session("good")
+        one_way = {**legacy_session("string id"), "_id": "custom-id-1"}
+        bad_sender = {**legacy_message(good), "sender": "robot"}
+        await db.chat_sessions.insert_one(good)
+        await db.chat_sessions.insert_one(one_way)
+        await db.messages.insert_one(bad_sender)
+        after = legacy_message(good, "after the bad ones")
+        await db.messages.insert_one(after)
+        new = runtime.facade.new
+        await eventually(lambda: present(new, "messages", after["_id"]), 3)
+        rows = await runtime.divergences.divergences(50)
+        reported = {r["record_id"]: r["diff"] for r in rows if r["kind"] == "stream_quarantined"}
+        assert reported["custom-id-1"]["reasons"] == ["id_one_way"]
+        assert reported["custom-id-1"]["original"]["title"] == "string id"
+        bad_id = str(ids.uuid_from_objectid(bad_sender["_id"]))
+        assert bad_id in reported
+        assert leader(runtime).status.reported == 2
+
+
+async def test_the_follower_is_idle_where_supabase_is_authoritative(
+    mongo_server: Any, mongo_db: str, clean_pg: str
+) -> None:
+    async with running(mongo_server, mongo_db, clean_pg, Stage.LIVE) as runtime:
+        await asyncio.sleep(0.5)
+        assert leader(runtime).status.state == "idle"
+        assert await runtime.followers.load("forward") is None  # it never claimed a lease
