@@ -178,6 +178,37 @@ def follow_options(settings: Settings) -> FollowOptions:
     )
 
 
+def _forward(
+    facade: DualWriteStore,
+    feed: ChangeFeed,
+    state: FollowerState,
+    journal: WriteJournal,
+    reports: DivergenceLog,
+    options: FollowOptions,
+    *,
+    always: bool = False,
+) -> Follower:
+    """MongoDB's change stream into Supabase, while MongoDB is authoritative (``always``:
+    whatever the stage, for ``strangler backfill --follow``)."""
+    assert facade.tombstones is not None
+    return Follower(
+        FORWARD,
+        feed,
+        state,
+        {"old": facade.old, "new": facade.new},
+        lambda: facade.stage,
+        facade.metrics,
+        instance=options.instance,
+        journal=journal,
+        tombstones=facade.tombstones,
+        reports=reports,
+        lease_seconds=options.lease_seconds,
+        settle=options.settle,
+        poll=options.poll,
+        always=always,
+    )
+
+
 def quota_plan(settings: Settings) -> QuotaPlan:
     return QuotaPlan(settings.plan_db_bytes, settings.plan_max_rows, settings.quota_warn_ratio)
 
@@ -239,20 +270,8 @@ class Runtime:
         following: tuple[Follower, ...] = ()
         if follow is not None:
             following = (
-                Follower(
-                    FORWARD,
-                    feeds[FORWARD.name],
-                    followers,
-                    {"old": old, "new": new},
-                    lambda: facade.stage,
-                    facade.metrics,
-                    instance=follow.instance,
-                    journal=journals["old"],
-                    tombstones=tombstones,
-                    reports=divergences,
-                    lease_seconds=follow.lease_seconds,
-                    settle=follow.settle,
-                    poll=follow.poll,
+                _forward(
+                    facade, feeds[FORWARD.name], followers, journals["old"], divergences, follow
                 ),
             )
         return cls(
@@ -266,6 +285,20 @@ class Runtime:
             followers=followers,
             feeds=feeds,
             following=following,
+        )
+
+    def backfill_follower(self, options: FollowOptions) -> Follower:
+        """A forward follower that runs whatever the stage, for the length of a backfill
+        (``strangler backfill --follow``); it leads unless an instance already does."""
+        old_journal = self.facade.journals["old"]
+        return _forward(
+            self.facade,
+            self.feeds[FORWARD.name],
+            self.followers,
+            old_journal,
+            self.divergences,
+            options,
+            always=True,
         )
 
     @classmethod

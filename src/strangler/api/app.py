@@ -29,6 +29,7 @@ from strangler.api.keys import (
     CONTROLLER,
     DIVERGENCES,
     FACADE,
+    FOLLOWER_STATE,
     FOLLOWING,
     HISTORY_CACHE,
     HUB,
@@ -93,6 +94,7 @@ async def _runtime(app: web.Application) -> AsyncIterator[None]:
         app[RUNS] = runtime.runs
         app[QUOTAS] = runtime.quotas
         app[FOLLOWING] = runtime.following
+        app[FOLLOWER_STATE] = runtime.followers
         hub = app[HUB] = Hub(runtime.events)
         Gauge(
             "strangler_realtime_subscribers",

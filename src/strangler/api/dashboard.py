@@ -31,6 +31,8 @@ from strangler.api.keys import (
     CONTROLLER,
     DIVERGENCES,
     FACADE,
+    FOLLOWER_STATE,
+    FOLLOWING,
     JOBS,
     METRICS,
     QUOTAS,
@@ -272,7 +274,9 @@ async def overview(request: web.Request) -> web.Response:
     facade, controller, metrics, runs = app[FACADE], app[CONTROLLER], app[METRICS], app[RUNS]
     stage = await controller.refresh()
     jobs = list(app[JOBS].jobs.values())
-    divergences = await _safe(app[DIVERGENCES].divergences(20), [])
+    recorded = await _safe(app[DIVERGENCES].divergences(200), [])
+    divergences = [r for r in recorded if r["kind"] not in CAPTURE_KINDS][:20]
+    captured = [r for r in recorded if r["kind"] in CAPTURE_KINDS][:20]
     transitions = await _safe(app[STAGES].transitions(10), [])
     return json_response(
         {
@@ -288,11 +292,43 @@ async def overview(request: web.Request) -> web.Response:
             },
             "verify_job": jobs[-1].json() if jobs else None,
             "divergences": [_divergence(r) for r in divergences],
+            "followers": await _followers(app),
+            "bypass_writes": [_divergence(r) for r in captured],
             "transitions": [
                 {**t, "at": t["at"].astimezone(dt.UTC).isoformat()} for t in transitions
             ],
         }
     )
+
+
+#: Records a change follower makes: a write around the facade, a document it reported.
+CAPTURE_KINDS = frozenset({"bypass_write", "stream_quarantined"})
+
+
+async def _followers(app: web.Application) -> list[dict[str, Any]]:
+    """Each follower as every instance shares it, with this instance's view of it."""
+    here = {f.direction.name: f.status.json() for f in app.get(FOLLOWING, ())}
+    out = []
+    for name in sorted(here) or ["forward"]:
+        record = await _safe(app[FOLLOWER_STATE].load(name))
+        now = dt.datetime.now(dt.UTC)
+        leading = record is not None and record.lease_until is not None and record.lease_until > now
+        out.append(
+            {
+                "name": name,
+                "state": "never started" if record is None else record.state,
+                "reason": None if record is None else record.state_reason,
+                "leader": record.leader if record is not None and leading else None,
+                "last_change_at": None
+                if record is None or record.position_at is None
+                else record.position_at.astimezone(dt.UTC).isoformat(),
+                "applied": 0 if record is None else record.applied,
+                "bypass": 0 if record is None else record.bypass,
+                "reported": 0 if record is None else record.reported,
+                "here": here.get(name),
+            }
+        )
+    return out
 
 
 def _divergence(row: dict[str, Any]) -> dict[str, Any]:

@@ -15,7 +15,7 @@ from strangler.api.jobs import VerifyJobs
 from strangler.api.owners import Owners
 from strangler.api.page_cache import PageCache
 from strangler.config import Settings
-from strangler.core.ports import DivergenceLog, JobRuns, Quotas, StageStore
+from strangler.core.ports import DivergenceLog, FollowerState, JobRuns, Quotas, StageStore
 from strangler.proxy.control import StageController
 from strangler.proxy.facade import DualWriteStore
 from strangler.proxy.follower import Follower
@@ -34,6 +34,7 @@ DIVERGENCES = web.AppKey[DivergenceLog]("divergences")
 RUNS = web.AppKey[JobRuns]("job_runs")
 QUOTAS = web.AppKey[Quotas]("quotas")
 FOLLOWING = web.AppKey[tuple[Follower, ...]]("following")
+FOLLOWER_STATE = web.AppKey[FollowerState]("follower_state")
 
 HUB = web.AppKey("hub", Hub)
 JOBS = web.AppKey("verify_jobs", VerifyJobs)

@@ -22,7 +22,8 @@ from strangler.migrate.report import Report
 from strangler.migrate.runs import recorded
 from strangler.migrate.sources import FileSource, MongoSource, Source
 from strangler.operate.common import non_negative, positive, stop_on_ctrl_c
-from strangler.runtime import Jobs, mongo_store
+from strangler.proxy.follower import FORWARD
+from strangler.runtime import Jobs, Runtime, follow_options, mongo_store
 
 if TYPE_CHECKING:
     from strangler.operate.common import Subparsers
@@ -91,6 +92,14 @@ def add_parser(sub: Subparsers) -> None:
         action="store_true",
         help="continue from the checkpoint after a crash or Ctrl-C (the report is appended to)",
     )
+    p.add_argument(
+        "--follow",
+        action="store_true",
+        help="follow MongoDB's change stream from the moment the backfill starts, so writes "
+        "made during it (by the facade, old instances or scripts) are never missed: the usual "
+        "full load plus change stream. Needs MONGO_URI and SUPABASE_DB_URL. The follower "
+        "keeps its position afterwards, and 'strangler serve' goes on following from it",
+    )
     p.set_defaults(func=run)
 
 
@@ -107,6 +116,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             workers=args.workers,
             checkpoint=args.checkpoint,
             resume=args.resume,
+            follow=args.follow,
         )
     )
 
@@ -156,6 +166,28 @@ class Progress:
         )
 
 
+async def _follow(settings: Settings, stack: contextlib.AsyncExitStack) -> None:
+    """Start the forward follower before the first document is read, for the length of
+    the backfill (on ``stack``). If no follower has a position yet, or the saved one is
+    stale, it follows from now; if one is running already, it goes on from where it is."""
+    if not settings.mongo_uri or settings.supabase_db_url is None:
+        raise ConfigError(
+            "--follow needs MONGO_URI (the change stream) and SUPABASE_DB_URL (where the "
+            "follower keeps its position)"
+        )
+    runtime = await stack.enter_async_context(Runtime.open(settings, start=False))
+    record = await runtime.followers.load(FORWARD.name)
+    if record is None or record.position is None or record.state != "running":
+        position = await runtime.feeds[FORWARD.name].position_now()
+        await runtime.followers.reset(FORWARD.name, position)
+        log.info("backfill_follow_started", follower=FORWARD.name, at=position.get("at"))
+    else:
+        log.info("backfill_follow_continues", follower=FORWARD.name, leader=record.leader)
+    follower = runtime.backfill_follower(follow_options(settings))
+    follower.start()
+    stack.push_async_callback(follower.stop)
+
+
 async def _source(settings: Settings, src: str, stack: contextlib.AsyncExitStack) -> Source:
     """``--source``: a directory of mongoexport files, or a MongoDB URI (opened on
     ``stack``)."""
@@ -178,6 +210,7 @@ async def backfill(
     checkpoint: Path,
     resume: bool,
     workers: int = 0,
+    follow: bool = False,
 ) -> int:
     src = source or settings.mongo_uri
     if not src:
@@ -187,6 +220,8 @@ async def backfill(
         )
     progress = Progress()
     async with contextlib.AsyncExitStack() as stack:
+        if follow and not dry_run:
+            await _follow(settings, stack)
         origin = await _source(settings, src, stack)
         saved = Checkpoint.load(checkpoint, origin.name) if resume else None
         jobs = await stack.enter_async_context(Jobs.open(settings))
@@ -235,4 +270,9 @@ async def backfill(
         f"{result.seconds:.1f}s; report: {report} ({rep.lines} lines: repaired or "
         "quarantined documents, with their originals)"
     )
+    if follow and not dry_run:
+        print(
+            "changes made during the backfill were followed; the forward follower keeps its "
+            "position, and 'strangler serve' goes on from it ('strangler follow status')"
+        )
     return 0

@@ -56,6 +56,7 @@ async def get(settings: Settings, *, as_json: bool) -> int:
         stage = await runtime.controller.refresh()
         record = await runtime.stages.read_stage()
         history = await runtime.stages.transitions(5)
+        forward = await runtime.followers.load("forward")
         facade = runtime.facade
         pending = {"old": await facade.pending("old"), "new": await facade.pending("new")}
     info: dict[str, Any] = {
@@ -71,6 +72,17 @@ async def get(settings: Settings, *, as_json: bool) -> int:
         },
         "pending_repairs": {"mongo": pending["old"], "supabase": pending["new"]},
         "recent_transitions": [{**h, "at": h["at"].isoformat()} for h in history],
+        "followers": {
+            "forward": None
+            if forward is None
+            else {
+                "state": forward.state,
+                "reason": forward.state_reason,
+                "applied": forward.applied,
+                "bypass_writes": forward.bypass,
+                "reported": forward.reported,
+            }
+        },
     }
     if as_json:
         print(json.dumps(info, indent=2))
@@ -82,6 +94,14 @@ async def get(settings: Settings, *, as_json: bool) -> int:
             + (f": {record.reason}" if record.reason else "")
         )
     print(f"pending repairs: {pending['old']} for MongoDB, {pending['new']} for Supabase")
+    if forward is None:
+        print("forward follower: never started (it starts at dualwrite, or with backfill --follow)")
+    else:
+        print(
+            f"forward follower: {forward.state}; applied {forward.applied:,}, bypass writes "
+            f"{forward.bypass:,}, reported {forward.reported:,}"
+            + (f" ({forward.state_reason})" if forward.state_reason else "")
+        )
     ladder = "  ".join(f"[{s.value}]" if s == stage else s.value for s in Stage)
     print(f"ladder: {ladder}")
     return 0

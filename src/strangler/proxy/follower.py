@@ -50,7 +50,7 @@ from strangler.core.ports import (
     Tombstones,
     WriteJournal,
 )
-from strangler.core.records import Change, FeedPosition
+from strangler.core.records import Change, FollowerRecord
 from strangler.core.stages import Role, Stage
 from strangler.proxy.compare import diff_records
 from strangler.proxy.metrics import FacadeMetrics
@@ -70,15 +70,24 @@ STALE_HELP = (
 
 @dataclass(frozen=True)
 class Direction:
-    """Which store a follower reads, which it writes, and in which stages it runs."""
+    """Which store a follower reads, which it writes, and in which stages it runs:
+    ``stages`` always; ``once_started`` only once it has a position (someone started it,
+    e.g. ``strangler backfill --follow`` at ``off``)."""
 
     name: str
     source: Role
     target: Role
     stages: frozenset[Stage]
+    once_started: frozenset[Stage] = frozenset()
 
 
-FORWARD = Direction("forward", "old", "new", frozenset({Stage.DUALWRITE, Stage.SHADOW}))
+FORWARD = Direction(
+    "forward",
+    "old",
+    "new",
+    frozenset({Stage.DUALWRITE, Stage.SHADOW}),
+    once_started=frozenset({Stage.OFF}),
+)
 
 
 @dataclass
@@ -178,8 +187,13 @@ class Follower:
         with contextlib.suppress(StranglerError):
             await self._state.release(self.direction.name, self.instance)
 
-    def active(self) -> bool:
-        return self.always or self._stage() in self.direction.stages
+    def active(self, record: FollowerRecord | None = None) -> bool:
+        """Whether to follow now: in its stages, or once started, or always."""
+        stage = self._stage()
+        if self.always or stage in self.direction.stages:
+            return True
+        started = record is not None and record.position is not None
+        return started and stage in self.direction.once_started
 
     def _show(self, state: LocalState) -> None:
         if state != self.status.state:
@@ -197,13 +211,13 @@ class Follower:
         name = self.direction.name
         backoff = self._poll
         while not self._stop.is_set():
-            if not self.active():
-                self._show("idle")
-                self._metrics.follower_lag.labels(name).set(0)
-                await self._pause(self._poll)
-                continue
             try:
                 record = await self._state.load(name)
+                if not self.active(record):
+                    self._show("idle")
+                    self._metrics.follower_lag.labels(name).set(0)
+                    await self._pause(self._poll)
+                    continue
                 if record is not None and record.state == "stale":
                     self._show("stale")
                     self.status.last_error = record.state_reason
@@ -215,7 +229,7 @@ class Follower:
                     continue
                 self._show("leading")
                 log.info("follower_leading", follower=name, instance=self.instance)
-                await self._lead(None if record is None else record.position)
+                await self._lead(record)
                 backoff = self._poll
             except PositionLost as exc:
                 await self._stale(str(exc))
@@ -236,8 +250,9 @@ class Follower:
         with contextlib.suppress(StranglerError):
             await self._state.release(name, self.instance)
 
-    async def _lead(self, position: FeedPosition | None) -> None:
+    async def _lead(self, record: FollowerRecord | None) -> None:
         name = self.direction.name
+        position = None if record is None else record.position
         if position is None:  # never followed: from now (verify covers what came before)
             position = await self._feed.position_now()
             if not await self._state.advance(name, self.instance, position, None):
@@ -247,7 +262,7 @@ class Follower:
         saved_at = time.monotonic()
         try:
             async for batch in self._feed.batches(position):
-                if self._stop.is_set() or lost.is_set() or not self.active():
+                if self._stop.is_set() or lost.is_set() or not self.active(record):
                     return
                 counts = Counts()
                 if batch.changes:

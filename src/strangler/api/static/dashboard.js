@@ -260,6 +260,34 @@ function renderDivergences(rows) {
   }
 }
 
+function renderFollowers(rows) {
+  const box = $("followers");
+  box.replaceChildren();
+  for (const f of rows || []) {
+    const here = f.here || {};
+    const cls = f.state === "stale" ? "bad" : f.state === "running" ? "ok" : "muted";
+    box.append(el("p", { "data-follower": f.name },
+      el("strong", {}, f.name), " ", el("span", { class: cls, "data-testid": `follower-${f.name}-state` }, f.state),
+      f.leader ? ` · led by ${f.leader}` : " · no instance follows now",
+      here.state === "leading" ? ` · lag ${here.lag_seconds.toFixed(1)} s` : ""));
+    box.append(el("p", { class: "muted" },
+      `applied ${fmt.n(f.applied)} · bypass writes ${fmt.n(f.bypass)} · reported ${fmt.n(f.reported)}` +
+      (f.last_change_at ? ` · last change ${fmt.time(f.last_change_at)}` : "")));
+    if (f.reason) box.append(el("p", { class: "bad" }, f.reason));
+  }
+}
+
+function renderBypass(rows) {
+  const body = $("bypass-writes");
+  body.replaceChildren();
+  if (!rows || !rows.length) body.append(el("tr", {}, el("td", { colspan: "5", class: "muted" }, "none found")));
+  for (const d of rows || []) {
+    const detail = d.kind === "bypass_write" ? `${d.diff.op} in ${d.diff.store}` : (d.diff.reasons || []).join(", ");
+    body.append(el("tr", { "data-record": d.record_id }, el("td", {}, fmt.time(d.at)), el("td", {}, d.table_name),
+      el("td", {}, el("code", {}, d.record_id)), el("td", {}, d.kind), el("td", {}, detail)));
+  }
+}
+
 function renderTransitions(rows) {
   const body = $("transitions");
   body.replaceChildren();
@@ -277,6 +305,7 @@ async function refresh() {
     () => renderStage(o), () => renderBackends(o), () => renderBackfill(o.runs.backfill),
     () => renderVerify(o.runs.verify, o.verify_job), () => renderQuotas(o.quotas),
     () => renderDivergences(o.divergences), () => renderTransitions(o.transitions),
+    () => renderFollowers(o.followers), () => renderBypass(o.bypass_writes),
   ];
   for (const render of panels) {
     try { render(); } catch (e) { console.error("panel failed", e); }
