@@ -43,6 +43,7 @@ from strangler.backends.supabase_rest import SupabaseRestStore
 from strangler.config.settings import Settings
 from strangler.core.errors import ConfigError, StranglerError
 from strangler.core.ports import (
+    BulkReader,
     ChangeFeed,
     DivergenceLog,
     EventLog,
@@ -200,6 +201,7 @@ def _forward(
         facade.metrics,
         instance=options.instance,
         journal=journal,
+        readers={"old": old_reader(facade), "new": new_reader(facade)},
         tombstones=facade.tombstones,
         reports=reports,
         lease_seconds=options.lease_seconds,
@@ -207,6 +209,18 @@ def _forward(
         poll=options.poll,
         always=always,
     )
+
+
+def old_reader(facade: DualWriteStore) -> BulkReader:
+    old = facade.old
+    assert isinstance(old, MongoStore)
+    return old
+
+
+def new_reader(facade: DualWriteStore) -> BulkReader:
+    new = facade.new
+    assert isinstance(new, PostgresStore)
+    return new
 
 
 def quota_plan(settings: Settings) -> QuotaPlan:

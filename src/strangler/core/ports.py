@@ -36,6 +36,7 @@ from contextlib import AbstractAsyncContextManager
 from types import TracebackType
 from typing import Any, Literal, Protocol, Self, runtime_checkable
 
+from strangler.core.errors import CorruptRecord
 from strangler.core.ids import IdLike
 from strangler.core.models import ChatSession, Message
 from strangler.core.pgcopy import CopyRows
@@ -184,6 +185,17 @@ class BulkLoader(Protocol):
 
     async def insert_rows(self, table: Table, rows: CopyRows) -> int:
         """Insert every row, or none: ``Conflict`` if any id exists (the caller merges)."""
+        ...
+
+
+class BulkReader(Protocol):
+    """Many records of one table by id, in one round trip (a follower's batch)."""
+
+    async def read_many(
+        self, table: Table, record_ids: Sequence[uuid.UUID]
+    ) -> dict[uuid.UUID, ChatSession | Message | CorruptRecord]:
+        """The records the store holds among ``record_ids`` (absent ones are left out); a
+        stored document that cannot be read as a record maps to its ``CorruptRecord``."""
         ...
 
 

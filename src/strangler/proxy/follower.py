@@ -28,7 +28,7 @@ import contextlib
 import datetime as dt
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -43,6 +43,7 @@ from strangler.core.errors import (
     StranglerError,
 )
 from strangler.core.ports import (
+    BulkReader,
     ChangeFeed,
     ChatStore,
     DivergenceLog,
@@ -50,7 +51,7 @@ from strangler.core.ports import (
     Tombstones,
     WriteJournal,
 )
-from strangler.core.records import Change, FollowerRecord
+from strangler.core.records import Change, FollowerRecord, Table
 from strangler.core.stages import Role, Stage
 from strangler.proxy.compare import diff_records
 from strangler.proxy.metrics import FacadeMetrics
@@ -137,6 +138,7 @@ class Follower:
         *,
         instance: str,
         journal: WriteJournal | None = None,
+        readers: dict[Role, BulkReader] | None = None,
         tombstones: Tombstones | None = None,
         reports: DivergenceLog | None = None,
         lease_seconds: float = 6.0,
@@ -154,6 +156,8 @@ class Follower:
         self._metrics = metrics
         self.instance = instance
         self._journal = journal
+        #: Both stores as ``BulkReader``s, for the batched path (None: one by one).
+        self._readers = readers
         self._tombstones = tombstones
         self._reports = reports
         self._lease = lease_seconds
@@ -310,8 +314,8 @@ class Follower:
     # --- applying changes -------------------------------------------------------------------
     async def _apply(self, changes: list[Change]) -> Counts:
         """Apply a batch: each record once (the mirror copies its latest state), after the
-        settle delay. ``StoreUnavailable`` propagates: the batch is retried from the saved
-        position."""
+        settle delay; sessions before messages. ``StoreUnavailable`` propagates: the batch
+        is retried from the saved position."""
         await self._pause(self._settle)
         unique: dict[tuple[str, Any], Change] = {}
         for change in changes:
@@ -320,15 +324,15 @@ class Follower:
         counts = Counts()
         # Sessions first: a message's mirror would otherwise bring its session over and
         # hide that the session, too, was written around the facade.
-        work = sorted(unique.values(), key=lambda c: c.table != "chat_sessions")
-        for start in range(0, len(work), self._concurrency):
-            outcomes = await asyncio.gather(
-                *(self._one(c) for c in work[start : start + self._concurrency]),
-                return_exceptions=True,
-            )
+        for table in ("chat_sessions", "messages"):
+            work = [c for c in unique.values() if c.table == table]
+            if not work:
+                continue
+            if self._readers is None:
+                outcomes = await self._each(work, self._one)
+            else:
+                outcomes = await self._batch(table, work)
             for outcome in outcomes:
-                if isinstance(outcome, BaseException):
-                    raise outcome  # every started mirror ran to its end first
                 if outcome in ("applied", "bypass"):
                     counts.applied += 1
                 if outcome == "bypass":
@@ -342,7 +346,101 @@ class Follower:
         self.status.reported += counts.reported
         return counts
 
+    async def _each(
+        self, items: list[Any], one: Callable[[Any], Awaitable[Outcome]]
+    ) -> list[Outcome]:
+        """``one`` over ``items``, ``concurrency`` at a time; every started call runs to its
+        end before the first error (a store outage) is raised."""
+        out: list[Outcome] = []
+        for start in range(0, len(items), self._concurrency):
+            outcomes = await asyncio.gather(
+                *(one(i) for i in items[start : start + self._concurrency]),
+                return_exceptions=True,
+            )
+            for outcome in outcomes:
+                if isinstance(outcome, BaseException):
+                    raise outcome
+                out.append(outcome)
+        return out
+
+    async def _batch(self, table: Table, work: list[Change]) -> list[Outcome]:
+        """The batched path: both stores read in one query each, the journal asked once,
+        the differing records written in one upsert, then read again to catch a change
+        that raced the copy (those, and anything the upsert refuses, go one by one)."""
+        assert self._readers is not None
+        d = self.direction
+        outcomes: list[Outcome] = []
+        mapped = [c for c in work if c.record_id is not None]
+        for change in work:
+            if change.record_id is None:
+                await self._report(change, ["id_one_way"], "its _id maps to a UUID one way only")
+                outcomes.append("reported")
+        if not mapped:
+            return outcomes
+        record_ids = [c.record_id for c in mapped if c.record_id is not None]
+        ours = await self._readers[d.source].read_many(table, record_ids)
+        theirs = await self._readers[d.target].read_many(table, record_ids)
+        differing: list[tuple[Change, Any]] = []
+        for change in mapped:
+            assert change.record_id is not None
+            state = ours.get(change.record_id)
+            if isinstance(state, CorruptRecord):
+                await self._report(change, state.reasons or [state.code], str(state))
+                outcomes.append("reported")
+                continue
+            there = theirs.get(change.record_id)
+            if not isinstance(there, CorruptRecord) and not diff_records(state, there):
+                outcomes.append("same")
+                continue
+            differing.append((change, state))
+        if not differing:
+            return outcomes
+        journaled: set[uuid.UUID] = set()
+        if self._journal is not None:
+            ids_ = [c.record_id for c, _ in differing if c.record_id is not None]
+            journaled = await self._journal.pending_ids(d.target, table, ids_)
+        bypassed = {c.record_id for c, _ in differing if c.record_id not in journaled}
+        for change, _ in differing:
+            if change.record_id in bypassed:
+                await self._bypass(change, self._stores[d.source].name)
+        gone = [c for c, state in differing if state is None]
+        present = [(c, state) for c, state in differing if state is not None]
+        if gone and d.target == "new" and self._tombstones is not None:
+            await self._tombstones.tombstone(table, [c.record_id for c in gone if c.record_id])
+        one_by_one: list[tuple[Change, Any]] = [(c, None) for c in gone]
+        if present:
+            target = self._stores[d.target]
+            try:
+                if table == "chat_sessions":
+                    await target.upsert_sessions([state for _, state in present])
+                else:
+                    await target.upsert_messages([state for _, state in present])
+            except StoreUnavailable:
+                raise
+            except StranglerError:
+                one_by_one += present  # a session missing there, a value refused: one by one
+            else:
+                written = [c.record_id for c, _ in present if c.record_id is not None]
+                again = await self._readers[d.source].read_many(table, written)
+                for change, state in present:
+                    assert change.record_id is not None
+                    if again.get(change.record_id) != state:
+                        one_by_one.append((change, ...))  # changed meanwhile: copy again
+                    else:
+                        outcomes.append("bypass" if change.record_id in bypassed else "applied")
+
+        async def copy(item: tuple[Change, Any]) -> Outcome:
+            change, known = item
+            outcome = await self._copy(change, known)
+            if outcome == "applied" and change.record_id in bypassed:
+                return "bypass"
+            return outcome
+
+        outcomes += await self._each(one_by_one, copy)
+        return outcomes
+
     async def _one(self, change: Change) -> Outcome:
+        """One change on its own (a store without ``BulkReader``)."""
         d = self.direction
         if change.record_id is None:
             await self._report(change, ["id_one_way"], "its _id maps to a UUID one way only")
@@ -355,14 +453,32 @@ class Follower:
                 theirs = await read_state(target, change.table, record_id)
             except CorruptRecord:
                 theirs = ...  # unreadable there: different from anything, so copied
-            if theirs is not ... and not diff_records(state, theirs):
-                return "same"
-            bypass = not await self._journaled(change.table, record_id)
-            if bypass:
-                await self._bypass(change, source.name)
-            if state is None and d.target == "new" and self._tombstones is not None:
-                await self._tombstones.tombstone(change.table, [record_id])
-            await mirror(source, target, change.table, record_id, known=state)
+        except CorruptRecord as exc:
+            await self._report(change, exc.reasons or [exc.code], str(exc))
+            return "reported"
+        if theirs is not ... and not diff_records(state, theirs):
+            return "same"
+        bypass = not await self._journaled(change.table, record_id)
+        if bypass:
+            await self._bypass(change, source.name)
+        if state is None and d.target == "new" and self._tombstones is not None:
+            await self._tombstones.tombstone(change.table, [record_id])
+        outcome = await self._copy(change, state)
+        return "bypass" if outcome == "applied" and bypass else outcome
+
+    async def _copy(self, change: Change, known: Any) -> Outcome:
+        """Mirror one record (``known``: its source state, or ``...`` to read it); what
+        cannot be copied is reported, and only a store outage is raised."""
+        d = self.direction
+        assert change.record_id is not None
+        try:
+            await mirror(
+                self._stores[d.source],
+                self._stores[d.target],
+                change.table,
+                change.record_id,
+                known=known,
+            )
         except StoreUnavailable:
             raise
         except DivergenceError:
@@ -374,7 +490,7 @@ class Follower:
         except StranglerError as exc:
             await self._report(change, [exc.code], str(exc))
             return "reported"
-        return "bypass" if bypass else "applied"
+        return "applied"
 
     async def _journaled(self, table: Any, record_id: uuid.UUID) -> bool:
         """Whether the facade journaled this record for the target (its secondary write

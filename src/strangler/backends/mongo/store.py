@@ -238,6 +238,30 @@ class MongoStore:
         sid = ids.parse_id(session_id, field="session_id")
         return codec.decode_session(await self._find_session_doc(sid))
 
+    async def read_many(
+        self, table: Table, record_ids: Sequence[uuid.UUID]
+    ) -> dict[uuid.UUID, ChatSession | Message | CorruptRecord]:
+        """``BulkReader``: one ``$in`` over every legacy form of the ids."""
+        wanted = set(record_ids)
+        candidates = [c for i in wanted for c in ids.legacy_candidates(i)]
+        collection = SESSIONS if table == "chat_sessions" else MESSAGES
+        with translate_errors(f"read {table}"):
+            docs = await self._coll(collection).find({"_id": {"$in": candidates}}).to_list(None)
+        decode = codec.decode_session if table == "chat_sessions" else codec.decode_message
+        out: dict[uuid.UUID, ChatSession | Message | CorruptRecord] = {}
+        for doc in docs:
+            try:
+                record_id = ids.legacy_to_uuid(doc["_id"])
+            except InvalidInput:
+                continue
+            if record_id not in wanted:
+                continue
+            try:
+                out[record_id] = decode(doc)
+            except CorruptRecord as exc:
+                out[record_id] = exc
+        return out
+
     async def rename_session(self, session_id: IdLike, title: str) -> ChatSession:
         sid = ids.parse_id(session_id, field="session_id")
         check_title(title, self.limits)

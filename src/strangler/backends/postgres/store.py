@@ -31,6 +31,7 @@ from strangler.backends.validation import (
 from strangler.core import ids
 from strangler.core.errors import (
     Conflict,
+    CorruptRecord,
     InvalidInput,
     NotFound,
     StoreUnavailable,
@@ -284,6 +285,19 @@ class PostgresStore:
         statements that insert a message along with something else)."""
         check_message(message, self.limits)
         return _message_row(message)
+
+    async def read_many(
+        self, table: Table, record_ids: Sequence[uuid.UUID]
+    ) -> dict[uuid.UUID, ChatSession | Message | CorruptRecord]:
+        """``BulkReader``: one ``= ANY`` query."""
+        cols, decode = (
+            (SESSION_COLS, _session) if table == "chat_sessions" else (MESSAGE_COLS, _message)
+        )
+        async with self._conn(f"read {table}") as conn:
+            rows = await conn.fetch(
+                f"SELECT {cols} FROM {table} WHERE id = ANY($1::uuid[])", list(record_ids)
+            )
+        return {r[0]: decode(r) for r in rows}
 
     async def get_message(self, message_id: IdLike) -> Message:
         mid = ids.parse_id(message_id, field="message_id")
