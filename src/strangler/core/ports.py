@@ -307,6 +307,10 @@ class DivergenceLog(Protocol):
         self, *, stage: Stage, table: str, record_id: str, kind: str, diff: Any
     ) -> None: ...
 
+    async def record_many(self, *, stage: Stage, rows: Sequence[tuple[str, str, str, Any]]) -> None:
+        """Record several at once: ``(table, record_id, kind, diff)`` each."""
+        ...
+
     async def divergences(self, limit: int = 50) -> list[dict[str, Any]]:
         """The latest divergences, newest first."""
         ...

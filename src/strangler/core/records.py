@@ -150,7 +150,10 @@ class Change:
     ``record_id`` is None when the document's id cannot be mapped both ways (an arbitrary
     string or integer ``_id``): such a record cannot be looked up by its UUID, so it is
     reported instead of copied. ``document`` is the changed document as the feed saw it
-    (relaxed Extended JSON), when it has it, for the report."""
+    (relaxed Extended JSON), when it has it, for the report. ``state`` is the record as of
+    this change when the feed knows it: the decoded document after an insert or replace,
+    None after a delete, a ``CorruptRecord`` for a document that cannot be read, and
+    ``...`` (unknown: read the store) after an update."""
 
     table: Table
     record_id: uuid.UUID | None
@@ -158,6 +161,7 @@ class Change:
     at: dt.datetime | None
     legacy_id: Any = None
     document: Any = None
+    state: Any = ...
 
 
 @dataclass(frozen=True)

@@ -51,7 +51,7 @@ from strangler.core.ports import (
     Tombstones,
     WriteJournal,
 )
-from strangler.core.records import Change, FollowerRecord, Table
+from strangler.core.records import Change, ChangeBatch, FeedPosition, FollowerRecord, Table
 from strangler.core.stages import Role, Stage
 from strangler.proxy.compare import diff_records
 from strangler.proxy.metrics import FacadeMetrics
@@ -262,15 +262,26 @@ class Follower:
             if not await self._state.advance(name, self.instance, position, None):
                 return
         lost = asyncio.Event()
-        renewer = asyncio.get_running_loop().create_task(self._renew(lost))
+        done = asyncio.Event()  # tells the reader to stop (it is never cancelled mid-read)
+        queue: asyncio.Queue[tuple[float, ChangeBatch] | BaseException] = asyncio.Queue(4)
+        loop = asyncio.get_running_loop()
+        renewer = loop.create_task(self._renew(lost))
+        reader = loop.create_task(self._read(position, queue, done))
         saved_at = time.monotonic()
         try:
-            async for batch in self._feed.batches(position):
+            while True:
+                item = await queue.get()
+                if isinstance(item, BaseException):
+                    raise item
+                seen_at, batch = item
                 if self._stop.is_set() or lost.is_set() or not self.active(record):
                     return
                 counts = Counts()
                 if batch.changes:
                     self._lag(batch.changes)
+                    # Settle from when the batch was read: the next batches are being read
+                    # meanwhile, so the delay adds to the lag once, not once per batch.
+                    await self._pause(seen_at + self._settle - time.monotonic())
                     counts = await self._apply(batch.changes)
                 elif time.monotonic() - saved_at < self._save_every:
                     self._metrics.follower_lag.labels(name).set(0)
@@ -287,11 +298,32 @@ class Follower:
                     log.warning("follower_lease_lost", follower=name, instance=self.instance)
                     return
                 saved_at = time.monotonic()
-                self._metrics.follower_lag.labels(name).set(0)
-                self.status.lag_seconds = 0.0
+                if queue.empty():
+                    self._metrics.follower_lag.labels(name).set(0)
+                    self.status.lag_seconds = 0.0
         finally:
+            done.set()
+            while not reader.done():  # let it finish its read (at most the feed's wait)
+                with contextlib.suppress(asyncio.QueueEmpty):
+                    queue.get_nowait()
+                await asyncio.sleep(0.01)
             renewer.cancel()
-            await asyncio.gather(renewer, return_exceptions=True)
+            await asyncio.gather(renewer, reader, return_exceptions=True)
+
+    async def _read(
+        self,
+        position: FeedPosition,
+        queue: asyncio.Queue[tuple[float, ChangeBatch] | BaseException],
+        done: asyncio.Event,
+    ) -> None:
+        """Read batches ahead of the applier (at most the queue's size), with when each
+        was read; an error goes to the applier, which raises it."""
+        try:
+            async for batch in self._feed.batches(position):
+                if not await _hand(queue, (time.monotonic(), batch), done):
+                    return
+        except Exception as exc:  # handed over: the applier raises it in its own task
+            await _hand(queue, exc, done)
 
     async def _renew(self, lost: asyncio.Event) -> None:
         while True:
@@ -314,13 +346,13 @@ class Follower:
     # --- applying changes -------------------------------------------------------------------
     async def _apply(self, changes: list[Change]) -> Counts:
         """Apply a batch: each record once (the mirror copies its latest state), after the
-        settle delay; sessions before messages. ``StoreUnavailable`` propagates: the batch
-        is retried from the saved position."""
-        await self._pause(self._settle)
+        settle delay (the caller's); sessions before messages. ``StoreUnavailable``
+        propagates: the batch is retried from the saved position."""
         unique: dict[tuple[str, Any], Change] = {}
-        for change in changes:
+        for change in changes:  # the last change of a record carries its latest state
             key = (change.table, change.record_id or repr(change.legacy_id))
-            unique.setdefault(key, change)
+            unique.pop(key, None)
+            unique[key] = change
         counts = Counts()
         # Sessions first: a message's mirror would otherwise bring its session over and
         # hide that the session, too, was written around the facade.
@@ -364,70 +396,121 @@ class Follower:
         return out
 
     async def _batch(self, table: Table, work: list[Change]) -> list[Outcome]:
-        """The batched path: both stores read in one query each, the journal asked once,
-        the differing records written in one upsert, then read again to catch a change
-        that raced the copy (those, and anything the upsert refuses, go one by one)."""
+        """The batched path, a few queries per batch whatever its size:
+
+        1. the target is read in one query;
+        2. where the feed knows the change's state (an insert, a replace) and the target
+           does not hold the record at all, that state is inserted as it is, without
+           overwriting (nothing newer can be lost: a later change of the record comes
+           later in the stream, and a delete the facade made is tombstoned, so skipped);
+        3. every other record that differs is read from the source in one query and
+           copied as it is now;
+        4. the journal and the tombstones are asked once; what is left is a bypass
+           write, recorded in one statement;
+        5. the records are written in one upsert and the source read again, to catch a
+           change that raced the copy. Anything the upsert refuses goes one by one.
+        """
         assert self._readers is not None
         d = self.direction
         outcomes: list[Outcome] = []
-        mapped = [c for c in work if c.record_id is not None]
+        mapped: list[Change] = []
         for change in work:
             if change.record_id is None:
                 await self._report(change, ["id_one_way"], "its _id maps to a UUID one way only")
                 outcomes.append("reported")
+            elif isinstance(change.state, CorruptRecord):
+                await self._report(
+                    change, change.state.reasons or [change.state.code], str(change.state)
+                )
+                outcomes.append("reported")
+            else:
+                mapped.append(change)
         if not mapped:
             return outcomes
         record_ids = [c.record_id for c in mapped if c.record_id is not None]
-        ours = await self._readers[d.source].read_many(table, record_ids)
         theirs = await self._readers[d.target].read_many(table, record_ids)
-        differing: list[tuple[Change, Any]] = []
+        fresh: list[tuple[Change, Any]] = []  # known state, absent there: insert as is
+        unknown: list[Change] = []
         for change in mapped:
             assert change.record_id is not None
-            state = ours.get(change.record_id)
-            if isinstance(state, CorruptRecord):
-                await self._report(change, state.reasons or [state.code], str(state))
-                outcomes.append("reported")
-                continue
             there = theirs.get(change.record_id)
-            if not isinstance(there, CorruptRecord) and not diff_records(state, there):
+            if change.state is not ... and change.state is not None and there is None:
+                fresh.append((change, change.state))
+            elif (
+                change.state is not ...
+                and not isinstance(there, CorruptRecord)
+                and not (diff_records(change.state, there))
+            ):
                 outcomes.append("same")
-                continue
-            differing.append((change, state))
-        if not differing:
+            else:
+                unknown.append(change)
+        differing: list[tuple[Change, Any]] = []
+        if unknown:
+            ids_ = [c.record_id for c in unknown if c.record_id is not None]
+            ours = await self._readers[d.source].read_many(table, ids_)
+            for change in unknown:
+                assert change.record_id is not None
+                state = ours.get(change.record_id)
+                if isinstance(state, CorruptRecord):
+                    await self._report(change, state.reasons or [state.code], str(state))
+                    outcomes.append("reported")
+                    continue
+                there = theirs.get(change.record_id)
+                if not isinstance(there, CorruptRecord) and not diff_records(state, there):
+                    outcomes.append("same")
+                    continue
+                differing.append((change, state))
+        candidates = fresh + differing
+        if not candidates:
             return outcomes
+        ids_ = [c.record_id for c, _ in candidates if c.record_id is not None]
         journaled: set[uuid.UUID] = set()
-        if self._journal is not None:
-            ids_ = [c.record_id for c, _ in differing if c.record_id is not None]
+        if self._journal is not None and await self._journal.depth(d.target):
             journaled = await self._journal.pending_ids(d.target, table, ids_)
-        bypassed = {c.record_id for c, _ in differing if c.record_id not in journaled}
-        for change, _ in differing:
-            if change.record_id in bypassed:
-                await self._bypass(change, self._stores[d.source].name)
+        dead: set[uuid.UUID] = set()
+        graves = self._tombstones if d.target == "new" else None
+        if fresh and graves is not None and await graves.any_tombstones(table):
+            dead = await graves.tombstoned(
+                table, [c.record_id for c, _ in fresh if c.record_id is not None]
+            )
+        fresh = [(c, st) for c, st in fresh if c.record_id not in dead]
+        outcomes += ["same"] * len(dead)  # the facade deleted it since: its delete comes later
+        candidates = fresh + differing
+        bypassed = {c.record_id for c, _ in candidates if c.record_id not in journaled}
+        await self._bypass_many([c for c, _ in candidates if c.record_id in bypassed])
         gone = [c for c, state in differing if state is None]
-        present = [(c, state) for c, state in differing if state is not None]
         if gone and d.target == "new" and self._tombstones is not None:
             await self._tombstones.tombstone(table, [c.record_id for c in gone if c.record_id])
         one_by_one: list[tuple[Change, Any]] = [(c, None) for c in gone]
-        if present:
-            target = self._stores[d.target]
+        target = self._stores[d.target]
+        for group, overwrite in (
+            ([x for x in differing if x[1] is not None], True),
+            (fresh, False),
+        ):
+            if not group:
+                continue
             try:
                 if table == "chat_sessions":
-                    await target.upsert_sessions([state for _, state in present])
+                    await target.upsert_sessions([st for _, st in group], overwrite=overwrite)
                 else:
-                    await target.upsert_messages([state for _, state in present])
+                    await target.upsert_messages([st for _, st in group], overwrite=overwrite)
             except StoreUnavailable:
                 raise
             except StranglerError:
-                one_by_one += present  # a session missing there, a value refused: one by one
-            else:
-                written = [c.record_id for c, _ in present if c.record_id is not None]
+                one_by_one += group  # a session missing there, a value refused: one by one
+                continue
+            if overwrite:  # read the source again: a change may have raced the copy
+                written = [c.record_id for c, _ in group if c.record_id is not None]
                 again = await self._readers[d.source].read_many(table, written)
-                for change, state in present:
+                for change, state in group:
                     assert change.record_id is not None
                     if again.get(change.record_id) != state:
                         one_by_one.append((change, ...))  # changed meanwhile: copy again
-                    else:
-                        outcomes.append("bypass" if change.record_id in bypassed else "applied")
+                        continue
+                    outcomes.append("bypass" if change.record_id in bypassed else "applied")
+            else:
+                for change, _ in group:
+                    outcomes.append("bypass" if change.record_id in bypassed else "applied")
 
         async def copy(item: tuple[Change, Any]) -> Outcome:
             change, known = item
@@ -438,6 +521,37 @@ class Follower:
 
         outcomes += await self._each(one_by_one, copy)
         return outcomes
+
+    async def _bypass_many(self, changes: list[Change]) -> None:
+        """Count, log and record bypass writes; recorded in one statement."""
+        if not changes:
+            return
+        store = self._stores[self.direction.source].name
+        for change in changes:
+            self._metrics.bypass_writes.labels(store, change.table).inc()
+            log.warning(
+                "bypass_write_detected",
+                follower=self.direction.name,
+                table=change.table,
+                id=str(change.record_id),
+                store=store,
+                op=change.op,
+            )
+        if self._reports is None:
+            return
+        rows = [
+            (
+                c.table,
+                str(c.record_id),
+                "bypass_write",
+                {"store": store, "op": c.op, "at": _iso(c.at)},
+            )
+            for c in changes
+        ]
+        try:
+            await self._reports.record_many(stage=self._stage(), rows=rows)
+        except StranglerError as exc:
+            log.warning("bypass_write_not_persisted", error=str(exc), count=len(rows))
 
     async def _one(self, change: Change) -> Outcome:
         """One change on its own (a store without ``BulkReader``)."""
@@ -549,6 +663,17 @@ class Follower:
                 )
             except StranglerError as exc:
                 log.warning("stream_report_not_persisted", error=str(exc))
+
+
+async def _hand(queue: asyncio.Queue[Any], item: Any, done: asyncio.Event) -> bool:
+    """Put ``item`` in ``queue`` once there is room; False if ``done`` was set first."""
+    while not done.is_set():
+        try:
+            queue.put_nowait(item)
+            return True
+        except asyncio.QueueFull:
+            await asyncio.sleep(0.005)
+    return False
 
 
 def _iso(at: dt.datetime | None) -> str | None:

@@ -20,10 +20,11 @@ from bson import ObjectId, json_util
 from bson.binary import Binary
 from pymongo.errors import OperationFailure, PyMongoError
 
+from strangler.backends.mongo import codec
 from strangler.backends.mongo.errors import translate_errors
 from strangler.backends.mongo.store import MongoStore
 from strangler.core import ids
-from strangler.core.errors import InvalidInput, PositionLost
+from strangler.core.errors import CorruptRecord, InvalidInput, PositionLost
 from strangler.core.records import Change, ChangeBatch, FeedPosition, Table
 
 TABLES: dict[str, Table] = {"chat_sessions": "chat_sessions", "messages": "messages"}
@@ -66,13 +67,24 @@ def _change(event: dict[str, Any]) -> Change:
         except InvalidInput:
             record_id = None
     document = event.get("fullDocument")
+    op = str(event.get("operationType"))
+    state: Any = ...
+    if op == "delete":
+        state = None
+    elif document is not None and op in ("insert", "replace"):
+        decode = codec.decode_session if table == "chat_sessions" else codec.decode_message
+        try:
+            state = decode(document)
+        except CorruptRecord as exc:
+            state = exc
     return Change(
         table=table,
         record_id=record_id,
-        op=str(event.get("operationType")),
+        op=op,
         at=_wall_time(event),
         legacy_id=legacy,
         document=None if document is None else _relaxed(document),
+        state=state,
     )
 
 

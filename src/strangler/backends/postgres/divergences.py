@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from strangler.backends.postgres.store import PostgresStore
@@ -31,6 +32,24 @@ class PostgresDivergenceLog:
                 diff,
             )
             self._since_prune += 1
+            if self._since_prune >= 100:
+                self._since_prune = 0
+                await conn.execute(
+                    "DELETE FROM strangler.divergences WHERE id <= "
+                    "(SELECT max(id) FROM strangler.divergences) - $1",
+                    self._retention,
+                )
+
+    async def record_many(self, *, stage: Stage, rows: Sequence[tuple[str, str, str, Any]]) -> None:
+        if not rows:
+            return
+        async with self._store.connection("record divergences") as conn:
+            await conn.executemany(
+                "INSERT INTO strangler.divergences (stage, table_name, record_id, kind, diff)"
+                " VALUES ($1, $2, $3, $4, $5)",
+                [(stage.value, *row) for row in rows],
+            )
+            self._since_prune += len(rows)
             if self._since_prune >= 100:
                 self._since_prune = 0
                 await conn.execute(
