@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
@@ -37,6 +38,7 @@ LOST_CODES = frozenset({9, 260, 280, 286})
 #: The most changes in one batch, and how long a read waits for the next change.
 BATCH = 500
 WAIT_MS = 250
+FILL_SECONDS = 0.05
 
 
 def reversible(legacy_id: Any) -> bool:
@@ -134,10 +136,15 @@ class MongoChangeFeed:
                 while True:
                     changes: list[Change] = []
                     at: dt.datetime | None = None
-                    while len(changes) < self._batch:
+                    # A batch ends at BATCH changes, at a pause, or FILL_SECONDS after its
+                    # first change: under a steady trickle it would otherwise wait to fill.
+                    ends = float("inf")
+                    while len(changes) < self._batch and time.monotonic() < ends:
                         event = await stream.try_next()
                         if event is None:
                             break
+                        if not changes:
+                            ends = time.monotonic() + FILL_SECONDS
                         change = _change(event)
                         changes.append(change)
                         at = change.at or at
