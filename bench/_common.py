@@ -61,10 +61,12 @@ async def timed(stat: Stat, fn: Callable[[], Awaitable[Any]]) -> Any:
 
 
 @contextmanager
-def servers(fsync: bool = False) -> Iterator[tuple[EmbeddedMongo, EmbeddedPostgres]]:
+def servers(
+    fsync: bool = False, oplog_max_entries: int | None = None
+) -> Iterator[tuple[EmbeddedMongo, EmbeddedPostgres]]:
     """SecantusDB and embedded PostgreSQL on loopback, in a temporary directory."""
     with tempfile.TemporaryDirectory(prefix="strangler-bench-") as tmp:
-        mongo = EmbeddedMongo(Path(tmp) / "mongo")
+        mongo = EmbeddedMongo(Path(tmp) / "mongo", oplog_max_entries=oplog_max_entries)
         pg = EmbeddedPostgres(Path(tmp) / "pg", fsync=fsync)
         mongo.start()
         pg.start()

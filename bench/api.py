@@ -217,6 +217,24 @@ async def _cache_lookups(url: str) -> dict[str, dict[str, float]]:
     return out
 
 
+async def _capture(url: str) -> dict[str, float]:
+    """The forward follower's figures from ``/metrics``: bypass writes counted (under this
+    load every write goes through the API, so each one is a false positive), changes
+    applied, and whether this instance leads."""
+    async with aiohttp.ClientSession() as http, http.get(f"{url}/metrics") as resp:
+        text = await resp.text()
+    out = {"bypass_writes": 0.0, "applied": 0.0, "leading": 0.0}
+    for line in text.splitlines():
+        value = line.rsplit(" ", 1)[-1]
+        if line.startswith("strangler_bypass_writes_total{"):
+            out["bypass_writes"] += float(value)
+        elif line.startswith('strangler_follower_applied_total{follower="forward"}'):
+            out["applied"] = float(value)
+        elif line.startswith('strangler_follower_state{follower="forward",state="leading"}'):
+            out["leading"] = float(value)
+    return out
+
+
 def _hit_rates(looked: dict[str, dict[str, float]]) -> str:
     return ", ".join(
         f"{cache} {counts.get('hit', 0) / max(1, sum(counts.values())):.0%}"
@@ -336,6 +354,9 @@ async def main(args: argparse.Namespace) -> int:
                 results[stage]["cpu_us_per_request"] = cpu.per_request(results[stage]["requests"])
                 if stage == "complete":
                     results[stage]["cache_lookups"] = await _cache_lookups(srv.url)
+                if stage == "dualwrite":
+                    await asyncio.sleep(2.0)  # the follower settles and applies the last writes
+                    results[stage]["capture"] = await _capture(srv.url)
             r = results[stage]
             print(
                 f"  {stage:<10} {r['rps']:>8,.0f} req/s  p50 {r['p50_ms']:6.1f} ms  "
@@ -347,6 +368,14 @@ async def main(args: argparse.Namespace) -> int:
             if "cache_lookups" in r:
                 rates = _hit_rates(r["cache_lookups"])
                 print(f"             page cache hit rates (warm-up included): {rates}", flush=True)
+            if "capture" in r:
+                c = r["capture"]
+                print(
+                    f"             forward follower {'leading' if c['leading'] else 'NOT leading'}:"
+                    f" bypass writes counted {c['bypass_writes']:.0f} (every write went through"
+                    " the API: each would be a false positive; target 0)",
+                    flush=True,
+                )
         if args.uncached_row and "complete" in args.stages:
             # The same stage with the page caches off (STRANGLER_PAGE_CACHE_SECONDS=0).
             env = {**base, "STRANGLER_STAGE": "complete", "STRANGLER_PAGE_CACHE_SECONDS": "0"}

@@ -199,7 +199,8 @@ async def write_cost(mongo_uri: str, dsn: str, rounds: int, writes: int) -> tupl
 
 
 async def main(args: argparse.Namespace) -> int:
-    with servers() as (mongo_server, pg_server):
+    # SecantusDB keeps 100,000 changes by default: a longer backlog needs a longer history.
+    with servers(oplog_max_entries=max(200_000, args.backlog * 3)) as (mongo_server, pg_server):
         await schema.apply(pg_server.dsn)
         client: AsyncMongoClient[Any] = AsyncMongoClient(mongo_server.uri)
         db = client[DB]

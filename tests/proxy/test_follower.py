@@ -313,3 +313,33 @@ async def test_the_follower_is_idle_where_supabase_is_authoritative(
         await asyncio.sleep(0.5)
         assert leader(runtime).status.state == "idle"
         assert await runtime.followers.load("forward") is None  # it never claimed a lease
+
+
+@pytest.mark.filterwarnings("ignore::ResourceWarning")
+async def test_history_rolled_past_the_position_makes_the_follower_stale(
+    tmp_path: Any, clean_pg: str
+) -> None:
+    """The real thing, not a forged token: a server that keeps 300 changes (it prunes every
+    1,000), 2,500 written
+    while the follower is down. It must stop as stale, not resume from whatever is left."""
+    from strangler.embedded import EmbeddedMongo
+
+    server = EmbeddedMongo(tmp_path / "small-oplog", oplog_max_entries=300)
+    server.start()
+    try:
+        async with (
+            running(server, "chat", clean_pg, Stage.DUALWRITE) as runtime,
+            legacy_db(server, "chat") as db,
+        ):
+            await eventually(lambda: _leading(runtime), 5)
+            follower = leader(runtime)
+            await follower.stop()
+            await db.chat_sessions.insert_many([legacy_session(f"lost {i}") for i in range(2500)])
+            follower.start()
+            await eventually(lambda: _is(follower, "stale"), 10)
+            record = await runtime.followers.load("forward")
+            assert record is not None and record.state == "stale"
+            assert "cannot resume" in (record.state_reason or "")
+            assert await runtime.facade.new.count("chat_sessions") == 0  # nothing skipped to
+    finally:
+        server.stop()

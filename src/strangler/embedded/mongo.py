@@ -51,7 +51,10 @@ class EmbeddedMongo:
         host: str = "127.0.0.1",
         log_path: Path | None = None,
         sync_on_commit: bool = True,
+        oplog_max_entries: int | None = None,
     ) -> None:
+        """``oplog_max_entries``: how many changes the server keeps for change streams to
+        resume from (SecantusDB's default is 100,000, or an hour)."""
         from strangler.embedded import free_port
 
         self.storage_path = Path(storage_path)
@@ -59,6 +62,7 @@ class EmbeddedMongo:
         self.port = port or free_port(host)
         self.log_path = log_path or self.storage_path.parent / f"secantus-{self.port}.log"
         self.sync_on_commit = sync_on_commit
+        self.oplog_max_entries = oplog_max_entries
         self._proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -91,6 +95,11 @@ class EmbeddedMongo:
                     "--log-level",
                     "WARNING",
                     *(["--sync-on-commit"] if self.sync_on_commit else []),
+                    *(
+                        ["--oplog-max-entries", str(self.oplog_max_entries)]
+                        if self.oplog_max_entries
+                        else []
+                    ),
                 ],
                 stdout=log,
                 stderr=subprocess.STDOUT,

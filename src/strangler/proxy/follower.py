@@ -62,6 +62,9 @@ log = structlog.get_logger(__name__)
 LocalState = Literal["leading", "standby", "stale", "idle"]
 Outcome = Literal["same", "applied", "bypass", "reported", "skipped"]
 
+#: Up to this many bypass writes in a batch get a log line each; more share one line.
+LOG_EACH = 20
+
 #: What to do about a stale follower, in every message that reports one.
 STALE_HELP = (
     "changes may have been missed: run 'strangler verify' and 'strangler repair', then "
@@ -529,13 +532,24 @@ class Follower:
         store = self._stores[self.direction.source].name
         for change in changes:
             self._metrics.bypass_writes.labels(store, change.table).inc()
+        if len(changes) <= LOG_EACH:
+            for change in changes:
+                log.warning(
+                    "bypass_write_detected",
+                    follower=self.direction.name,
+                    table=change.table,
+                    id=str(change.record_id),
+                    store=store,
+                    op=change.op,
+                )
+        else:  # a flood (a script, a backlog): one line with every id, not one line each
             log.warning(
                 "bypass_write_detected",
                 follower=self.direction.name,
-                table=change.table,
-                id=str(change.record_id),
+                table=changes[0].table,
+                count=len(changes),
+                ids=[str(c.record_id) for c in changes],
                 store=store,
-                op=change.op,
             )
         if self._reports is None:
             return
