@@ -27,6 +27,7 @@ from strangler.backends.mongo import MongoJournal, MongoStore
 from strangler.backends.mongo.changes import MongoChangeFeed
 from strangler.backends.postgres import (
     MessageOutbox,
+    PostgresChangeFeed,
     PostgresDivergenceLog,
     PostgresEventLog,
     PostgresFollowerState,
@@ -59,7 +60,7 @@ from strangler.core.stages import Role, Stage
 from strangler.proxy.assembly import ControlPorts, FacadeOptions, build_facade
 from strangler.proxy.control import StageController
 from strangler.proxy.facade import DualWriteStore
-from strangler.proxy.follower import FORWARD, Follower
+from strangler.proxy.follower import FORWARD, REVERSE, Follower
 from strangler.proxy.metrics import FacadeMetrics
 
 log = structlog.get_logger(__name__)
@@ -106,6 +107,9 @@ def new_store(settings: Settings, *, bulk: bool = False) -> PostgresStore:
         max_size=settings.pg_pool_size,
         statement_cache_size=settings.pg_statement_cache_size,
         limits=limits(settings),
+        # A bulk job's writes are not for the reverse follower: the backfill loads what
+        # MongoDB already holds, and repair writes Supabase only while MongoDB leads.
+        capture=not bulk,
     )
 
 
@@ -211,6 +215,33 @@ def _forward(
     )
 
 
+def _reverse(
+    facade: DualWriteStore,
+    feed: ChangeFeed,
+    state: FollowerState,
+    journal: WriteJournal,
+    reports: DivergenceLog,
+    options: FollowOptions,
+) -> Follower:
+    """Supabase's change log into MongoDB, while Supabase is authoritative. The facade
+    journals in the authoritative store's journal, Supabase's here."""
+    return Follower(
+        REVERSE,
+        feed,
+        state,
+        {"old": facade.old, "new": facade.new},
+        lambda: facade.stage,
+        facade.metrics,
+        instance=options.instance,
+        journal=journal,
+        readers={"old": old_reader(facade), "new": new_reader(facade)},
+        reports=reports,
+        lease_seconds=options.lease_seconds,
+        settle=options.settle,
+        poll=options.poll,
+    )
+
+
 def old_reader(facade: DualWriteStore) -> BulkReader:
     old = facade.old
     assert isinstance(old, MongoStore)
@@ -280,12 +311,18 @@ class Runtime:
         )
         facade = build_facade(old, new, ports, options)
         followers = PostgresFollowerState(new)
-        feeds: dict[str, ChangeFeed] = {FORWARD.name: MongoChangeFeed(old)}
+        feeds: dict[str, ChangeFeed] = {
+            FORWARD.name: MongoChangeFeed(old),
+            REVERSE.name: PostgresChangeFeed(new),
+        }
         following: tuple[Follower, ...] = ()
         if follow is not None:
             following = (
                 _forward(
                     facade, feeds[FORWARD.name], followers, journals["old"], divergences, follow
+                ),
+                _reverse(
+                    facade, feeds[REVERSE.name], followers, journals["new"], divergences, follow
                 ),
             )
         return cls(

@@ -343,3 +343,99 @@ async def test_history_rolled_past_the_position_makes_the_follower_stale(
             assert await runtime.facade.new.count("chat_sessions") == 0  # nothing skipped to
     finally:
         server.stop()
+
+
+# --- reverse: Supabase -> MongoDB ----------------------------------------------------------
+
+
+async def _pg(clean_pg: str, sql: str, *args: Any) -> Any:
+    import asyncpg
+
+    conn = await asyncpg.connect(clean_pg)
+    try:
+        return await conn.fetch(sql, *args)
+    finally:
+        await conn.close()
+
+
+def reverse(runtime: Runtime) -> Follower:
+    return runtime.following[1]
+
+
+async def _reverse_leading(runtime: Runtime) -> bool:
+    return reverse(runtime).status.state == "leading"
+
+
+@pytest.mark.parametrize("stage", [Stage.LIVE, Stage.COMPLETE])
+async def test_a_write_straight_into_postgres_reaches_mongodb_within_2s(
+    mongo_server: Any, mongo_db: str, clean_pg: str, stage: Stage
+) -> None:
+    async with (
+        running(mongo_server, mongo_db, clean_pg, stage) as runtime,
+        legacy_db(mongo_server, mongo_db) as db,
+    ):
+        await eventually(lambda: _reverse_leading(runtime), 5)
+        oid = ObjectId()
+        sid = ids.uuid_from_objectid(oid)
+        # The SQL editor, an Edge Function: nothing of strangler's.
+        await _pg(
+            clean_pg,
+            "INSERT INTO chat_sessions (id, title, created_at, user_id)"
+            " VALUES ($1, 'from the SQL editor', now(), 'u-sql')",
+            sid,
+        )
+        await eventually(lambda: _in_mongo(db, "chat_sessions", oid), 2.0)
+        doc = await db.chat_sessions.find_one({"_id": oid})
+        assert doc["title"] == "from the SQL editor"  # the legacy shape: an ObjectId _id
+        assert runtime.metrics.bypass_writes.labels("postgres", "chat_sessions")._value.get() == 1
+        await _pg(clean_pg, "DELETE FROM chat_sessions WHERE id = $1", sid)
+        await eventually(lambda: _gone_from_mongo(db, "chat_sessions", oid), 2.0)
+        await eventually(lambda: _log_empty(clean_pg), 2.0)  # applied changes are pruned
+
+
+async def test_facade_writes_at_live_and_complete_are_not_bypass_writes(
+    mongo_server: Any, mongo_db: str, clean_pg: str
+) -> None:
+    for stage in (Stage.LIVE, Stage.COMPLETE):
+        async with running(mongo_server, mongo_db, clean_pg, stage) as runtime:
+            await eventually(lambda runtime=runtime: _reverse_leading(runtime), 5)
+            facade = runtime.facade
+            s = await facade.create_session(ChatSession.new(title="t", user_id="u"))
+            for i in range(10):
+                await facade.add_message(
+                    Message.new(
+                        session_id=s.id,
+                        sender="user",
+                        content={"type": "conversation", "text": str(i)},
+                    )
+                )
+            await facade.rename_session(s.id, "renamed")
+            await eventually(lambda: _log_empty(clean_pg), 5.0)
+            metric = runtime.metrics.bypass_writes
+            assert metric.labels("postgres", "messages")._value.get() == 0
+            assert metric.labels("postgres", "chat_sessions")._value.get() == 0
+            # At complete the facade writes Supabase alone; the follower brings MongoDB along.
+            assert (await facade.old.get_session(s.id)).title == "renamed"
+
+
+async def test_changes_made_where_mongodb_leads_are_pruned_not_copied(
+    mongo_server: Any, mongo_db: str, clean_pg: str
+) -> None:
+    async with running(mongo_server, mongo_db, clean_pg, Stage.DUALWRITE) as runtime:
+        facade = runtime.facade
+        await facade.create_session(ChatSession.new(title="t", user_id="u"))
+        await eventually(lambda: _log_empty(clean_pg), 12.0)  # the idle reverse follower
+        assert reverse(runtime).status.state == "idle"
+
+
+async def _in_mongo(db: Any, coll: str, oid: ObjectId) -> bool:
+    return await db[coll].find_one({"_id": oid}) is not None
+
+
+async def _gone_from_mongo(db: Any, coll: str, oid: ObjectId) -> bool:
+    return await db[coll].find_one({"_id": oid}) is None
+
+
+async def _log_empty(clean_pg: str) -> bool:
+    rows = await _pg(clean_pg, "SELECT count(*) FROM strangler.changes")
+    return bool(rows[0][0] == 0)

@@ -46,6 +46,7 @@ from strangler.core.errors import InvalidInput, StranglerError
 from strangler.core.ports import DivergenceLog, JobRuns
 from strangler.core.stages import Stage, check_transition
 from strangler.proxy.facade import DualWriteStore
+from strangler.proxy.follower import DIRECTIONS
 from strangler.proxy.metrics import FacadeMetrics
 
 log = structlog.get_logger(__name__)
@@ -309,7 +310,7 @@ async def _followers(app: web.Application) -> list[dict[str, Any]]:
     """Each follower as every instance shares it, with this instance's view of it."""
     here = {f.direction.name: f.status.json() for f in app.get(FOLLOWING, ())}
     out = []
-    for name in sorted(here) or ["forward"]:
+    for name in [d.name for d in DIRECTIONS]:
         record = await _safe(app[FOLLOWER_STATE].load(name))
         now = dt.datetime.now(dt.UTC)
         leading = record is not None and record.lease_until is not None and record.lease_until > now

@@ -408,6 +408,15 @@ class ChangeFeed(Protocol):
         """The position of the latest change: following from it misses nothing after."""
         ...
 
+    async def applied(self, position: FeedPosition) -> None:
+        """The changes up to ``position`` are copied and its position saved (a feed that
+        is a queue forgets them now)."""
+        ...
+
+    async def prune_idle(self) -> int:
+        """While its follower is idle: drop what will never be for it; how many."""
+        ...
+
 
 class FollowerState(Protocol):
     """Followers' durable positions, leases and states, shared by every instance."""

@@ -11,13 +11,13 @@ from typing import TYPE_CHECKING, Any
 from strangler.config import Settings
 from strangler.core.errors import InvalidInput
 from strangler.operate.common import origin
-from strangler.proxy.follower import FORWARD
+from strangler.proxy.follower import DIRECTIONS
 from strangler.runtime import Runtime
 
 if TYPE_CHECKING:
     from strangler.operate.common import Subparsers
 
-NAMES = (FORWARD.name,)
+NAMES = tuple(d.name for d in DIRECTIONS)
 
 
 def add_parser(sub: Subparsers) -> None:

@@ -62,6 +62,9 @@ log = structlog.get_logger(__name__)
 LocalState = Literal["leading", "standby", "stale", "idle"]
 Outcome = Literal["same", "applied", "bypass", "reported", "skipped"]
 
+#: How often an idle follower lets its feed drop what is not its own (seconds).
+PRUNE_IDLE_EVERY = 10.0
+
 #: Up to this many bypass writes in a batch get a log line each; more share one line.
 LOG_EACH = 20
 
@@ -92,6 +95,10 @@ FORWARD = Direction(
     frozenset({Stage.DUALWRITE, Stage.SHADOW}),
     once_started=frozenset({Stage.OFF}),
 )
+REVERSE = Direction(
+    "reverse", "new", "old", frozenset({Stage.LIVE, Stage.RAMPDOWN, Stage.COMPLETE})
+)
+DIRECTIONS = (FORWARD, REVERSE)
 
 
 @dataclass
@@ -173,6 +180,7 @@ class Follower:
         self.status = FollowerStatus(direction.name)
         self._stop = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._next_prune = 0.0
         self._show("idle")
 
     # --- lifecycle --------------------------------------------------------------------------
@@ -223,6 +231,7 @@ class Follower:
                 if not self.active(record):
                     self._show("idle")
                     self._metrics.follower_lag.labels(name).set(0)
+                    await self._prune_idle()
                     await self._pause(self._poll)
                     continue
                 if record is not None and record.state == "stale":
@@ -245,6 +254,16 @@ class Follower:
                 log.warning("follower_retry", follower=name, error=str(exc), in_s=backoff)
                 await self._pause(backoff)
                 backoff = min(backoff * 2, 30.0)
+
+    async def _prune_idle(self) -> None:
+        """Now and then while idle, let the feed drop what will never be this follower's
+        (the change log's rows from stages it does not serve)."""
+        if time.monotonic() < self._next_prune:
+            return
+        self._next_prune = time.monotonic() + PRUNE_IDLE_EVERY
+        pruned = await self._feed.prune_idle()
+        if pruned:
+            log.debug("follower_idle_pruned", follower=self.direction.name, changes=pruned)
 
     async def _stale(self, reason: str) -> None:
         name = self.direction.name
@@ -300,6 +319,7 @@ class Follower:
                 ):
                     log.warning("follower_lease_lost", follower=name, instance=self.instance)
                     return
+                await self._feed.applied(batch.position)
                 saved_at = time.monotonic()
                 if queue.empty():
                     self._metrics.follower_lag.labels(name).set(0)

@@ -127,6 +127,12 @@ class MongoChangeFeed:
                 await stream.try_next()
                 return _position(stream.resume_token, dt.datetime.now(dt.UTC))
 
+    async def applied(self, position: FeedPosition) -> None:
+        """Nothing to do: the stream keeps its history, the position is saved."""
+
+    async def prune_idle(self) -> int:
+        return 0
+
     async def batches(self, after: FeedPosition | None) -> AsyncIterator[ChangeBatch]:
         token = None if after is None else json_util.loads(after["token"])
         with _feed_errors("follow the change stream", after):

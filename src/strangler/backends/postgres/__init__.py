@@ -1,6 +1,7 @@
 """The Postgres backend (asyncpg, against Supabase's database URL): the ``ChatStore`` and
 strangler's own control plane, one module per table or concern."""
 
+from strangler.backends.postgres.changes import PostgresChangeFeed
 from strangler.backends.postgres.divergences import PostgresDivergenceLog
 from strangler.backends.postgres.events import PostgresEventLog
 from strangler.backends.postgres.followers import PostgresFollowerState
@@ -15,6 +16,7 @@ from strangler.backends.postgres.tombstones import PostgresTombstones
 
 __all__ = [
     "MessageOutbox",
+    "PostgresChangeFeed",
     "PostgresDivergenceLog",
     "PostgresEventLog",
     "PostgresFollowerState",

@@ -66,6 +66,11 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
     )
 
 
+async def _init_uncaptured(conn: asyncpg.Connection) -> None:
+    await _init_connection(conn)
+    await conn.execute("SET strangler.capture = 'off'")
+
+
 async def _reset_connection(conn: asyncpg.Connection) -> None:
     """What a released connection needs before the next acquirer: strangler sets no session
     state (the realtime listener unlistens itself, schema changes use their own
@@ -136,8 +141,14 @@ class PostgresStore:
         max_size: int = 10,
         statement_cache_size: int = 100,
         limits: StoreLimits | None = None,
+        capture: bool = True,
     ) -> None:
+        """``capture=False``: this store's writes are not recorded in the change log (a
+        bulk load of what MongoDB already holds). Only on a direct or session-pooled
+        connection (``statement_cache_size`` > 0): through a transaction pooler a session
+        setting would leak to other clients, so there the writes are logged and pruned."""
         self._dsn = dsn
+        self._capture_off = not capture and statement_cache_size > 0
         self._timeout = timeout
         self._min_size = min_size
         self._max_size = max_size
@@ -156,7 +167,7 @@ class PostgresStore:
                 timeout=self._timeout,
                 command_timeout=self._timeout,
                 statement_cache_size=self._statement_cache_size,
-                init=_init_connection,
+                init=_init_uncaptured if self._capture_off else _init_connection,
                 reset=_reset_connection,
             )
         return self
