@@ -109,7 +109,7 @@ def new_store(settings: Settings, *, bulk: bool = False) -> PostgresStore:
         limits=limits(settings),
         # A bulk job's writes are not for the reverse follower: the backfill loads what
         # MongoDB already holds, and repair writes Supabase only while MongoDB leads.
-        capture=not bulk,
+        session={"strangler.capture": "off"} if bulk else {"strangler.origin": "facade"},
     )
 
 
@@ -317,6 +317,19 @@ class Runtime:
         }
         following: tuple[Follower, ...] = ()
         if follow is not None:
+            reverse_feed = feeds[REVERSE.name]
+            assert isinstance(reverse_feed, PostgresChangeFeed)
+
+            # What the change log holds is still to reach MongoDB: no stage move may
+            # outrun it. And the reverse follower copies every write at complete from it,
+            # so the facade no longer parks them on the request path.
+            async def change_log_backlog() -> int:
+                # Only where Supabase leads: elsewhere the log holds the facade's second
+                # writes, which are not for MongoDB (the idle follower prunes them).
+                return await reverse_feed.depth() if facade.stage in REVERSE.stages else 0
+
+            facade.backlogs["old"] = change_log_backlog
+            facade.park_at_complete = False
             following = (
                 _forward(
                     facade, feeds[FORWARD.name], followers, journals["old"], divergences, follow

@@ -37,7 +37,8 @@ async def running(
     """Both stores, the facade at ``stage``, and its forward follower running."""
     async with (
         MongoStore(mongo_server.uri, database=mongo_db, timeout=5.0) as old,
-        PostgresStore(clean_pg, timeout=5.0) as new,
+        # As strangler.runtime.new_store opens it: the facade's writes carry their origin.
+        PostgresStore(clean_pg, timeout=5.0, session={"strangler.origin": "facade"}) as new,
     ):
         await old.ensure_indexes()
         runtime = Runtime.over(
@@ -439,3 +440,23 @@ async def _gone_from_mongo(db: Any, coll: str, oid: ObjectId) -> bool:
 async def _log_empty(clean_pg: str) -> bool:
     rows = await _pg(clean_pg, "SELECT count(*) FROM strangler.changes")
     return bool(rows[0][0] == 0)
+
+
+async def test_at_complete_the_change_log_replaces_parking_and_holds_back_a_rollback(
+    mongo_server: Any, mongo_db: str, clean_pg: str
+) -> None:
+    """With the followers on, a write at complete parks nothing on the request path; the
+    change log carries it to MongoDB, and until it has, it counts as pending for MongoDB,
+    so the stage controller refuses to hand MongoDB the reads."""
+    async with running(mongo_server, mongo_db, clean_pg, Stage.COMPLETE) as runtime:
+        facade = runtime.facade
+        assert facade.park_at_complete is False
+        await reverse(runtime).stop()  # nothing copies now: the change log keeps it
+        s = await facade.create_session(ChatSession.new(title="at complete", user_id="u"))
+        rows = await _pg(clean_pg, "SELECT count(*) FROM strangler.pending_writes")
+        assert rows[0][0] == 0  # not parked
+        assert await facade.pending("old") == 1  # but pending for MongoDB, in the log
+        reverse(runtime).start()
+        await eventually(lambda: _log_empty(clean_pg), 5.0)
+        assert await facade.pending("old") == 0
+        assert (await facade.old.get_session(s.id)).title == "at complete"

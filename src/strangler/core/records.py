@@ -162,6 +162,8 @@ class Change:
     legacy_id: Any = None
     document: Any = None
     state: Any = ...
+    #: Who made it, when the store records that (``facade`` for the facade's own writes).
+    origin: str | None = None
 
 
 @dataclass(frozen=True)

@@ -99,6 +99,12 @@ class DualWriteStore:
         self.tombstones = tombstones
         self.sender = sender
         self.pages = pages
+        #: Changes still to be copied into a store by a follower (the change log's depth
+        #: for MongoDB): pending like journal entries, so no move outruns them.
+        self.backlogs: dict[Role, Callable[[], Awaitable[int]]] = {}
+        #: At ``complete``, park every write's id for MongoDB (off when the reverse
+        #: follower copies them from the change log instead).
+        self.park_at_complete = True
         self._background: set[asyncio.Task[None]] = set()
 
     # --- lifecycle -------------------------------------------------------------------
@@ -128,8 +134,11 @@ class DualWriteStore:
         return self._stores[role]
 
     async def pending(self, role: Role) -> int:
-        """Journal entries still to land in ``role``'s store, across both journals."""
-        return sum([await j.depth(role) for j in self.journals.values()])
+        """Writes still to land in ``role``'s store: journal entries across both journals,
+        and changes a follower has yet to copy there (``backlogs``)."""
+        total = sum([await j.depth(role) for j in self.journals.values()])
+        backlog = self.backlogs.get(role)
+        return total + (await backlog() if backlog is not None else 0)
 
     async def ping(self) -> float:
         return await self._read("ping", lambda s: s.ping())
@@ -195,7 +204,7 @@ class DualWriteStore:
         result = await self._call(auth, op, primary)
         target = stage.secondary
         if target is None:
-            if stage == Stage.COMPLETE and not parked:
+            if stage == Stage.COMPLETE and not parked and self.park_at_complete:
                 # Park the ids for MongoDB, so a rollback from complete can catch it up.
                 await self._journal(auth_role, "old", table, record_ids, park=True)
             return result
@@ -392,7 +401,7 @@ class DualWriteStore:
         if stage.authoritative != "new" or sender is None:
             return await self.add_message(message), False
 
-        park = stage == Stage.COMPLETE
+        park = stage == Stage.COMPLETE and self.park_at_complete
 
         async def primary(_: ChatStore) -> Message:
             await sender.send(message, park=park, event=event)

@@ -62,6 +62,9 @@ log = structlog.get_logger(__name__)
 LocalState = Literal["leading", "standby", "stale", "idle"]
 Outcome = Literal["same", "applied", "bypass", "reported", "skipped"]
 
+#: The origin the facade's own writes carry where the store records one (the change log).
+FACADE_ORIGIN = "facade"
+
 #: How often an idle follower lets its feed drop what is not its own (seconds).
 PRUNE_IDLE_EVERY = 10.0
 
@@ -499,7 +502,11 @@ class Follower:
         fresh = [(c, st) for c, st in fresh if c.record_id not in dead]
         outcomes += ["same"] * len(dead)  # the facade deleted it since: its delete comes later
         candidates = fresh + differing
-        bypassed = {c.record_id for c, _ in candidates if c.record_id not in journaled}
+        bypassed = {
+            c.record_id
+            for c, _ in candidates
+            if c.record_id not in journaled and c.origin != FACADE_ORIGIN
+        }
         await self._bypass_many([c for c, _ in candidates if c.record_id in bypassed])
         gone = [c for c, state in differing if state is None]
         if gone and d.target == "new" and self._tombstones is not None:
@@ -606,7 +613,9 @@ class Follower:
             return "reported"
         if theirs is not ... and not diff_records(state, theirs):
             return "same"
-        bypass = not await self._journaled(change.table, record_id)
+        bypass = change.origin != FACADE_ORIGIN and not await self._journaled(
+            change.table, record_id
+        )
         if bypass:
             await self._bypass(change, source.name)
         if state is None and d.target == "new" and self._tombstones is not None:

@@ -20,7 +20,7 @@ from strangler.core.records import Change, ChangeBatch, FeedPosition, Table
 TABLES: dict[str, Table] = {"chat_sessions": "chat_sessions", "messages": "messages"}
 #: The stages whose changes the reverse follower copies; others' are pruned when idle.
 REVERSE_STAGES = ("live", "rampdown", "complete")
-_COLUMNS = "id, at, table_name, record_id, op"
+_COLUMNS = "id, at, table_name, record_id, op, origin"
 
 
 class PostgresChangeFeed:
@@ -100,4 +100,5 @@ def _change(row: Any) -> Change:
         op=row[4],
         at=row[1],
         legacy_id=row[3],
+        origin=row[5],
     )

@@ -66,11 +66,6 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
     )
 
 
-async def _init_uncaptured(conn: asyncpg.Connection) -> None:
-    await _init_connection(conn)
-    await conn.execute("SET strangler.capture = 'off'")
-
-
 async def _reset_connection(conn: asyncpg.Connection) -> None:
     """What a released connection needs before the next acquirer: strangler sets no session
     state (the realtime listener unlistens itself, schema changes use their own
@@ -141,14 +136,16 @@ class PostgresStore:
         max_size: int = 10,
         statement_cache_size: int = 100,
         limits: StoreLimits | None = None,
-        capture: bool = True,
+        session: dict[str, str] | None = None,
     ) -> None:
-        """``capture=False``: this store's writes are not recorded in the change log (a
-        bulk load of what MongoDB already holds). Only on a direct or session-pooled
-        connection (``statement_cache_size`` > 0): through a transaction pooler a session
-        setting would leak to other clients, so there the writes are logged and pruned."""
+        """``session``: settings for every connection's session, such as
+        ``strangler.capture = off`` (a bulk load the change log must not record) or
+        ``strangler.origin = facade`` (recorded with each change, so a follower knows the
+        facade's writes). Only on a direct or session-pooled connection
+        (``statement_cache_size`` > 0): through a transaction pooler a session setting
+        would leak to other clients, so there it is not set."""
         self._dsn = dsn
-        self._capture_off = not capture and statement_cache_size > 0
+        self._session = dict(session or {}) if statement_cache_size > 0 else {}
         self._timeout = timeout
         self._min_size = min_size
         self._max_size = max_size
@@ -167,10 +164,15 @@ class PostgresStore:
                 timeout=self._timeout,
                 command_timeout=self._timeout,
                 statement_cache_size=self._statement_cache_size,
-                init=_init_uncaptured if self._capture_off else _init_connection,
+                init=self._init,
                 reset=_reset_connection,
             )
         return self
+
+    async def _init(self, conn: asyncpg.Connection) -> None:
+        await _init_connection(conn)
+        for name, value in self._session.items():
+            await conn.execute("SELECT set_config($1, $2, false)", name, value)
 
     async def __aexit__(
         self,
