@@ -325,8 +325,12 @@ class Runtime:
             # so the facade no longer parks them on the request path.
             async def change_log_backlog() -> int:
                 # Only where Supabase leads: elsewhere the log holds the facade's second
-                # writes, which are not for MongoDB (the idle follower prunes them).
-                return await reverse_feed.depth() if facade.stage in REVERSE.stages else 0
+                # writes, which are not for MongoDB (the idle follower prunes them). At
+                # live and rampdown the facade's writes reach MongoDB inline.
+                stage = facade.stage
+                if stage not in REVERSE.stages:
+                    return 0
+                return await reverse_feed.depth(facade_writes=stage == Stage.COMPLETE)
 
             facade.backlogs["old"] = change_log_backlog
             facade.park_at_complete = False

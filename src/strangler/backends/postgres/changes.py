@@ -37,10 +37,19 @@ class PostgresChangeFeed:
     async def position_now(self) -> FeedPosition:
         return {"ids": [], "at": dt.datetime.now(dt.UTC).isoformat()}
 
-    async def depth(self) -> int:
-        """Changes still to copy."""
+    async def depth(self, *, facade_writes: bool = True) -> int:
+        """Changes MongoDB does not have yet. With ``facade_writes=False`` (at ``live`` and
+        ``rampdown``) the facade's own writes are left out where they reached MongoDB
+        inline (or its journal has them): every change except the facade's, and the
+        facade's made at ``complete``, where it writes Supabase alone. Under steady
+        traffic that is 0, not the few changes in flight."""
+        where = (
+            ""
+            if facade_writes
+            else (" WHERE origin IS DISTINCT FROM 'facade' OR stage = 'complete'")
+        )
         async with self._store.connection("change log depth") as conn:
-            n: int = await conn.fetchval("SELECT count(*) FROM strangler.changes")
+            n: int = await conn.fetchval(f"SELECT count(*) FROM strangler.changes{where}")
         return n
 
     async def batches(self, after: FeedPosition | None) -> AsyncIterator[ChangeBatch]:
