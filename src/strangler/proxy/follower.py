@@ -304,9 +304,10 @@ class Follower:
                 counts = Counts()
                 if batch.changes:
                     self._lag(batch.changes)
-                    # Settle from when the batch was read: the next batches are being read
-                    # meanwhile, so the delay adds to the lag once, not once per batch.
-                    await self._pause(seen_at + self._settle - time.monotonic())
+                    # Settle from when the batch was read, or from when its newest change
+                    # was made if that is earlier (a backlog waits for nothing): the next
+                    # batches are read meanwhile, so the delay adds to the lag once.
+                    await self._pause(self._settle - _age(batch.changes, seen_at))
                     counts = await self._apply(batch.changes)
                 elif time.monotonic() - saved_at < self._save_every:
                     self._metrics.follower_lag.labels(name).set(0)
@@ -706,6 +707,16 @@ class Follower:
                 )
             except StranglerError as exc:
                 log.warning("stream_report_not_persisted", error=str(exc))
+
+
+def _age(changes: list[Change], seen_at: float) -> float:
+    """Seconds since the newest of ``changes`` was made (by its store's clock), or since
+    the batch was read, whichever is more."""
+    read = time.monotonic() - seen_at
+    newest = max((c.at for c in changes if c.at is not None), default=None)
+    if newest is None:
+        return read
+    return max(read, (dt.datetime.now(dt.UTC) - newest).total_seconds())
 
 
 async def _hand(queue: asyncio.Queue[Any], item: Any, done: asyncio.Event) -> bool:

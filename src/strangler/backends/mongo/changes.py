@@ -85,7 +85,7 @@ def _change(event: dict[str, Any]) -> Change:
         op=op,
         at=_wall_time(event),
         legacy_id=legacy,
-        document=None if document is None else _relaxed(document),
+        original=None if document is None else (lambda: _relaxed(document)),
         state=state,
     )
 
