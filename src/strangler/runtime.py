@@ -44,7 +44,6 @@ from strangler.backends.supabase_rest import SupabaseRestStore
 from strangler.config.settings import Settings
 from strangler.core.errors import ConfigError, StranglerError
 from strangler.core.ports import (
-    BulkReader,
     ChangeFeed,
     DivergenceLog,
     EventLog,
@@ -60,7 +59,7 @@ from strangler.core.stages import Role, Stage
 from strangler.proxy.assembly import ControlPorts, FacadeOptions, build_facade
 from strangler.proxy.control import StageController
 from strangler.proxy.facade import DualWriteStore
-from strangler.proxy.follower import FORWARD, REVERSE, Follower
+from strangler.proxy.follower import FORWARD, REVERSE, Direction, Follower
 from strangler.proxy.metrics import FacadeMetrics
 
 log = structlog.get_logger(__name__)
@@ -183,29 +182,31 @@ def follow_options(settings: Settings) -> FollowOptions:
     )
 
 
-def _forward(
+def _follower(
+    direction: Direction,
     facade: DualWriteStore,
     feed: ChangeFeed,
     state: FollowerState,
-    journal: WriteJournal,
     reports: DivergenceLog,
     options: FollowOptions,
     *,
     always: bool = False,
 ) -> Follower:
-    """MongoDB's change stream into Supabase, while MongoDB is authoritative (``always``:
-    whatever the stage, for ``strangler backfill --follow``)."""
-    assert facade.tombstones is not None
+    """``direction``'s follower over the facade's stores (``always``: whatever the stage,
+    for ``strangler backfill --follow``). The facade journals a failed second write in the
+    authoritative store's journal, so that is where the follower asks."""
+    old, new = facade.old, facade.new
+    assert isinstance(old, MongoStore) and isinstance(new, PostgresStore)
     return Follower(
-        FORWARD,
+        direction,
         feed,
         state,
-        {"old": facade.old, "new": facade.new},
+        {"old": old, "new": new},
         lambda: facade.stage,
         facade.metrics,
         instance=options.instance,
-        journal=journal,
-        readers={"old": old_reader(facade), "new": new_reader(facade)},
+        readers={"old": old, "new": new},
+        journal=facade.journals[direction.source],
         tombstones=facade.tombstones,
         reports=reports,
         lease_seconds=options.lease_seconds,
@@ -213,45 +214,6 @@ def _forward(
         poll=options.poll,
         always=always,
     )
-
-
-def _reverse(
-    facade: DualWriteStore,
-    feed: ChangeFeed,
-    state: FollowerState,
-    journal: WriteJournal,
-    reports: DivergenceLog,
-    options: FollowOptions,
-) -> Follower:
-    """Supabase's change log into MongoDB, while Supabase is authoritative. The facade
-    journals in the authoritative store's journal, Supabase's here."""
-    return Follower(
-        REVERSE,
-        feed,
-        state,
-        {"old": facade.old, "new": facade.new},
-        lambda: facade.stage,
-        facade.metrics,
-        instance=options.instance,
-        journal=journal,
-        readers={"old": old_reader(facade), "new": new_reader(facade)},
-        reports=reports,
-        lease_seconds=options.lease_seconds,
-        settle=options.settle,
-        poll=options.poll,
-    )
-
-
-def old_reader(facade: DualWriteStore) -> BulkReader:
-    old = facade.old
-    assert isinstance(old, MongoStore)
-    return old
-
-
-def new_reader(facade: DualWriteStore) -> BulkReader:
-    new = facade.new
-    assert isinstance(new, PostgresStore)
-    return new
 
 
 def quota_plan(settings: Settings) -> QuotaPlan:
@@ -334,13 +296,9 @@ class Runtime:
 
             facade.backlogs["old"] = change_log_backlog
             facade.park_at_complete = False
-            following = (
-                _forward(
-                    facade, feeds[FORWARD.name], followers, journals["old"], divergences, follow
-                ),
-                _reverse(
-                    facade, feeds[REVERSE.name], followers, journals["new"], divergences, follow
-                ),
+            following = tuple(
+                _follower(d, facade, feeds[d.name], followers, divergences, follow)
+                for d in (FORWARD, REVERSE)
             )
         return cls(
             facade=facade,
@@ -358,12 +316,11 @@ class Runtime:
     def backfill_follower(self, options: FollowOptions) -> Follower:
         """A forward follower that runs whatever the stage, for the length of a backfill
         (``strangler backfill --follow``); it leads unless an instance already does."""
-        old_journal = self.facade.journals["old"]
-        return _forward(
+        return _follower(
+            FORWARD,
             self.facade,
             self.feeds[FORWARD.name],
             self.followers,
-            old_journal,
             self.divergences,
             options,
             always=True,

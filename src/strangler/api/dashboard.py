@@ -44,6 +44,7 @@ from strangler.api.problems import Problem
 from strangler.api.realtime import sse_response
 from strangler.core.errors import InvalidInput, StranglerError
 from strangler.core.ports import DivergenceLog, JobRuns
+from strangler.core.records import follower_summary
 from strangler.core.stages import Stage, check_transition
 from strangler.proxy.facade import DualWriteStore
 from strangler.proxy.follower import DIRECTIONS
@@ -309,26 +310,11 @@ CAPTURE_KINDS = frozenset({"bypass_write", "stream_quarantined"})
 async def _followers(app: web.Application) -> list[dict[str, Any]]:
     """Each follower as every instance shares it, with this instance's view of it."""
     here = {f.direction.name: f.status.json() for f in app.get(FOLLOWING, ())}
+    now = dt.datetime.now(dt.UTC)
     out = []
-    for name in [d.name for d in DIRECTIONS]:
-        record = await _safe(app[FOLLOWER_STATE].load(name))
-        now = dt.datetime.now(dt.UTC)
-        leading = record is not None and record.lease_until is not None and record.lease_until > now
-        out.append(
-            {
-                "name": name,
-                "state": "never started" if record is None else record.state,
-                "reason": None if record is None else record.state_reason,
-                "leader": record.leader if record is not None and leading else None,
-                "last_change_at": None
-                if record is None or record.position_at is None
-                else record.position_at.astimezone(dt.UTC).isoformat(),
-                "applied": 0 if record is None else record.applied,
-                "bypass": 0 if record is None else record.bypass,
-                "reported": 0 if record is None else record.reported,
-                "here": here.get(name),
-            }
-        )
+    for d in DIRECTIONS:
+        record = await _safe(app[FOLLOWER_STATE].load(d.name))
+        out.append({"name": d.name, **follower_summary(record, now), "here": here.get(d.name)})
     return out
 
 

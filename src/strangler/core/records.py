@@ -197,3 +197,26 @@ class FollowerRecord:
     bypass: int
     reported: int
     updated_at: dt.datetime
+
+    def leader_now(self, now: dt.datetime) -> str | None:
+        """The instance whose lease is still running at ``now``, if any."""
+        live = self.lease_until is not None and self.lease_until > now
+        return self.leader if live else None
+
+
+def follower_summary(record: FollowerRecord | None, now: dt.datetime) -> dict[str, Any]:
+    """A follower as the CLI and the dashboard show it (``never started`` without one)."""
+
+    def iso(at: dt.datetime | None) -> str | None:
+        return None if at is None else at.astimezone(dt.UTC).isoformat()
+
+    return {
+        "state": "never started" if record is None else record.state,
+        "reason": None if record is None else record.state_reason,
+        "leader": None if record is None else record.leader_now(now),
+        "last_change_at": None if record is None else iso(record.position_at),
+        "saved_at": None if record is None else iso(record.updated_at),
+        "applied": 0 if record is None else record.applied,
+        "bypass": 0 if record is None else record.bypass,
+        "reported": 0 if record is None else record.reported,
+    }

@@ -6,10 +6,11 @@ import argparse
 import asyncio
 import datetime as dt
 import json
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from strangler.config import Settings
 from strangler.core.errors import InvalidInput
+from strangler.core.records import follower_summary
 from strangler.operate.common import origin
 from strangler.proxy.follower import DIRECTIONS
 from strangler.runtime import Runtime
@@ -55,22 +56,8 @@ def _age(at: dt.datetime | None) -> str:
 async def status(settings: Settings, *, as_json: bool) -> int:
     async with Runtime.open(settings, start=False) as runtime:
         records = {name: await runtime.followers.load(name) for name in NAMES}
-    out: dict[str, Any] = {}
-    for name, r in records.items():
-        now = dt.datetime.now(dt.UTC)
-        leading = r is not None and r.lease_until is not None and r.lease_until > now
-        out[name] = {
-            "state": "never started" if r is None else r.state,
-            "reason": None if r is None else r.state_reason,
-            "leader": r.leader if r is not None and leading else None,
-            "last_change_at": None
-            if r is None or r.position_at is None
-            else r.position_at.isoformat(),
-            "saved_at": None if r is None else r.updated_at.isoformat(),
-            "applied": 0 if r is None else r.applied,
-            "bypass_writes": 0 if r is None else r.bypass,
-            "reported": 0 if r is None else r.reported,
-        }
+    now = dt.datetime.now(dt.UTC)
+    out = {name: follower_summary(r, now) for name, r in records.items()}
     if as_json:
         print(json.dumps(out, indent=2))
         return 0

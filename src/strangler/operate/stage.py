@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import datetime as dt
 import json
 from typing import TYPE_CHECKING, Any
 
 from strangler.config import Settings
 from strangler.core.errors import ConfigError
+from strangler.core.records import follower_summary
 from strangler.core.stages import Stage
 from strangler.operate.common import origin
+from strangler.proxy.follower import DIRECTIONS
 from strangler.runtime import Runtime
 
 if TYPE_CHECKING:
@@ -56,9 +59,10 @@ async def get(settings: Settings, *, as_json: bool) -> int:
         stage = await runtime.controller.refresh()
         record = await runtime.stages.read_stage()
         history = await runtime.stages.transitions(5)
-        forward = await runtime.followers.load("forward")
+        followers = {d.name: await runtime.followers.load(d.name) for d in DIRECTIONS}
         facade = runtime.facade
         pending = {"old": await facade.pending("old"), "new": await facade.pending("new")}
+    now = dt.datetime.now(dt.UTC)
     info: dict[str, Any] = {
         "stage": stage.value,
         "source": "STRANGLER_STAGE" if settings.stage else "control table",
@@ -72,17 +76,7 @@ async def get(settings: Settings, *, as_json: bool) -> int:
         },
         "pending_repairs": {"mongo": pending["old"], "supabase": pending["new"]},
         "recent_transitions": [{**h, "at": h["at"].isoformat()} for h in history],
-        "followers": {
-            "forward": None
-            if forward is None
-            else {
-                "state": forward.state,
-                "reason": forward.state_reason,
-                "applied": forward.applied,
-                "bypass_writes": forward.bypass,
-                "reported": forward.reported,
-            }
-        },
+        "followers": {name: follower_summary(r, now) for name, r in followers.items()},
     }
     if as_json:
         print(json.dumps(info, indent=2))
@@ -94,13 +88,11 @@ async def get(settings: Settings, *, as_json: bool) -> int:
             + (f": {record.reason}" if record.reason else "")
         )
     print(f"pending repairs: {pending['old']} for MongoDB, {pending['new']} for Supabase")
-    if forward is None:
-        print("forward follower: never started (it starts at dualwrite, or with backfill --follow)")
-    else:
+    for name, f in info["followers"].items():
         print(
-            f"forward follower: {forward.state}; applied {forward.applied:,}, bypass writes "
-            f"{forward.bypass:,}, reported {forward.reported:,}"
-            + (f" ({forward.state_reason})" if forward.state_reason else "")
+            f"{name} follower: {f['state']}; applied {f['applied']:,}, bypass writes "
+            f"{f['bypass']:,}, reported {f['reported']:,}"
+            + (f" ({f['reason']})" if f["reason"] else "")
         )
     ladder = "  ".join(f"[{s.value}]" if s == stage else s.value for s in Stage)
     print(f"ladder: {ladder}")

@@ -29,7 +29,7 @@ import datetime as dt
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import structlog
@@ -55,7 +55,7 @@ from strangler.core.records import Change, ChangeBatch, FeedPosition, FollowerRe
 from strangler.core.stages import Role, Stage
 from strangler.proxy.compare import diff_records
 from strangler.proxy.metrics import FacadeMetrics
-from strangler.proxy.mirror import mirror, read_state
+from strangler.proxy.mirror import mirror
 
 log = structlog.get_logger(__name__)
 
@@ -122,7 +122,6 @@ class FollowerStatus:
     bypass: int = 0
     reported: int = 0
     last_error: str | None = None
-    since: float = field(default_factory=time.monotonic)
 
     def json(self) -> dict[str, Any]:
         return {
@@ -150,8 +149,8 @@ class Follower:
         metrics: FacadeMetrics,
         *,
         instance: str,
+        readers: dict[Role, BulkReader],
         journal: WriteJournal | None = None,
-        readers: dict[Role, BulkReader] | None = None,
         tombstones: Tombstones | None = None,
         reports: DivergenceLog | None = None,
         lease_seconds: float = 6.0,
@@ -169,7 +168,7 @@ class Follower:
         self._metrics = metrics
         self.instance = instance
         self._journal = journal
-        #: Both stores as ``BulkReader``s, for the batched path (None: one by one).
+        #: Both stores as ``BulkReader``s: a batch is read in one query per store.
         self._readers = readers
         self._tombstones = tombstones
         self._reports = reports
@@ -214,9 +213,7 @@ class Follower:
         return started and stage in self.direction.once_started
 
     def _show(self, state: LocalState) -> None:
-        if state != self.status.state:
-            self.status.state = state
-            self.status.since = time.monotonic()
+        self.status.state = state
         for s in ("leading", "standby", "stale", "idle"):
             self._metrics.follower_state.labels(self.direction.name, s).set(1 if s == state else 0)
 
@@ -387,11 +384,7 @@ class Follower:
             work = [c for c in unique.values() if c.table == table]
             if not work:
                 continue
-            if self._readers is None:
-                outcomes = await self._each(work, self._one)
-            else:
-                outcomes = await self._batch(table, work)
-            for outcome in outcomes:
+            for outcome in await self._batch(table, work):
                 if outcome in ("applied", "bypass"):
                     counts.applied += 1
                 if outcome == "bypass":
@@ -437,7 +430,6 @@ class Follower:
         5. the records are written in one upsert and the source read again, to catch a
            change that raced the copy. Anything the upsert refuses goes one by one.
         """
-        assert self._readers is not None
         d = self.direction
         outcomes: list[Outcome] = []
         mapped: list[Change] = []
@@ -595,35 +587,6 @@ class Follower:
         except StranglerError as exc:
             log.warning("bypass_write_not_persisted", error=str(exc), count=len(rows))
 
-    async def _one(self, change: Change) -> Outcome:
-        """One change on its own (a store without ``BulkReader``)."""
-        d = self.direction
-        if change.record_id is None:
-            await self._report(change, ["id_one_way"], "its _id maps to a UUID one way only")
-            return "reported"
-        source, target = self._stores[d.source], self._stores[d.target]
-        record_id = change.record_id
-        try:
-            state = await read_state(source, change.table, record_id)
-            try:
-                theirs = await read_state(target, change.table, record_id)
-            except CorruptRecord:
-                theirs = ...  # unreadable there: different from anything, so copied
-        except CorruptRecord as exc:
-            await self._report(change, exc.reasons or [exc.code], str(exc))
-            return "reported"
-        if theirs is not ... and not diff_records(state, theirs):
-            return "same"
-        bypass = change.origin != FACADE_ORIGIN and not await self._journaled(
-            change.table, record_id
-        )
-        if bypass:
-            await self._bypass(change, source.name)
-        if state is None and d.target == "new" and self._tombstones is not None:
-            await self._tombstones.tombstone(change.table, [record_id])
-        outcome = await self._copy(change, state)
-        return "bypass" if outcome == "applied" and bypass else outcome
-
     async def _copy(self, change: Change, known: Any) -> Outcome:
         """Mirror one record (``known``: its source state, or ``...`` to read it); what
         cannot be copied is reported, and only a store outage is raised."""
@@ -649,37 +612,6 @@ class Follower:
             await self._report(change, [exc.code], str(exc))
             return "reported"
         return "applied"
-
-    async def _journaled(self, table: Any, record_id: uuid.UUID) -> bool:
-        """Whether the facade journaled this record for the target (its secondary write
-        failed): then the change is the facade's, late."""
-        if self._journal is None:
-            return False
-        try:
-            pending = await self._journal.pending_ids(self.direction.target, table, [record_id])
-        except StoreUnavailable:
-            raise
-        except StranglerError:
-            return False
-        return record_id in pending
-
-    async def _bypass(self, change: Change, store: str) -> None:
-        self._metrics.bypass_writes.labels(store, change.table).inc()
-        log.bind(follower=self.direction.name, table=change.table).warning(
-            "bypass_write_detected", id=str(change.record_id), store=store, op=change.op
-        )
-        if self._reports is None:
-            return
-        try:
-            await self._reports.record_divergence(
-                stage=self._stage(),
-                table=change.table,
-                record_id=str(change.record_id),
-                kind="bypass_write",
-                diff={"store": store, "op": change.op, "at": _iso(change.at)},
-            )
-        except StranglerError as exc:
-            log.warning("bypass_write_not_persisted", error=str(exc))
 
     async def _report(self, change: Change, reasons: list[str], detail: str) -> None:
         self._metrics.follower_reported.labels(self.direction.name).inc()

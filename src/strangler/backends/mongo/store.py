@@ -196,11 +196,7 @@ class MongoStore:
         return self._client[self._database]
 
     def _coll(self, name: str) -> Any:
-        if self._client is None:
-            raise StoreUnavailable(
-                "mongo: store is not open; use `async with MongoStore(...)`", store="mongo"
-            )
-        return self._client[self._database][name]
+        return self.db()[name]
 
     async def ensure_indexes(self) -> None:
         """Create the indexes the chat queries need (idempotent)."""

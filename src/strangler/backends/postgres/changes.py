@@ -76,7 +76,7 @@ class PostgresChangeFeed:
                 await asyncio.sleep(self._poll)
                 continue
             ids = [r[0] for r in rows]
-            last = max(last, ids[-1], *ids)
+            last = max(last, *ids)
             self._inflight.update(ids)
             changes = [_change(r) for r in rows]
             at = max(r[1] for r in rows)

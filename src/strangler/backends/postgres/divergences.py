@@ -21,24 +21,7 @@ class PostgresDivergenceLog:
     async def record_divergence(
         self, *, stage: Stage, table: str, record_id: str, kind: str, diff: Any
     ) -> None:
-        async with self._store.connection("record divergence") as conn:
-            await conn.execute(
-                "INSERT INTO strangler.divergences (stage, table_name, record_id, kind, diff)"
-                " VALUES ($1, $2, $3, $4, $5)",
-                stage.value,
-                table,
-                record_id,
-                kind,
-                diff,
-            )
-            self._since_prune += 1
-            if self._since_prune >= 100:
-                self._since_prune = 0
-                await conn.execute(
-                    "DELETE FROM strangler.divergences WHERE id <= "
-                    "(SELECT max(id) FROM strangler.divergences) - $1",
-                    self._retention,
-                )
+        await self.record_many(stage=stage, rows=[(table, record_id, kind, diff)])
 
     async def record_many(self, *, stage: Stage, rows: Sequence[tuple[str, str, str, Any]]) -> None:
         if not rows:
