@@ -31,23 +31,32 @@ import argparse
 import asyncio
 import base64
 import contextlib
+import datetime as dt
+import json
 import os
 import random
+import shutil
 import signal
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import aiohttp
+import asyncpg
+from bson import ObjectId
+from pymongo import AsyncMongoClient
 
 from _common import conditions, save, server_pids
 from strangler import schema
 from strangler.backends.mongo import MongoStore
+from strangler.backends.postgres import PostgresStore
+from strangler.core import ids
 from strangler.core.errors import NotFound
 from strangler.embedded import EmbeddedMongo, EmbeddedPostgres, free_port
 
@@ -269,6 +278,320 @@ class Load:
             await asyncio.gather(*(self._client(http, n) for n in range(self.clients)))
 
 
+# --- writers around the facade ---------------------------------------------------------------
+
+#: Where each store is authoritative: bypass writers write it only there (an old backend
+#: instance writes MongoDB until the rollout ends; the SQL editor edits Supabase once it
+#: leads).
+MONGO_LEADS = {"off", "dualwrite", "shadow"}
+PG_LEADS = {"live", "rampdown", "complete"}
+
+
+@dataclass
+class BypassWrite:
+    """One record written around the facade, and what it must look like in both stores."""
+
+    table: str
+    rid: uuid.UUID
+    source: str  # "mongo" or "postgres": where it was written
+    stage: str
+    made: float  # when its last write was acknowledged
+    titles: set[str] = field(default_factory=set)  # sessions: every title it may have
+    deleted: bool = False
+    #: Seconds from acknowledgement to the other store holding it (None: not yet).
+    arrived: float | None = None
+    followed: bool = True  # made where a follower runs (not before the first backfill)
+
+
+class Bypass:
+    """Two writers that never touch the facade: one writes legacy-shaped documents straight
+    into MongoDB (an old backend instance, a cron job) while MongoDB is authoritative, the
+    other rows straight into Postgres (the SQL editor, an Edge Function) while it is. Each
+    keeps a ledger of what it wrote; a checker times each write's arrival in the other
+    store. Writers pause while the stage moves, so every write has one definite stage."""
+
+    def __init__(self, mongo_uri: str, dsn: str, rate: float, seed: int = 2) -> None:
+        self.mongo_uri = mongo_uri
+        self.dsn = dsn
+        self.rate = rate
+        self.rng = random.Random(seed)
+        self.stage = "off"
+        self.round = 0
+        self.writes: dict[uuid.UUID, BypassWrite] = {}
+        #: Writes whose outcome is unknown (the store failed mid-write): not judged.
+        self.ambiguous: set[uuid.UUID] = set()
+        self.failed = 0
+        self._open = asyncio.Event()
+        self._open.set()
+        self._inflight = 0
+        self._stop = False
+
+    def stop(self) -> None:
+        self._stop = True
+
+    async def hold(self) -> None:
+        """Pause both writers and wait for their writes in flight."""
+        self._open.clear()
+        while self._inflight:  # noqa: ASYNC110 (a counter, polled while the stage moves)
+            await asyncio.sleep(0.01)
+
+    def release(self, stage: str) -> None:
+        self.stage = stage
+        self._open.set()
+
+    def _followed(self, source: str) -> bool:
+        if source == "postgres":
+            return True
+        return self.stage != "off" or self.round > 0  # round 1's off: the backfill copies it
+
+    async def run(self) -> None:
+        await asyncio.gather(self._writer("mongo"), self._writer("postgres"), self._checker())
+
+    async def _writer(self, source: str) -> None:
+        leads = MONGO_LEADS if source == "mongo" else PG_LEADS
+        mine: list[BypassWrite] = []
+        mongo: AsyncMongoClient[Any] | None = None
+        pg: asyncpg.Connection | None = None
+        try:
+            while not self._stop:
+                await asyncio.sleep(self.rng.expovariate(self.rate))
+                await self._open.wait()
+                if self.stage not in leads:
+                    continue
+                self._inflight += 1
+                try:
+                    if source == "mongo":
+                        if mongo is None:
+                            mongo = AsyncMongoClient(
+                                self.mongo_uri, serverSelectionTimeoutMS=2000, timeoutMS=3000
+                            )
+                        await self._write(mine, source, self._mongo_ops(mongo["chat"]))
+                    else:
+                        if pg is None or pg.is_closed():
+                            pg = await asyncpg.connect(self.dsn, timeout=3, command_timeout=3)
+                        await self._write(mine, source, self._pg_ops(pg))
+                except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError):
+                    self.failed += 1  # the store is down: nothing acknowledged
+                    if pg is not None and not pg.is_closed():
+                        pg.terminate()
+                    pg = None
+                except Exception as exc:  # PyMongo's errors: the same
+                    if type(exc).__module__.startswith("pymongo"):
+                        self.failed += 1
+                    else:
+                        raise
+                finally:
+                    self._inflight -= 1
+        finally:
+            if mongo is not None:
+                await mongo.close()
+            if pg is not None and not pg.is_closed():
+                await pg.close()
+
+    async def _write(self, mine: list[BypassWrite], source: str, ops: Any) -> None:
+        """One write: a new session, a message in one of this writer's sessions, a rename,
+        or a message deleted. An exception mid-write makes the record ambiguous."""
+        roll = self.rng.random()
+        sessions = [w for w in mine if w.table == "chat_sessions" and not w.deleted]
+        messages = [w for w in mine if w.table == "messages" and not w.deleted]
+        if not sessions or roll < 0.25:
+            kind, target = "session", None
+        elif roll < 0.80:
+            kind, target = "message", self.rng.choice(sessions)
+        elif roll < 0.95 or not messages:
+            kind, target = "rename", self.rng.choice(sessions)
+        else:
+            kind, target = "delete", self.rng.choice(messages)
+        title = f"b{self.rng.randrange(10**6)}"
+        try:
+            rid = await ops(kind, title, target)
+        except BaseException:
+            if kind == "rename" and target is not None:
+                target.titles.add(title)  # it may have landed
+            elif kind == "delete" and target is not None:
+                self.ambiguous.add(target.rid)
+            raise
+        now = time.time()
+        if kind in ("session", "message"):
+            table = "chat_sessions" if kind == "session" else "messages"
+            w = BypassWrite(table, rid, source, self.stage, now, followed=self._followed(source))
+            if kind == "session":
+                w.titles = {title}
+            self.writes[rid] = w
+            mine.append(w)
+        else:
+            assert target is not None
+            if kind == "rename":
+                target.titles = {title}
+            else:
+                target.deleted = True
+            target.made, target.arrived, target.stage = now, None, self.stage
+            target.followed = self._followed(source)
+
+    def _mongo_ops(self, db: Any) -> Any:
+        async def mongo(kind: str, title: str, target: BypassWrite | None) -> uuid.UUID:
+            now = dt.datetime.now(dt.UTC).replace(tzinfo=None, microsecond=0)
+            if kind == "session":
+                oid = ObjectId()
+                self.ambiguous.add(ids.uuid_from_objectid(oid))  # until acknowledged
+                await db.chat_sessions.insert_one(
+                    {"_id": oid, "title": title, "created_at": now, "user_id": "u-cron"}
+                )
+            elif kind == "message":
+                assert target is not None
+                oid = ObjectId()
+                self.ambiguous.add(ids.uuid_from_objectid(oid))
+                await db.messages.insert_one(
+                    {
+                        "_id": oid,
+                        "session_id": str(_oid(target.rid)),
+                        "sender": "assistant",
+                        "content": {"type": "conversation", "text": f"cron {title}"},
+                        "timestamp": now,
+                    }
+                )
+            elif kind == "rename":
+                assert target is not None
+                await db.chat_sessions.update_one(
+                    {"_id": _oid(target.rid)}, {"$set": {"title": title}}
+                )
+                return target.rid
+            else:
+                assert target is not None
+                await db.messages.delete_one({"_id": _oid(target.rid)})
+                return target.rid
+            made = ids.uuid_from_objectid(oid)
+            self.ambiguous.discard(made)
+            return made
+
+        return mongo
+
+    def _pg_ops(self, conn: asyncpg.Connection) -> Any:
+        async def postgres(kind: str, title: str, target: BypassWrite | None) -> uuid.UUID:
+            if kind == "session":
+                made = uuid.uuid4()
+                self.ambiguous.add(made)
+                await conn.execute(
+                    "INSERT INTO chat_sessions (id, title, created_at, user_id)"
+                    " VALUES ($1, $2, now(), 'u-sql-editor')",
+                    made,
+                    title,
+                )
+            elif kind == "message":
+                assert target is not None
+                made = uuid.uuid4()
+                self.ambiguous.add(made)
+                await conn.execute(
+                    "INSERT INTO messages (id, session_id, sender, content, timestamp)"
+                    " VALUES ($1, $2, 'assistant', $3::jsonb, now())",
+                    made,
+                    target.rid,
+                    f'{{"type": "conversation", "text": "edge {title}"}}',
+                )
+            elif kind == "rename":
+                assert target is not None
+                await conn.execute(
+                    "UPDATE chat_sessions SET title = $2 WHERE id = $1", target.rid, title
+                )
+                return target.rid
+            else:
+                assert target is not None
+                await conn.execute("DELETE FROM messages WHERE id = $1", target.rid)
+                return target.rid
+            self.ambiguous.discard(made)
+            return made
+
+        return postgres
+
+    async def _checker(self) -> None:
+        """Twice a second: which writes the other store holds now, and since when."""
+        async with (
+            MongoStore(self.mongo_uri, database="chat", timeout=3) as mongo,
+            PostgresStore(self.dsn, timeout=3) as pg,
+        ):
+            while not self._stop:
+                await asyncio.sleep(0.5)
+                with contextlib.suppress(Exception):  # a store down: look again later
+                    await self.check({"mongo": mongo, "postgres": pg}, final=False)
+
+    async def check(self, stores: dict[str, Any], *, final: bool) -> list[str]:
+        """Mark arrivals; with ``final``, also each write's state in its own store, and
+        return what is wrong."""
+        wrong: list[str] = []
+        for table in ("chat_sessions", "messages"):
+            for source, other in (("mongo", "postgres"), ("postgres", "mongo")):
+                todo = [
+                    w
+                    for w in self.writes.values()
+                    if w.table == table
+                    and w.source == source
+                    and w.rid not in self.ambiguous
+                    and (final or w.arrived is None)
+                ]
+                if not todo:
+                    continue
+                rids = [w.rid for w in todo]
+                there = await stores[other].read_many(table, rids)
+                here = await stores[source].read_many(table, rids) if final else {}
+                for w in todo:
+                    ok_there = _holds(w, there.get(w.rid))
+                    if ok_there and w.arrived is None:
+                        w.arrived = time.time() - w.made
+                    if final and not ok_there:
+                        wrong.append(
+                            f"{w.table} {w.rid} written in {w.source} at {w.stage}: "
+                            f"{_state(w)} in {w.source}, not in {other}"
+                        )
+                    if final and not _holds(w, here.get(w.rid)):
+                        wrong.append(f"{w.table} {w.rid}: {_state(w)} lost in {w.source} itself")
+        return wrong
+
+    def summary(self) -> dict[str, Any]:
+        def figures(ws: list[BypassWrite]) -> dict[str, Any]:
+            lat = sorted(w.arrived for w in ws if w.arrived is not None)
+            return {
+                "writes": len(ws),
+                "arrived": len(lat),
+                "p50_ms": round(statistics.median(lat) * 1000) if lat else None,
+                "p99_ms": round(lat[int(len(lat) * 0.99)] * 1000) if lat else None,
+                "max_ms": round(lat[-1] * 1000) if lat else None,
+                "over_2s": sum(1 for x in lat if x > 2),
+            }
+
+        judged = [w for w in self.writes.values() if w.rid not in self.ambiguous]
+        return {
+            "forward (MongoDB -> Supabase)": figures(
+                [w for w in judged if w.source == "mongo" and w.followed]
+            ),
+            "reverse (Supabase -> MongoDB)": figures([w for w in judged if w.source == "postgres"]),
+            "copied by the first backfill": len(
+                [w for w in judged if w.source == "mongo" and not w.followed]
+            ),
+            "ambiguous": len(self.ambiguous),
+            "failed (store down)": self.failed,
+        }
+
+
+def _oid(rid: uuid.UUID) -> ObjectId:
+    oid = ids.objectid_from_uuid(rid)
+    assert oid is not None
+    return oid
+
+
+def _holds(w: BypassWrite, record: Any) -> bool:
+    if w.deleted:
+        return record is None
+    if record is None:
+        return False
+    return w.table != "chat_sessions" or record.title in w.titles
+
+
+def _state(w: BypassWrite) -> str:
+    if w.deleted:
+        return "deleted"
+    return f"title {sorted(w.titles)}" if w.table == "chat_sessions" else "present"
+
+
 # --- the walk -------------------------------------------------------------------------------
 
 
@@ -291,6 +614,9 @@ class Harness:
         self.backfills: list[dict[str, Any]] = []
         self.repairs: list[dict[str, Any]] = []
         self.samples: list[dict[str, Any]] = []
+        self.takeovers: list[dict[str, Any]] = []
+        #: The rejected-token fault: what happened to it.
+        self.stale: dict[str, Any] | None = None
 
     def note(self, what: str, **extra: Any) -> None:
         self.events.append({"at": time.time(), "what": what, **extra})
@@ -322,6 +648,13 @@ class Harness:
         """As an operator does: if the move is refused while repairs are pending, wait for
         the queue to drain and try again."""
         body = {"stage": stage, "reason": "chaos"}
+        await self.bypass.hold()
+        try:
+            await self._set_stage(stage, body)
+        finally:
+            self.bypass.release(stage)
+
+    async def _set_stage(self, stage: str, body: dict[str, str]) -> None:
         status, answer = await self.admin("PUT", "/admin/stage", body)
         if status == 409:
             self.note("stage change waits for the repair queue", stage=stage)
@@ -344,10 +677,23 @@ class Harness:
             await asyncio.sleep(hold)
             await asyncio.to_thread(self.mongo.start)
         elif fault.name.startswith("sigkill"):
-            victim = self.instances[1]
+            follower = "forward" if "forward" in fault.name else "reverse"
+            victim = await self.leader(follower) or self.instances[1]
             victim.kill()
+            killed = time.monotonic()
+            self.note(f"killed {victim.name}, the {follower} follower's leader")
+            # Whoever claims the lease first once it ends: the other instance, or the killed
+            # one restarted (a new process, so it waits for the lease like any other).
+            takeover = asyncio.create_task(self.wait_leading(follower, 30))
             await asyncio.sleep(hold)
             await victim.start()
+            took = await takeover
+            self.takeovers.append(
+                {"follower": follower, "seconds": None if took is None else round(took - killed, 2)}
+            )
+            self.note("takeover", follower=follower, takeovers=self.takeovers[-1])
+        elif fault.name.startswith("rejected resume token"):
+            await self.reject_token()
         elif fault.name.startswith("slow"):
             target = self.pg if "pg" in fault.name else self.mongo
             deadline = time.monotonic() + hold
@@ -364,6 +710,63 @@ class Harness:
         await asyncio.sleep(1.5)  # let clients see the recovery under the fault's label
         self.load.phase = "steady"
 
+    async def leader(self, follower: str) -> Instance | None:
+        """The instance whose ``follower`` leads now (from each one's /admin/status)."""
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=3)) as http:
+            for inst in self.instances:
+                with contextlib.suppress(aiohttp.ClientError, TimeoutError, KeyError):
+                    async with http.get(f"{inst.url}/admin/status", headers=ADMIN_H) as r:
+                        for f in (await r.json())["followers"]:
+                            if f["name"] == follower and f["state"] == "leading":
+                                return inst
+        return None
+
+    async def wait_leading(self, follower: str, within: float) -> float | None:
+        """When an instance leads ``follower`` again (monotonic), or None."""
+        await asyncio.sleep(0.2)  # the killed leader's status is gone by now
+        deadline = time.monotonic() + within
+        while time.monotonic() < deadline:
+            if await self.leader(follower) is not None:
+                return time.monotonic()
+            await asyncio.sleep(0.1)
+        return None
+
+    async def reject_token(self) -> None:
+        """Give the idle forward follower a resume token MongoDB cannot resume from (one
+        from another deployment), as a restore or a rolled oplog would. When the walk
+        comes back to MongoDB's stages it must go stale, not skip; ``recover`` then does
+        what it says."""
+        conn = await asyncpg.connect(self.pg.dsn)
+        try:
+            done = await conn.execute(
+                "UPDATE strangler.followers SET position = $1::jsonb WHERE name = 'forward'",
+                json.dumps({"token": json.dumps({"_data": "826500"}), "at": None}),
+            )
+        finally:
+            await conn.close()
+        self.stale = {"token_replaced": done == "UPDATE 1"}
+
+    async def recover(self) -> None:
+        """As the runbook says for a stale follower: see it stale, reset it (it follows
+        from now), then repair what was missed before."""
+        assert self.stale is not None
+        deadline = time.monotonic() + 20
+        seen = None
+        while time.monotonic() < deadline:
+            code, lines = await self.cli("follow", "status", "--json", ok=(0, 1))
+            if code == 1 and '"stale"' in "".join(lines):
+                seen = time.monotonic()
+                break
+            await asyncio.sleep(0.5)
+        self.stale["flagged_stale"] = seen is not None
+        self.note("forward follower stale", flagged=seen is not None)
+        code, _ = await self.cli("follow", "reset", "forward")
+        self.stale["reset_exit"] = code
+        code, lines = await self.cli("repair")
+        self.stale["repair_exit"] = code
+        self.stale["repair"] = lines[1:]
+        self.note("reset and repaired", repair=" | ".join(lines[1:]))
+
     def faults(self, round_no: int) -> dict[int, Fault]:
         """Which fault at which position of the walk, per round."""
         if round_no == 0:
@@ -371,12 +774,13 @@ class Harness:
                 1: Fault("pg down (non-authoritative)", "dualwrite", False),
                 2: Fault("slow mongo (authoritative)", "shadow", False),
                 3: Fault("mongo down (non-authoritative)", "live", False),
-                5: Fault("sigkill api instance", "complete", True),
+                5: Fault("sigkill api instance (reverse follower's leader)", "complete", True),
                 6: Fault("slow pg (authoritative)", "rampdown", False),
+                7: Fault("rejected resume token (forward, idle)", "live", False),
                 9: Fault("slow pg (non-authoritative)", "dualwrite", False),
             }
         return {
-            1: Fault("sigkill api instance", "dualwrite", True),
+            1: Fault("sigkill api instance (forward follower's leader)", "dualwrite", True),
             2: Fault("pg down (non-authoritative)", "shadow", False),
             4: Fault("mongo down (non-authoritative)", "rampdown", False),
             7: Fault("pg down (authoritative)", "live", True),
@@ -392,6 +796,8 @@ class Harness:
                 await self.set_stage(stage)
                 await asyncio.sleep(1.0)
                 self.load.phase = "steady"
+            if stage == "shadow" and self.stale is not None and "flagged_stale" not in self.stale:
+                await self.recover()
             if stage == "dualwrite" and pos == 1:
                 await self.backfill(round_no)
                 await self.repair(round_no)
@@ -418,7 +824,7 @@ class Harness:
         self.repairs.append({"round": round_no + 1, "exit": code, "output": lines})
         self.note("repair", round=round_no + 1, output=" | ".join(lines[1:]))
 
-    async def cli(self, *args: str) -> tuple[int, list[str]]:
+    async def cli(self, *args: str, ok: tuple[int, ...] = (0,)) -> tuple[int, list[str]]:
         """``strangler <args>`` with the instances' environment: exit code and stdout lines
         (stderr is noted when it fails)."""
         proc = await asyncio.create_subprocess_exec(
@@ -429,7 +835,7 @@ class Harness:
         )
         out, err = await proc.communicate()
         code = proc.returncode if proc.returncode is not None else -1
-        if code != 0:
+        if code not in ok:
             self.note(f"strangler {args[0]} exited {code}", stderr=err.decode()[-500:])
         return code, out.decode().strip().splitlines()
 
@@ -477,23 +883,56 @@ class Harness:
         for inst in self.instances:
             await inst.start()
         self.load = Load(self.instances, self.args.clients, self.args.rate)
+        self.bypass = Bypass(self.mongo.uri, self.pg.dsn, self.args.bypass_rate)
         load_task = asyncio.create_task(self.load.run())
+        bypass_task = asyncio.create_task(self.bypass.run())
         sampler = asyncio.create_task(self.sampler())
         started = time.monotonic()
         rounds = 0
         try:
             await asyncio.sleep(self.args.dwell / 2)
             while True:
+                self.bypass.round = rounds
                 await self.walk(rounds % 2)
                 rounds += 1
                 if rounds >= 2 and time.monotonic() - started >= self.args.soak_seconds:
                     break
         finally:
             self.load.stop()
+            self.bypass.stop()
             await load_task
+            await bypass_task
             await sampler
         await self.drain()
         return await self.judge(rounds, time.monotonic() - started)
+
+    async def bypass_judged(self, within: float = 20) -> list[str]:
+        """Every write made around the facade, in both stores: wait (up to ``within``) for
+        the followers to bring the last ones over, then report what is still wrong."""
+        async with (
+            MongoStore(self.mongo.uri, database="chat", timeout=30) as mongo,
+            PostgresStore(self.pg.dsn, timeout=30) as pg,
+        ):
+            stores = {"mongo": mongo, "postgres": pg}
+            deadline = time.monotonic() + within
+            while True:
+                wrong = await self.bypass.check(stores, final=True)
+                if not wrong or time.monotonic() > deadline:
+                    return wrong
+                await asyncio.sleep(0.5)
+
+    async def bypass_detected(self) -> dict[str, float]:
+        """``strangler_bypass_writes_total`` summed over the instances, by store."""
+        out: dict[str, float] = {}
+        async with aiohttp.ClientSession() as http:
+            for inst in self.instances:
+                with contextlib.suppress(aiohttp.ClientError):
+                    async with http.get(f"{inst.url}/metrics") as r:
+                        for line in (await r.text()).splitlines():
+                            if line.startswith("strangler_bypass_writes_total{"):
+                                store = line.split('store="')[1].split('"')[0]
+                                out[store] = out.get(store, 0) + float(line.rsplit(" ", 1)[1])
+        return out
 
     async def judge(self, rounds: int, seconds: float) -> dict[str, Any]:
         led = self.load.ledger
@@ -532,9 +971,11 @@ class Harness:
                 with contextlib.suppress(NotFound):
                     await mongo.get_message(uuid.UUID(rid))
                     resurrected.append(f"message {rid} deleted but present")
+        bypass_wrong = await self.bypass_judged()
         _, repair_output = await self.cli("repair")
         verify_exit, _ = await self.cli("verify", "--json")
         status, divergences = await self.admin("GET", "/admin/divergences?limit=1000")
+        detected = await self.bypass_detected()
         for inst in self.instances:
             await inst.stop()
         by_phase: dict[str, dict[str, int]] = {}
@@ -554,6 +995,15 @@ class Harness:
             "zero failures at fault-free stage changes and non-authoritative outages": (
                 not unexpected
             ),
+            "every bypass write reached the other store (before the final repair)": (
+                not bypass_wrong
+            ),
+            "a follower's leader killed: another took over": bool(self.takeovers)
+            and all(t["seconds"] is not None for t in self.takeovers),
+            "a rejected resume token: flagged stale, reset, repaired": self.stale is not None
+            and self.stale.get("flagged_stale") is True
+            and self.stale.get("reset_exit") == 0
+            and self.stale.get("repair_exit") == 0,
         }
         return {
             "rounds": rounds,
@@ -573,6 +1023,11 @@ class Harness:
                 "ambiguous": len(led.maybe_deleted),
                 "deletes_answered_404": led.deletes_not_found,
             },
+            "bypass": self.bypass.summary(),
+            "bypass_wrong": bypass_wrong[:20],
+            "bypass_detected": detected,
+            "takeovers": self.takeovers,
+            "rejected_token": self.stale,
             "lost": lost[:20],
             "resurrected": resurrected[:20],
             "backfills": self.backfills,
@@ -650,6 +1105,16 @@ def print_report(r: dict[str, Any]) -> None:
     for b in r["repairs_after_backfill"]:
         print(f"repair after the backfill, round {b['round']}: " + " | ".join(b["output"][1:]))
     print("final repair: " + " | ".join(r["repair_output"]))
+    for direction, figures in r["bypass"].items():
+        print(f"bypass writes, {direction}: {figures}")
+    print(
+        f"bypass writes detected by the followers (per instance since its start): "
+        f"{r['bypass_detected']}"
+    )
+    print(f"follower takeovers after a leader was killed: {r['takeovers']}")
+    print(f"rejected resume token: {r['rejected_token']}")
+    for line in r["bypass_wrong"]:
+        print(f"  BYPASS WRITE NOT CARRIED OVER: {line}")
     for line in r["lost"] + r["resurrected"]:
         print(f"  LOST/RESURRECTED: {line}")
     for name, s in r["soak"].items():
@@ -659,12 +1124,22 @@ def print_report(r: dict[str, Any]) -> None:
     print(f"result: {r['result'].upper()}")
 
 
+def keep_logs(tmp: Path, to: Path) -> None:
+    to.mkdir(parents=True, exist_ok=True)
+    for log_file in tmp.glob("*.log"):
+        shutil.copy(log_file, to / log_file.name)
+
+
 async def main(args: argparse.Namespace) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="strangler-chaos-") as tmp:
-        report = await Harness(args, Path(tmp)).run()
+        try:
+            report = await Harness(args, Path(tmp)).run()
+        finally:
+            if args.keep_logs:  # the instances' JSON logs, for a run to be read afterwards
+                keep_logs(Path(tmp), args.keep_logs)
     print_report(report)
     report["conditions"] = conditions()
-    report["args"] = vars(args)
+    report["args"] = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
     print(f"saved {save('chaos', report)}")
     return report
 
@@ -677,6 +1152,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--fault-seconds", type=float, default=3, help="how long a fault lasts")
     p.add_argument("--clients", type=int, default=8, help="concurrent load clients")
     p.add_argument("--rate", type=float, default=80, help="requests per second in all")
+    p.add_argument(
+        "--bypass-rate", type=float, default=10, help="writes a second by each bypass writer"
+    )
+    p.add_argument(
+        "--keep-logs", type=Path, default=None, help="copy the instances' logs to this directory"
+    )
     p.add_argument("--soak-seconds", type=float, default=0, help="keep walking this long")
     p.add_argument("--sample-seconds", type=float, default=2, help="RSS/fd sampling period")
     return p

@@ -1,14 +1,18 @@
-"""Change capture, forward, side by side in one run.
+"""Change capture, both ways, side by side in one run.
 
 * **lag**: a writer inserts legacy sessions straight into MongoDB at ``--rate`` (200/s) for
   ``--seconds``; each one's time until it is in Supabase (polled every 10 ms). Target: p99
   < 1 s.
+* **reverse lag**: at ``live``, rows inserted straight into Postgres at the same rate; each
+  one's time until MongoDB holds it. Target: p99 < 1 s.
 * **backlog**: ``--backlog`` legacy messages (100k) written while no follower runs, then
   the same change stream read bare (only counting the changes) and drained by the
   follower, from the same position. Target: follower rate >= 0.8x the bare read; the
   process's RSS is sampled during the drain (flat memory).
 * **facade write cost**: ``add_message`` p50 at ``dualwrite`` with the follower leading in
-  the same process against without it, in alternating rounds. Target: <= 1.1x.
+  the same process against without it, in alternating rounds. Target: <= 1.1x. A third
+  arm only tails the same change stream, to tell what serving a change stream costs the
+  store from what the follower itself costs.
 
     python bench/follow.py [--rate 200] [--seconds 10] [--backlog 100000] [--writes 1000]
 """
@@ -21,8 +25,10 @@ import datetime as dt
 import resource
 import sys
 import time
+import uuid
 from typing import Any
 
+import asyncpg
 from bson import ObjectId
 from pymongo import AsyncMongoClient
 
@@ -89,6 +95,66 @@ async def lag(runtime: Runtime, db: Any, rate: float, seconds: float) -> Stat:
     done.set()
     await asyncio.wait_for(poller, 60)
     stat.wall = loop.time() - start
+    return stat
+
+
+async def reverse_lag(mongo_uri: str, dsn: str, rate: float, seconds: float, settle: float) -> Stat:
+    """At ``live``: rows inserted straight into Postgres (the SQL editor, an Edge Function)
+    at ``rate``/s; each one's time until MongoDB holds it, in the legacy shape."""
+    stat = Stat(f"reverse lag at {rate:g} direct Postgres writes/s")
+    async with (
+        MongoStore(mongo_uri, database=DB) as old,
+        PostgresStore(dsn, max_size=8, session={"strangler.origin": "facade"}) as new,
+    ):
+        runtime = Runtime.over(
+            old,
+            new,
+            FacadeOptions(stage=Stage.LIVE),
+            follow=FollowOptions(settle=settle, lease_seconds=3.0, poll=0.1),
+        )
+        async with runtime.facade:
+            follower = runtime.following[1]
+            follower.start()
+            for _ in range(200):
+                if follower.status.state == "leading":
+                    break
+                await asyncio.sleep(0.05)
+            else:
+                raise RuntimeError("the reverse follower did not start leading")
+            waiting: dict[uuid.UUID, float] = {}
+            done = asyncio.Event()
+
+            async def poll() -> None:
+                while not (done.is_set() and not waiting):
+                    if waiting:
+                        found = await old.read_many("chat_sessions", list(waiting))
+                        now = time.perf_counter()
+                        for record_id in found:
+                            stat.samples.append(now - waiting.pop(record_id))
+                    await asyncio.sleep(0.01)
+
+            poller = asyncio.create_task(poll())
+            conn = await asyncpg.connect(dsn)
+            loop = asyncio.get_running_loop()
+            start = loop.time()
+            try:
+                for i in range(int(rate * seconds)):
+                    await asyncio.sleep(max(0.0, start + i / rate - loop.time()))
+                    rid = uuid.uuid4()
+                    t = time.perf_counter()
+                    await conn.execute(
+                        "INSERT INTO chat_sessions (id, title, created_at, user_id)"
+                        " VALUES ($1, $2, now(), 'bench')",
+                        rid,
+                        f"reverse {i}",
+                    )
+                    waiting[rid] = t
+            finally:
+                await conn.close()
+            done.set()
+            await asyncio.wait_for(poller, 60)
+            stat.wall = loop.time() - start
+            await follower.stop()
     return stat
 
 
@@ -159,31 +225,37 @@ async def backlog(runtime: Runtime, db: Any, n: int) -> dict[str, Any]:
     }
 
 
-async def write_cost(mongo_uri: str, dsn: str, rounds: int, writes: int) -> tuple[Stat, Stat]:
-    """``add_message`` at dualwrite, with the follower leading in this process and
-    without it, alternating rounds of ``writes``."""
-    on, off = Stat("add_message dualwrite, follower on"), Stat("add_message dualwrite, off")
+async def write_cost(mongo_uri: str, dsn: str, rounds: int, writes: int) -> tuple[Stat, Stat, Stat]:
+    """``add_message`` at dualwrite in three arms, alternating rounds of ``writes``: the
+    follower leading in this process; only a bare reader of the same change stream (what
+    serving a change stream costs MongoDB, here SecantusDB on the same cores); nothing."""
+    on = Stat("add_message dualwrite, follower on")
+    bare = Stat("add_message dualwrite, bare stream reader")
+    off = Stat("add_message dualwrite, off")
     async with (
         MongoStore(mongo_uri, database=DB) as old,
         PostgresStore(dsn, max_size=32) as new,
     ):
-        for r in range(rounds * 2):
-            following = r % 2 == 0
+        for r in range(rounds * 3):
+            arm = ("on", "bare", "off")[r % 3]
             runtime = Runtime.over(
                 old,
                 new,
                 FacadeOptions(stage=Stage.DUALWRITE),
                 follow=FollowOptions(settle=0.5, lease_seconds=3.0, poll=0.1)
-                if following
+                if arm == "on"
                 else None,
             )
+            reader: asyncio.Task[None] | None = None
             async with runtime.facade as facade:
                 for f in runtime.following:
                     f.start()
-                if following:
+                if arm == "on":
                     await _leading(runtime)
+                if arm == "bare":
+                    reader = asyncio.create_task(_read_bare(runtime))
                 s = await facade.create_session(ChatSession.new(title="w", user_id="bench"))
-                stat = on if following else off
+                stat = {"on": on, "bare": bare, "off": off}[arm]
                 t = time.perf_counter()
                 for i in range(writes):
                     m = Message.new(
@@ -195,7 +267,18 @@ async def write_cost(mongo_uri: str, dsn: str, rounds: int, writes: int) -> tupl
                 stat.wall += time.perf_counter() - t
                 for f in runtime.following:
                     await f.stop()
-    return on, off
+                if reader is not None:
+                    reader.cancel()
+                    await asyncio.gather(reader, return_exceptions=True)
+    return on, bare, off
+
+
+async def _read_bare(runtime: Runtime) -> None:
+    """Tail the change stream and count, nothing else."""
+    feed = runtime.feeds["forward"]
+    seen = 0
+    async for batch in feed.batches(await feed.position_now()):
+        seen += len(batch.changes)
 
 
 async def main(args: argparse.Namespace) -> int:
@@ -222,14 +305,22 @@ async def main(args: argparse.Namespace) -> int:
                 drained = await backlog(runtime, db, args.backlog)
                 await runtime.following[0].stop()
         await client.close()
-        on, off = await write_cost(mongo_server.uri, pg_server.dsn, args.rounds, args.writes)
-    print_table([lag_stat.row(), on.row(), off.row()])
+        rev = await reverse_lag(
+            mongo_server.uri, pg_server.dsn, args.rate, args.seconds, args.settle
+        )
+        on, bare, off = await write_cost(mongo_server.uri, pg_server.dsn, args.rounds, args.writes)
+    print_table([lag_stat.row(), rev.row(), on.row(), bare.row(), off.row()])
     ratio = on.p50 / off.p50
     print("\nratios (side by side in this run):")
     print(
         f"  forward lag at {args.rate:g}/s        p50 {lag_stat.p50 * 1000:.0f} ms, "
         f"p99 {lag_stat.p99 * 1000:.0f} ms  target p99 < 1 s "
         f"{'MET' if lag_stat.p99 < 1 else 'MISSED'}  (settle {args.settle:g} s included)"
+    )
+    print(
+        f"  reverse lag at {args.rate:g}/s        p50 {rev.p50 * 1000:.0f} ms, "
+        f"p99 {rev.p99 * 1000:.0f} ms  target p99 < 1 s "
+        f"{'MET' if rev.p99 < 1 else 'MISSED'}  (settle {args.settle:g} s included)"
     )
     print(
         f"  backlog of {drained['changes']:,}: bare read {drained['bare_rate']:,.0f}/s, "
@@ -239,7 +330,8 @@ async def main(args: argparse.Namespace) -> int:
     )
     print(
         f"  facade write p50, follower on / off   {ratio:.2f}x  target <= 1.1x "
-        f"{'MET' if ratio <= 1.1 else 'MISSED'}"
+        f"{'MET' if ratio <= 1.1 else 'MISSED'}; a bare stream reader alone "
+        f"{bare.p50 / off.p50:.2f}x, the follower against it {on.p50 / bare.p50:.2f}x"
     )
     path = save(
         "follow",
@@ -247,8 +339,10 @@ async def main(args: argparse.Namespace) -> int:
             "conditions": conditions(),
             "args": vars(args),
             "lag": lag_stat.row(),
+            "reverse_lag": rev.row(),
             "backlog": drained,
             "write_on": on.row(),
+            "write_bare_stream": bare.row(),
             "write_off": off.row(),
             "write_ratio": ratio,
         },

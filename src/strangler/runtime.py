@@ -106,10 +106,19 @@ def new_store(settings: Settings, *, bulk: bool = False) -> PostgresStore:
         max_size=settings.pg_pool_size,
         statement_cache_size=settings.pg_statement_cache_size,
         limits=limits(settings),
-        # A bulk job's writes are not for the reverse follower: the backfill loads what
-        # MongoDB already holds, and repair writes Supabase only while MongoDB leads.
-        session={"strangler.capture": "off"} if bulk else {"strangler.origin": "facade"},
+        session=_session(settings, bulk=bulk),
     )
+
+
+def _session(settings: Settings, *, bulk: bool) -> dict[str, str]:
+    """What the store's connections tell the change log's triggers about their writes."""
+    # A bulk job's writes are not for the reverse follower: the backfill loads what
+    # MongoDB already holds, and repair writes Supabase only while MongoDB leads. Without
+    # the followers, nothing would copy (or prune) the facade's writes: they are parked
+    # for MongoDB at complete instead, and not captured.
+    if bulk or not settings.follow:
+        return {"strangler.capture": "off"}
+    return {"strangler.origin": "facade"}
 
 
 def new_backend(settings: Settings) -> Literal["postgres", "rest"]:
@@ -211,6 +220,10 @@ def _follower(
         reports=reports,
         lease_seconds=options.lease_seconds,
         settle=options.settle,
+        # Forward, the settle delay stretches with the facade's late second writes (one is
+        # journaled after the secondary timeout, its entry lands a little later still).
+        # The change log records who made each change, so reverse needs no stretch.
+        settle_max=facade.secondary_timeout + 1.0 if direction is FORWARD else None,
         poll=options.poll,
         always=always,
     )

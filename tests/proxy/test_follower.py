@@ -32,9 +32,16 @@ FAST = {"settle": 0.2, "lease_seconds": 1.5, "poll": 0.1}
 
 @contextlib.asynccontextmanager
 async def running(
-    mongo_server: Any, mongo_db: str, clean_pg: str, stage: Stage, **follow: Any
+    mongo_server: Any,
+    mongo_db: str,
+    clean_pg: str,
+    stage: Stage,
+    *,
+    pinned: bool = True,
+    **follow: Any,
 ) -> AsyncIterator[Runtime]:
-    """Both stores, the facade at ``stage``, and its forward follower running."""
+    """Both stores, the facade at ``stage`` (pinned, or in the control table where
+    ``controller.set`` moves it), and its followers running."""
     async with (
         MongoStore(mongo_server.uri, database=mongo_db, timeout=5.0) as old,
         # As strangler.runtime.new_store opens it: the facade's writes carry their origin.
@@ -44,9 +51,13 @@ async def running(
         runtime = Runtime.over(
             old,
             new,
-            FacadeOptions(stage=stage, replay_interval=0.1),
+            FacadeOptions(
+                stage=stage if pinned else None, replay_interval=0.1, stage_poll_seconds=0.1
+            ),
             follow=FollowOptions(**{**FAST, **follow}),
         )
+        if not pinned:
+            await runtime.facade.controller.set(stage, reason="test", force=True)
         async with runtime.facade:
             for f in runtime.following:
                 f.start()
@@ -267,7 +278,7 @@ async def test_a_lost_position_is_flagged_stale_and_never_skipped(
         await db.chat_sessions.insert_one(doc)
         await asyncio.sleep(1.0)
         assert not await present(runtime.facade.new, "chat_sessions", doc["_id"])
-        # The operator resets it (after verify and repair): it follows from now.
+        # The operator resets it (then verifies and repairs what came before): from now.
         position = await runtime.feeds["forward"].position_now()
         await runtime.followers.reset("forward", position)
         await eventually(lambda: _leading(runtime), 5)
@@ -314,6 +325,29 @@ async def test_the_follower_is_idle_where_supabase_is_authoritative(
         await asyncio.sleep(0.5)
         assert leader(runtime).status.state == "idle"
         assert await runtime.followers.load("forward") is None  # it never claimed a lease
+
+
+async def test_changes_made_before_a_move_are_applied_after_it(
+    mongo_server: Any, mongo_db: str, clean_pg: str
+) -> None:
+    """Writes made around the facade just before the stage leaves ``shadow`` were made
+    while MongoDB was authoritative: the follower applies them after the move, then goes
+    idle, instead of dropping the batch in hand."""
+    async with (
+        running(mongo_server, mongo_db, clean_pg, Stage.SHADOW, pinned=False) as runtime,
+        legacy_db(mongo_server, mongo_db) as db,
+    ):
+        await eventually(lambda: _leading(runtime), 5)
+        docs = [legacy_session(f"just before live {i}") for i in range(20)]
+        await db.chat_sessions.insert_many(docs)
+        await runtime.facade.controller.set(Stage.LIVE, reason="test")
+        new = runtime.facade.new
+        await eventually(lambda: all_present(new, "chat_sessions", docs), 2.0)
+        await eventually(lambda: _is(leader(runtime), "idle"), 3.0)
+        late = legacy_session("made at live")
+        await db.chat_sessions.insert_one(late)
+        await asyncio.sleep(1.0)
+        assert not await present(new, "chat_sessions", late["_id"])  # the next stage's
 
 
 @pytest.mark.filterwarnings("ignore::ResourceWarning")
@@ -460,3 +494,133 @@ async def test_at_complete_the_change_log_replaces_parking_and_holds_back_a_roll
         await eventually(lambda: _log_empty(clean_pg), 5.0)
         assert await facade.pending("old") == 0
         assert (await facade.old.get_session(s.id)).title == "at complete"
+
+
+async def test_a_position_replaced_while_idle_is_flagged_stale_when_its_stage_returns(
+    mongo_server: Any, mongo_db: str, clean_pg: str
+) -> None:
+    """The chaos harness's fault: a restore (or a hand edit) leaves the idle follower a
+    token from another deployment; when the stage comes back to MongoDB's, it goes stale."""
+    async with running(mongo_server, mongo_db, clean_pg, Stage.SHADOW, pinned=False) as runtime:
+        await eventually(lambda: _leading(runtime), 5)
+        await runtime.facade.controller.set(Stage.LIVE, reason="test")
+        await eventually(lambda: _is(leader(runtime), "idle"), 3.0)
+        await _pg(
+            clean_pg,
+            "UPDATE strangler.followers SET position = $1::jsonb WHERE name = 'forward'",
+            '{"token": "{\\"_data\\": \\"826500\\"}", "at": null}',
+        )
+        await runtime.facade.controller.set(Stage.SHADOW, reason="test")
+        await eventually(lambda: _is(leader(runtime), "stale"), 5.0)
+
+
+async def test_cli_status_exits_1_for_a_stale_follower_and_reset_clears_it(
+    mongo_server: Any, mongo_db: str, clean_pg: str
+) -> None:
+    """``strangler follow status`` (text and ``--json``) exits 1 while a follower is stale, so
+    a script can alert on it; ``strangler follow reset`` makes it follow from now."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from strangler.backends.postgres import PostgresFollowerState
+
+    env = {
+        **os.environ,
+        "MONGO_URI": mongo_server.uri,
+        "MONGO_DB": mongo_db,
+        "SUPABASE_DB_URL": clean_pg,
+        "STRANGLER_LOG_FORMAT": "json",
+    }
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "strangler.cli", "follow", *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+
+    async with PostgresStore(clean_pg) as pg:
+        await PostgresFollowerState(pg).mark("forward", "stale", "the token was rejected")
+    text = await asyncio.to_thread(cli, "status")
+    assert text.returncode == 1, text.stderr
+    assert "forward: stale (the token was rejected)" in text.stdout
+    as_json = await asyncio.to_thread(cli, "status", "--json")
+    assert as_json.returncode == 1, as_json.stderr
+    assert json.loads(as_json.stdout)["forward"]["state"] == "stale"
+    reset = await asyncio.to_thread(cli, "reset", "forward")
+    assert reset.returncode == 0, reset.stderr
+    assert "now follows from" in reset.stdout
+    after = await asyncio.to_thread(cli, "status", "--json")
+    assert after.returncode == 0 and json.loads(after.stdout)["forward"]["state"] == "running"
+
+
+async def test_the_lag_in_changes_is_the_change_logs_depth(
+    mongo_server: Any, mongo_db: str, clean_pg: str
+) -> None:
+    """Operators see how many changes are still to copy: for the reverse follower, exactly
+    the change log's depth; it goes back to 0 once they are copied."""
+    async with running(mongo_server, mongo_db, clean_pg, Stage.LIVE) as runtime:
+        follower = reverse(runtime)
+        await eventually(lambda: _reverse_leading(runtime), 5)
+        await follower.stop()
+        for i in range(30):
+            await _pg(
+                clean_pg,
+                "INSERT INTO chat_sessions (id, title, created_at, user_id)"
+                " VALUES (gen_random_uuid(), $1, now(), 'u-sql')",
+                f"backlog {i}",
+            )
+        seen: list[int] = []
+
+        async def watch() -> bool:
+            seen.append(follower.status.lag_changes)
+            return bool(seen[-1] == 0 and max(seen) > 0)
+
+        follower.start()
+        await eventually(watch, 5.0)
+        assert max(seen) == 30 and follower.status.lag_changes_exact, seen
+        gauge = runtime.metrics.follower_lag_changes.labels("reverse")
+        assert gauge._value.get() == 0
+        assert follower.status.json()["lag_changes"] == 0
+
+
+async def test_the_settle_delay_stretches_to_the_facades_slowest_second_write(
+    mongo_server: Any, mongo_db: str, clean_pg: str
+) -> None:
+    """Under load the facade's second write trails its first by more than the settle delay;
+    deciding then would take it for a bypass write. The delay follows the slowest second
+    write of the last minute, up to the secondary timeout and a margin."""
+    async with running(mongo_server, mongo_db, clean_pg, Stage.DUALWRITE) as runtime:
+        follower = leader(runtime)
+        assert follower.settle_now() == FAST["settle"]  # no second write seen yet
+        runtime.metrics.observe_lag(0.05)
+        assert follower.settle_now() == FAST["settle"]  # fast ones change nothing
+        runtime.metrics.observe_lag(1.0)
+        assert follower.settle_now() == pytest.approx(1.3)
+        runtime.metrics.observe_late(2.0)  # journaled after the 2 s secondary timeout
+        assert follower.settle_now() == pytest.approx(2.5)
+        runtime.metrics.observe_late(30.0)
+        assert follower.settle_now() == pytest.approx(3.0)  # at most the timeout + 1 s
+
+
+@pytest.mark.parametrize("follow", [True, False])
+async def test_without_the_followers_the_facade_writes_are_not_captured(
+    clean_pg: str, follow: bool
+) -> None:
+    """``STRANGLER_FOLLOW=false``: nothing would copy or prune the change log, so the
+    facade's connections do not write to it (it parks for MongoDB at complete instead)."""
+    from strangler.config import Settings
+    from strangler.runtime import new_store
+
+    settings = Settings(  # type: ignore[call-arg]
+        _env_file=None, supabase_db_url=clean_pg, follow=follow
+    )
+    async with new_store(settings) as store:
+        await store.create_session(ChatSession.new(title="t", user_id="u"))
+    rows = await _pg(clean_pg, "SELECT origin FROM strangler.changes")
+    assert [r[0] for r in rows] == (["facade"] if follow else [])

@@ -417,6 +417,11 @@ class ChangeFeed(Protocol):
         """While its follower is idle: drop what will never be for it; how many."""
         ...
 
+    async def backlog(self) -> int | None:
+        """Changes still to copy, where the feed can count them without reading them (a
+        change log); None where it cannot (a change stream)."""
+        ...
+
 
 class FollowerState(Protocol):
     """Followers' durable positions, leases and states, shared by every instance."""

@@ -29,8 +29,9 @@ def add_parser(sub: Subparsers) -> None:
         "made it: 'forward' follows MongoDB's change stream into Supabase while MongoDB is "
         "authoritative (dualwrite, shadow). One follower leads across all instances of "
         "'strangler serve'. 'status' shows each follower's state, leader, position and "
-        "counts. A follower that lost its position is 'stale' and stops: run 'strangler "
-        "verify' and 'strangler repair', then 'reset' it to follow from now.",
+        "counts. A follower that lost its position is 'stale' and stops: 'reset' it to "
+        "follow from now, then run 'strangler verify' and 'strangler repair' for what it "
+        "missed before (in that order, so nothing falls between the two).",
     )
     p.add_argument("action", choices=["status", "reset"])
     p.add_argument("follower", nargs="?", choices=NAMES, help="with 'reset': which follower")
@@ -58,9 +59,11 @@ async def status(settings: Settings, *, as_json: bool) -> int:
         records = {name: await runtime.followers.load(name) for name in NAMES}
     now = dt.datetime.now(dt.UTC)
     out = {name: follower_summary(r, now) for name, r in records.items()}
+    #: Exit 1 when a follower is stale, in both forms: a script can alert on it.
+    stale = [n for n, i in out.items() if i["state"] == "stale"]
     if as_json:
         print(json.dumps(out, indent=2))
-        return 0
+        return 1 if stale else 0
     for name, info in out.items():
         r = records[name]
         print(f"{name}: {info['state']}" + (f" ({info['reason']})" if info["reason"] else ""))
@@ -70,7 +73,6 @@ async def status(settings: Settings, *, as_json: bool) -> int:
                 f"  position saved {_age(r.updated_at)}; last change {_age(r.position_at)}; "
                 f"applied {r.applied:,}, bypass writes {r.bypass:,}, reported {r.reported:,}"
             )
-    stale = [n for n, i in out.items() if i["state"] == "stale"]
     return 1 if stale else 0
 
 

@@ -250,6 +250,7 @@ class DualWriteStore:
                 ids=[str(i) for i in record_ids[:5]],
             )
             self.metrics.secondary_writes.labels("journaled").inc()
+            self.metrics.observe_late(time.perf_counter() - done_at)
             await self._journal(stage.authoritative, target, table, record_ids)
             return result
         self.metrics.secondary_writes.labels("ok").inc()

@@ -68,13 +68,17 @@ FACADE_ORIGIN = "facade"
 #: How often an idle follower lets its feed drop what is not its own (seconds).
 PRUNE_IDLE_EVERY = 10.0
 
+#: How long a follower keeps applying, once the stage left its stages, what was made before
+#: the move (seconds); the rest waits for its next turn, from the saved position.
+DRAIN_SECONDS = 10.0
+
 #: Up to this many bypass writes in a batch get a log line each; more share one line.
 LOG_EACH = 20
 
 #: What to do about a stale follower, in every message that reports one.
 STALE_HELP = (
-    "changes may have been missed: run 'strangler verify' and 'strangler repair', then "
-    "'strangler follow reset {name}' to follow from now"
+    "changes may have been missed: run 'strangler follow reset {name}' to follow from now, "
+    "then 'strangler verify' and 'strangler repair' to copy what was missed before"
 )
 
 
@@ -118,6 +122,9 @@ class FollowerStatus:
     name: str
     state: LocalState = "idle"
     lag_seconds: float = 0.0
+    #: Changes not yet applied (``ChangeFeed.backlog``, or those read ahead: a lower bound).
+    lag_changes: int = 0
+    lag_changes_exact: bool = True
     applied: int = 0
     bypass: int = 0
     reported: int = 0
@@ -129,6 +136,8 @@ class FollowerStatus:
             "state": self.state,
             "leader": self.state == "leading",
             "lag_seconds": round(self.lag_seconds, 3),
+            "lag_changes": self.lag_changes,
+            "lag_changes_exact": self.lag_changes_exact,
             "applied": self.applied,
             "bypass": self.bypass,
             "reported": self.reported,
@@ -155,6 +164,7 @@ class Follower:
         reports: DivergenceLog | None = None,
         lease_seconds: float = 6.0,
         settle: float = 0.5,
+        settle_max: float | None = None,
         poll: float = 0.5,
         concurrency: int = 16,
         save_every: float = 5.0,
@@ -174,6 +184,9 @@ class Follower:
         self._reports = reports
         self._lease = lease_seconds
         self._settle = settle
+        #: The settle delay stretches to the facade's slowest recent second write, up to
+        #: this (its secondary timeout and a margin for the journal write).
+        self._settle_max = settle if settle_max is None else max(settle, settle_max)
         self._poll = poll
         self._concurrency = concurrency
         self._save_every = save_every
@@ -183,6 +196,10 @@ class Follower:
         self._stop = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._next_prune = 0.0
+        #: Changes read from the feed and not applied yet (the reader adds, the applier
+        #: subtracts); when the lag in changes was last counted.
+        self._ahead = 0
+        self._counted_at = 0.0
         self._show("idle")
 
     # --- lifecycle --------------------------------------------------------------------------
@@ -231,6 +248,7 @@ class Follower:
                 if not self.active(record):
                     self._show("idle")
                     self._metrics.follower_lag.labels(name).set(0)
+                    self._set_behind(0, exact=True)
                     await self._prune_idle()
                     await self._pause(self._poll)
                     continue
@@ -290,21 +308,45 @@ class Follower:
         renewer = loop.create_task(self._renew(lost))
         reader = loop.create_task(self._read(position, queue, done))
         saved_at = time.monotonic()
+        #: When the stage left this follower's stages, as this instance saw it: the changes
+        #: made before then are still applied (they were made while the source was
+        #: authoritative), then the follower goes idle.
+        cutoff: dt.datetime | None = None
+        drain_until = 0.0
         try:
             while True:
                 item = await queue.get()
                 if isinstance(item, BaseException):
                     raise item
                 seen_at, batch = item
-                if self._stop.is_set() or lost.is_set() or not self.active(record):
+                if self._stop.is_set() or lost.is_set():
                     return
+                if cutoff is None and not self.active(record):
+                    cutoff = dt.datetime.now(dt.UTC)
+                    drain_until = time.monotonic() + DRAIN_SECONDS
+                    log.info("follower_draining", follower=name, before=cutoff.isoformat())
+                if cutoff is not None:
+                    made_before = [c for c in batch.changes if c.at is None or c.at <= cutoff]
+                    if (
+                        not batch.changes
+                        or len(made_before) < len(batch.changes)
+                        or time.monotonic() > drain_until
+                    ):
+                        # Caught up to the move: what comes later is the next stage's. A
+                        # partly later batch is applied in part and its position not saved,
+                        # so a return to this follower's stages applies it again (harmless).
+                        if made_before:
+                            await self._apply(made_before)
+                        log.info("follower_drained", follower=name)
+                        return
                 counts = Counts()
+                await self._count_behind()
                 if batch.changes:
                     self._lag(batch.changes)
                     # Settle from when the batch was read, or from when its newest change
                     # was made if that is earlier (a backlog waits for nothing): the next
                     # batches are read meanwhile, so the delay adds to the lag once.
-                    await self._pause(self._settle - _age(batch.changes, seen_at))
+                    await self._pause(self.settle_now() - _age(batch.changes, seen_at))
                     counts = await self._apply(batch.changes)
                 elif time.monotonic() - saved_at < self._save_every:
                     self._metrics.follower_lag.labels(name).set(0)
@@ -321,6 +363,7 @@ class Follower:
                     log.warning("follower_lease_lost", follower=name, instance=self.instance)
                     return
                 await self._feed.applied(batch.position)
+                self._ahead -= len(batch.changes)
                 saved_at = time.monotonic()
                 if queue.empty():
                     self._metrics.follower_lag.labels(name).set(0)
@@ -342,8 +385,11 @@ class Follower:
     ) -> None:
         """Read batches ahead of the applier (at most the queue's size), with when each
         was read; an error goes to the applier, which raises it."""
+        self._ahead = 0
+        self._counted_at = 0.0  # count at the first batch
         try:
             async for batch in self._feed.batches(position):
+                self._ahead += len(batch.changes)
                 if not await _hand(queue, (time.monotonic(), batch), done):
                     return
         except Exception as exc:  # handed over: the applier raises it in its own task
@@ -359,6 +405,38 @@ class Follower:
             if not held:
                 lost.set()
                 return
+
+    async def _count_behind(self) -> None:
+        """The lag in changes, at most once a second: the feed's own count where it has
+        one, else what was read ahead of the applier (a lower bound)."""
+        if time.monotonic() - self._counted_at < 1.0:
+            return
+        self._counted_at = time.monotonic()
+        try:
+            counted = await self._feed.backlog()
+        except StranglerError:
+            counted = None
+        if counted is None:
+            self._set_behind(self._ahead, exact=False)
+        else:
+            self._set_behind(counted, exact=True)
+
+    def _set_behind(self, n: int, *, exact: bool) -> None:
+        self.status.lag_changes = n
+        self.status.lag_changes_exact = exact
+        self._metrics.follower_lag_changes.labels(self.direction.name).set(n)
+
+    def settle_now(self) -> float:
+        """How long to wait after a change before deciding whether the facade made it:
+        the configured delay, stretched to the slowest second write this instance's
+        facade made in the last minute (a journaled one counts as its timeout), plus a
+        fifth and 0.1 s, at most ``settle_max``. Under load the facade's second writes
+        trail further behind, and one that lands after the decision would be taken for a
+        bypass write (a false positive)."""
+        slowest = self._metrics.slowest_secondary(60.0)
+        if slowest is None:
+            return self._settle
+        return min(self._settle_max, max(self._settle, slowest * 1.2 + 0.1))
 
     def _lag(self, changes: list[Change]) -> None:
         oldest = min((c.at for c in changes if c.at is not None), default=None)

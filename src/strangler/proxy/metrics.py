@@ -17,6 +17,8 @@
   {follower}``: changes copied, and changes reported instead (bad documents)
 * ``strangler_follower_lag_seconds{follower}``: from the latest change seen to now, while
   changes wait (0 when caught up)
+* ``strangler_follower_lag_changes{follower}``: changes not yet applied (the change log's
+  depth; for a change stream, what was read ahead of the applier: a lower bound)
 * ``strangler_follower_state{follower,state}``: 1 for the follower's state on this
   instance (``leading``, ``standby``, ``stale``, ``idle``)
 """
@@ -107,6 +109,13 @@ class FacadeMetrics:
             ["follower"],
             registry=r,
         )
+        self.follower_lag_changes = Gauge(
+            "strangler_follower_lag_changes",
+            "Changes not yet applied: the change log's depth (reverse), or the changes read "
+            "ahead of the applier, a lower bound (forward: a change stream cannot be counted)",
+            ["follower"],
+            registry=r,
+        )
         self.follower_state = Gauge(
             "strangler_follower_state",
             "1 for the follower's state on this instance",
@@ -120,12 +129,31 @@ class FacadeMetrics:
         self.recent_ops: deque[tuple[float, str, float, bool]] = deque(maxlen=20_000)
         self.recent_comparisons: deque[tuple[float, bool]] = deque(maxlen=10_000)
         self.recent_lag_at: deque[tuple[float, float]] = deque(maxlen=10_000)
+        #: When a second write was journaled instead (late or failed), and the time it
+        #: was given: it reached the journal no sooner.
+        self.recent_late_at: deque[tuple[float, float]] = deque(maxlen=1_000)
         self._op_children: dict[tuple[str, str], Any] = {}
 
     def observe_lag(self, seconds: float) -> None:
         self.lag.observe(seconds)
         self.recent_lag.append(seconds)
         self.recent_lag_at.append((time.monotonic(), seconds))
+
+    def observe_late(self, waited: float) -> None:
+        """A second write journaled after waiting ``waited`` seconds (its timeout)."""
+        self.recent_late_at.append((time.monotonic(), waited))
+
+    def slowest_secondary(self, seconds: float = 60.0) -> float | None:
+        """The slowest second write of the last ``seconds`` (a journaled one counts as
+        its timeout), or None without any: how long a write's second half may trail it."""
+        since = time.monotonic() - seconds
+        slowest: float | None = None
+        for recent in (self.recent_lag_at, self.recent_late_at):
+            for t, value in reversed(recent):
+                if t < since:
+                    break
+                slowest = value if slowest is None else max(slowest, value)
+        return slowest
 
     def compared(self, table: str, *, diverged: bool) -> None:
         self.comparisons.labels(table, "diverged" if diverged else "match").inc()

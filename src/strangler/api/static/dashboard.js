@@ -269,7 +269,9 @@ function renderFollowers(rows) {
     box.append(el("p", { "data-follower": f.name },
       el("strong", {}, f.name), " ", el("span", { class: cls, "data-testid": `follower-${f.name}-state` }, f.state),
       f.leader ? ` · led by ${f.leader}` : " · no instance follows now",
-      here.state === "leading" ? ` · lag ${here.lag_seconds.toFixed(1)} s` : ""));
+      here.state === "leading"
+        ? ` · lag ${here.lag_seconds.toFixed(1)} s, ${here.lag_changes_exact ? "" : "≥ "}${fmt.n(here.lag_changes)} changes`
+        : ""));
     box.append(el("p", { class: "muted" },
       `applied ${fmt.n(f.applied)} · bypass writes ${fmt.n(f.bypass)} · reported ${fmt.n(f.reported)}` +
       (f.last_change_at ? ` · last change ${fmt.time(f.last_change_at)}` : "")));

@@ -133,6 +133,11 @@ class MongoChangeFeed:
     async def prune_idle(self) -> int:
         return 0
 
+    async def backlog(self) -> int | None:
+        """A change stream cannot be counted without reading it: the follower counts what
+        it has read ahead instead (a lower bound), and the lag in seconds is exact."""
+        return None
+
     async def batches(self, after: FeedPosition | None) -> AsyncIterator[ChangeBatch]:
         token = None if after is None else json_util.loads(after["token"])
         with _feed_errors("follow the change stream", after):

@@ -52,6 +52,10 @@ class PostgresChangeFeed:
             n: int = await conn.fetchval(f"SELECT count(*) FROM strangler.changes{where}")
         return n
 
+    async def backlog(self) -> int | None:
+        """The log's depth: every change in it is still to copy."""
+        return await self.depth()
+
     async def batches(self, after: FeedPosition | None) -> AsyncIterator[ChangeBatch]:
         # The log itself is the position: whatever is in it is still to apply.
         last = 0
