@@ -9,8 +9,16 @@ twice, and faults are injected at set points:
 
 * PostgreSQL stopped and restarted, MongoDB stopped and restarted (while each is the
   non-authoritative store, and in round 2 also while authoritative);
-* SIGKILL of an API instance, then a restart on the same port;
-* a slow store: its processes paused (SIGSTOP) for 200 ms of every 250 ms.
+* SIGKILL of the API instance that leads a change follower, then a restart on its port;
+* a slow store: its processes paused (SIGSTOP) for 200 ms of every 250 ms;
+* a rejected resume token: the idle forward follower's position replaced by one from
+  another deployment; back in MongoDB's stages it must go stale, and the harness does what
+  the runbook says (``strangler follow reset forward``, then ``strangler repair``).
+
+All along, two writers go around the facade: legacy-shaped documents straight into
+MongoDB while it is authoritative, rows straight into Postgres while it is. Every one of
+their writes must reach the other store (checked before the final repair), and each one's
+arrival there is timed.
 
 At the end (stage ``off``): every acknowledged write must be in MongoDB (the authoritative
 store) with its last acknowledged value, every acknowledged delete absent; after
@@ -22,7 +30,7 @@ authoritative store is down are expected (503) and reported by fault.
 instance's RSS and open file descriptors (sockets included) every few seconds: both must
 stay flat.
 
-    python bench/chaos.py [--dwell 6] [--clients 8] [--soak-seconds 0]
+    python bench/chaos.py [--dwell 6] [--clients 8] [--bypass-rate 10] [--soak-seconds 0]
 """
 
 from __future__ import annotations

@@ -113,6 +113,10 @@ async def reverse_lag(mongo_uri: str, dsn: str, rate: float, seconds: float, set
             follow=FollowOptions(settle=settle, lease_seconds=3.0, poll=0.1),
         )
         async with runtime.facade:
+            # What the forward follower wrote into Supabase before is in the change log
+            # too (captured at dualwrite); the idle reverse follower of a running instance
+            # prunes it, as here.
+            await runtime.feeds["reverse"].prune_idle()
             follower = runtime.following[1]
             follower.start()
             for _ in range(200):
@@ -281,10 +285,25 @@ async def _read_bare(runtime: Runtime) -> None:
         seen += len(batch.changes)
 
 
+async def control_stage(dsn: str, stage: Stage) -> None:
+    """The shared stage in the control table, as ``strangler stage set`` leaves it (the
+    facades here are pinned; the change log's triggers read the table)."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute(
+            "INSERT INTO strangler.stage_control (id, stage, changed_at, origin)"
+            " VALUES (1, $1, now(), 'bench') ON CONFLICT (id) DO UPDATE SET stage = $1",
+            stage.value,
+        )
+    finally:
+        await conn.close()
+
+
 async def main(args: argparse.Namespace) -> int:
     # SecantusDB keeps 100,000 changes by default: a longer backlog needs a longer history.
     with servers(oplog_max_entries=max(200_000, args.backlog * 3)) as (mongo_server, pg_server):
         await schema.apply(pg_server.dsn)
+        await control_stage(pg_server.dsn, Stage.DUALWRITE)
         client: AsyncMongoClient[Any] = AsyncMongoClient(mongo_server.uri)
         db = client[DB]
         async with (
@@ -305,9 +324,11 @@ async def main(args: argparse.Namespace) -> int:
                 drained = await backlog(runtime, db, args.backlog)
                 await runtime.following[0].stop()
         await client.close()
+        await control_stage(pg_server.dsn, Stage.LIVE)
         rev = await reverse_lag(
             mongo_server.uri, pg_server.dsn, args.rate, args.seconds, args.settle
         )
+        await control_stage(pg_server.dsn, Stage.DUALWRITE)
         on, bare, off = await write_cost(mongo_server.uri, pg_server.dsn, args.rounds, args.writes)
     print_table([lag_stat.row(), rev.row(), on.row(), bare.row(), off.row()])
     ratio = on.p50 / off.p50
@@ -320,7 +341,7 @@ async def main(args: argparse.Namespace) -> int:
     print(
         f"  reverse lag at {args.rate:g}/s        p50 {rev.p50 * 1000:.0f} ms, "
         f"p99 {rev.p99 * 1000:.0f} ms  target p99 < 1 s "
-        f"{'MET' if rev.p99 < 1 else 'MISSED'}  (settle {args.settle:g} s included)"
+        f"{'MET' if rev.p99 < 1 else 'MISSED'}  (no settle delay: the log records origins)"
     )
     print(
         f"  backlog of {drained['changes']:,}: bare read {drained['bare_rate']:,.0f}/s, "

@@ -19,7 +19,7 @@ from bson import ObjectId
 from pymongo import AsyncMongoClient
 
 from strangler.backends.mongo import MongoStore
-from strangler.backends.postgres import PostgresStore
+from strangler.backends.postgres import PostgresStageStore, PostgresStore
 from strangler.core import ids
 from strangler.core.errors import NotFound
 from strangler.core.models import ChatSession, Message
@@ -586,7 +586,9 @@ async def test_the_lag_in_changes_is_the_change_logs_depth(
         assert max(seen) == 30 and follower.status.lag_changes_exact, seen
         gauge = runtime.metrics.follower_lag_changes.labels("reverse")
         assert gauge._value.get() == 0
-        assert follower.status.json()["lag_changes"] == 0
+        status = follower.status.json()
+        assert status["lag_changes"] == 0
+        assert status["applied_per_s"] == 3.0  # 30 changes in the last 10 s
 
 
 async def test_the_settle_delay_stretches_to_the_facades_slowest_second_write(
@@ -624,3 +626,29 @@ async def test_without_the_followers_the_facade_writes_are_not_captured(
         await store.create_session(ChatSession.new(title="t", user_id="u"))
     rows = await _pg(clean_pg, "SELECT origin FROM strangler.changes")
     assert [r[0] for r in rows] == (["facade"] if follow else [])
+
+
+async def test_nothing_is_captured_while_the_control_table_says_mongodb_leads(
+    clean_pg: str,
+) -> None:
+    """At off, dualwrite and shadow nothing in Postgres is for MongoDB: the triggers skip,
+    which saves an insert per statement on the request path and on every forward copy."""
+    async with PostgresStore(clean_pg, session={"strangler.origin": "facade"}) as store:
+        stages = PostgresStageStore(store)
+        current = Stage.OFF
+        for stage, captured in [
+            (Stage.DUALWRITE, 0),
+            (Stage.SHADOW, 0),
+            (Stage.LIVE, 1),
+            (Stage.RAMPDOWN, 1),
+            (Stage.COMPLETE, 1),
+            (Stage.OFF, 0),
+        ]:
+            await stages.write_stage(
+                stage, origin="test", reason=None, forced=True, expected=current
+            )
+            current = stage
+            await _pg(clean_pg, "DELETE FROM strangler.changes")
+            await store.create_session(ChatSession.new(title=stage.value, user_id="u"))
+            rows = await _pg(clean_pg, "SELECT stage FROM strangler.changes")
+            assert [r[0] for r in rows] == [stage.value] * captured, stage

@@ -76,7 +76,8 @@ class Settings(BaseSettings):
     follow_settle_seconds: float = Field(
         default=0.5,
         ge=0,
-        description="how long a follower waits after seeing a change before it decides "
+        description="how long the forward follower waits after a change was made before it "
+        "decides "
         "whether the facade made it (the facade's own second write lands within this)",
     )
     follow_lease_seconds: float = Field(

@@ -28,8 +28,9 @@ import contextlib
 import datetime as dt
 import time
 import uuid
+from collections import deque
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import structlog
@@ -67,6 +68,11 @@ FACADE_ORIGIN = "facade"
 
 #: How often an idle follower lets its feed drop what is not its own (seconds).
 PRUNE_IDLE_EVERY = 10.0
+
+#: The reader's rest after a small batch (seconds; at most a quarter of the settle delay),
+#: and what counts as small.
+READ_REST = 0.1
+SMALL_BATCH = 100
 
 #: How long a follower keeps applying, once the stage left its stages, what was made before
 #: the move (seconds); the rest waits for its next turn, from the saved position.
@@ -129,6 +135,12 @@ class FollowerStatus:
     bypass: int = 0
     reported: int = 0
     last_error: str | None = None
+    #: (when, how many) of the last batches applied, for the rate over the last 10 s.
+    recent: deque[tuple[float, int]] = field(default_factory=lambda: deque(maxlen=256))
+
+    def applied_per_s(self, window: float = 10.0) -> float:
+        since = time.monotonic() - window
+        return sum(n for t, n in self.recent if t >= since) / window
 
     def json(self) -> dict[str, Any]:
         return {
@@ -139,6 +151,7 @@ class FollowerStatus:
             "lag_changes": self.lag_changes,
             "lag_changes_exact": self.lag_changes_exact,
             "applied": self.applied,
+            "applied_per_s": round(self.applied_per_s(), 1),
             "bypass": self.bypass,
             "reported": self.reported,
             "last_error": self.last_error,
@@ -387,11 +400,18 @@ class Follower:
         was read; an error goes to the applier, which raises it."""
         self._ahead = 0
         self._counted_at = 0.0  # count at the first batch
+        # Under a trickle each read returns a change or two, and asking a store for
+        # changes costs it (SecantusDB serves them from the cores that serve the writes).
+        # A small batch is followed by a short rest, so the next read takes what came
+        # meanwhile; the changes wait out the settle delay anyway, so it adds no lag.
+        rest = min(READ_REST, self._settle / 4)
         try:
             async for batch in self._feed.batches(position):
                 self._ahead += len(batch.changes)
                 if not await _hand(queue, (time.monotonic(), batch), done):
                     return
+                if rest and len(batch.changes) < SMALL_BATCH:
+                    await asyncio.sleep(rest)
         except Exception as exc:  # handed over: the applier raises it in its own task
             await _hand(queue, exc, done)
 
@@ -472,6 +492,7 @@ class Follower:
         name = self.direction.name
         self._metrics.follower_applied.labels(name).inc(counts.applied)
         self.status.applied += counts.applied
+        self.status.recent.append((time.monotonic(), counts.applied))
         self.status.bypass += counts.bypass
         self.status.reported += counts.reported
         return counts
@@ -511,8 +532,13 @@ class Follower:
         d = self.direction
         outcomes: list[Outcome] = []
         mapped: list[Change] = []
+        # Where the facade writes the target itself (its second write: MongoDB at live and
+        # rampdown), its own changes are already there, or in its journal: nothing to do.
+        inline = self._stage().secondary == d.target
         for change in work:
-            if change.record_id is None:
+            if inline and change.origin == FACADE_ORIGIN:
+                outcomes.append("same")
+            elif change.record_id is None:
                 await self._report(change, ["id_one_way"], "its _id maps to a UUID one way only")
                 outcomes.append("reported")
             elif isinstance(change.state, CorruptRecord):

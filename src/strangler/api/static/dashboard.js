@@ -270,7 +270,7 @@ function renderFollowers(rows) {
       el("strong", {}, f.name), " ", el("span", { class: cls, "data-testid": `follower-${f.name}-state` }, f.state),
       f.leader ? ` · led by ${f.leader}` : " · no instance follows now",
       here.state === "leading"
-        ? ` · lag ${here.lag_seconds.toFixed(1)} s, ${here.lag_changes_exact ? "" : "≥ "}${fmt.n(here.lag_changes)} changes`
+        ? ` · lag ${here.lag_seconds.toFixed(1)} s, ${here.lag_changes_exact ? "" : "≥ "}${fmt.n(here.lag_changes)} changes · ${here.applied_per_s} applied/s`
         : ""));
     box.append(el("p", { class: "muted" },
       `applied ${fmt.n(f.applied)} · bypass writes ${fmt.n(f.bypass)} · reported ${fmt.n(f.reported)}` +
