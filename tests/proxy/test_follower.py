@@ -600,9 +600,9 @@ async def test_the_settle_delay_stretches_to_the_facades_slowest_second_write(
     async with running(mongo_server, mongo_db, clean_pg, Stage.DUALWRITE) as runtime:
         follower = leader(runtime)
         assert follower.settle_now() == FAST["settle"]  # no second write seen yet
-        runtime.metrics.observe_lag(0.05)
+        runtime.metrics.observe_trail(0.05)
         assert follower.settle_now() == FAST["settle"]  # fast ones change nothing
-        runtime.metrics.observe_lag(1.0)
+        runtime.metrics.observe_trail(1.0)
         assert follower.settle_now() == pytest.approx(1.3)
         runtime.metrics.observe_late(2.0)  # journaled after the 2 s secondary timeout
         assert follower.settle_now() == pytest.approx(2.5)

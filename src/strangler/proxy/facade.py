@@ -201,6 +201,7 @@ class DualWriteStore:
         stage = stage or self.stage
         auth_role = stage.authoritative
         auth = self.store(auth_role)
+        started = time.perf_counter()
         result = await self._call(auth, op, primary)
         target = stage.secondary
         if target is None:
@@ -209,7 +210,15 @@ class DualWriteStore:
                 await self._journal(auth_role, "old", table, record_ids, park=True)
             return result
         return await self._to_secondary(
-            stage, op, table, record_ids, auth, self.store(target), secondary, result
+            stage,
+            op,
+            table,
+            record_ids,
+            auth,
+            self.store(target),
+            secondary,
+            result,
+            started=started,
         )
 
     async def _to_secondary(
@@ -222,10 +231,15 @@ class DualWriteStore:
         sec: ChatStore,
         secondary: Callable[[ChatStore, ChatStore, T], Coroutine[Any, Any, None]],
         result: T,
+        *,
+        started: float | None = None,
     ) -> T:
         """The same write on the secondary store, bounded by ``secondary_timeout``; if it
-        fails or is late the ids are journaled instead. Never fails the request."""
+        fails or is late the ids are journaled instead. Never fails the request.
+        ``started``: when the authoritative write was sent (the second write trails it by
+        the time from then until it lands, which a follower's settle delay must cover)."""
         done_at = time.perf_counter()
+        started = done_at if started is None else started
         # The secondary write runs as a tracked task that is never cancelled: cancelling a
         # PyMongo operation mid-server-selection corrupts its topology lock. The request waits
         # at most secondary_timeout; past that the record is journaled and the task finishes
@@ -250,11 +264,13 @@ class DualWriteStore:
                 ids=[str(i) for i in record_ids[:5]],
             )
             self.metrics.secondary_writes.labels("journaled").inc()
-            self.metrics.observe_late(time.perf_counter() - done_at)
+            self.metrics.observe_late(time.perf_counter() - started)
             await self._journal(stage.authoritative, target, table, record_ids)
             return result
         self.metrics.secondary_writes.labels("ok").inc()
-        self.metrics.observe_lag(time.perf_counter() - done_at)
+        landed = time.perf_counter()
+        self.metrics.observe_lag(landed - done_at)
+        self.metrics.observe_trail(landed - started)
         return result
 
     async def _journal(

@@ -129,8 +129,11 @@ class FacadeMetrics:
         self.recent_ops: deque[tuple[float, str, float, bool]] = deque(maxlen=20_000)
         self.recent_comparisons: deque[tuple[float, bool]] = deque(maxlen=10_000)
         self.recent_lag_at: deque[tuple[float, float]] = deque(maxlen=10_000)
-        #: When a second write was journaled instead (late or failed), and the time it
-        #: was given: it reached the journal no sooner.
+        #: How far each second write trailed its first: from sending the authoritative
+        #: write to the second one landing (what a follower's settle delay must cover).
+        self.recent_trail_at: deque[tuple[float, float]] = deque(maxlen=10_000)
+        #: When a second write was journaled instead (late or failed), and how long after
+        #: its first write was sent: it reached the journal no sooner.
         self.recent_late_at: deque[tuple[float, float]] = deque(maxlen=1_000)
         self._op_children: dict[tuple[str, str], Any] = {}
 
@@ -139,16 +142,20 @@ class FacadeMetrics:
         self.recent_lag.append(seconds)
         self.recent_lag_at.append((time.monotonic(), seconds))
 
+    def observe_trail(self, seconds: float) -> None:
+        """A second write landed ``seconds`` after its first write was sent."""
+        self.recent_trail_at.append((time.monotonic(), seconds))
+
     def observe_late(self, waited: float) -> None:
-        """A second write journaled after waiting ``waited`` seconds (its timeout)."""
+        """A second write journaled ``waited`` seconds after its first write was sent."""
         self.recent_late_at.append((time.monotonic(), waited))
 
     def slowest_secondary(self, seconds: float = 60.0) -> float | None:
-        """The slowest second write of the last ``seconds`` (a journaled one counts as
-        its timeout), or None without any: how long a write's second half may trail it."""
+        """How far the slowest second write of the last ``seconds`` trailed its first
+        (a journaled one: until it was journaled), or None without any."""
         since = time.monotonic() - seconds
         slowest: float | None = None
-        for recent in (self.recent_lag_at, self.recent_late_at):
+        for recent in (self.recent_trail_at, self.recent_late_at):
             for t, value in reversed(recent):
                 if t < since:
                     break
