@@ -191,6 +191,10 @@ def follow_options(settings: Settings) -> FollowOptions:
     )
 
 
+#: The reverse follower's settle delay (seconds), at most the forward one's.
+REVERSE_SETTLE = 0.1
+
+
 def _follower(
     direction: Direction,
     facade: DualWriteStore,
@@ -219,9 +223,10 @@ def _follower(
         tombstones=facade.tombstones,
         reports=reports,
         lease_seconds=options.lease_seconds,
-        # Reverse, the change log says who made each change, so there is nothing to wait
-        # for: the facade's own changes are skipped where it writes MongoDB itself.
-        settle=options.settle if direction is FORWARD else 0.0,
+        # Reverse, the change log says who made each change: the delay only lets the
+        # facade's own second write to MongoDB (at live and rampdown) land first, so the
+        # follower finds it there instead of copying it again.
+        settle=options.settle if direction is FORWARD else min(options.settle, REVERSE_SETTLE),
         # Forward, the settle delay stretches with the facade's late second writes (one is
         # journaled after the secondary timeout, its entry lands a little later still).
         # The change log records who made each change, so reverse needs no stretch.

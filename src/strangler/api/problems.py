@@ -18,6 +18,7 @@ from strangler.core.errors import (
     Conflict,
     CorruptRecord,
     DivergenceError,
+    EvidenceMissing,
     Forbidden,
     InvalidInput,
     NotFound,
@@ -68,11 +69,14 @@ class Problem(Exception):
         *,
         errors: list[dict[str, Any]] | None = None,
         headers: dict[str, str] | None = None,
+        extra: dict[str, Any] | None = None,
     ) -> None:
         super().__init__(detail)
         self.status, self.code, self.detail = status, code, detail
         self.errors = errors or []
         self.headers = headers or {}
+        #: More members of the problem object (e.g. ``evidence`` for a refused move).
+        self.extra = extra or {}
 
 
 def response(problem: Problem, instance: str) -> web.Response:
@@ -86,6 +90,7 @@ def response(problem: Problem, instance: str) -> web.Response:
     }
     if problem.errors:
         body["errors"] = problem.errors
+    body.update(problem.extra)
     return web.Response(
         status=problem.status,
         body=orjson.dumps(body),
@@ -100,7 +105,8 @@ def from_error(exc: StranglerError) -> Problem:
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
     if status == 503:
         headers = {"Retry-After": "1"}
-    return Problem(status, exc.code, str(exc), errors=errors, headers=headers)
+    extra = {"evidence": exc.checks} if isinstance(exc, EvidenceMissing) else None
+    return Problem(status, exc.code, str(exc), errors=errors, headers=headers, extra=extra)
 
 
 @web.middleware

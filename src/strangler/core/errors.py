@@ -69,6 +69,18 @@ class Conflict(StoreError):
     code = "conflict"
 
 
+class EvidenceMissing(Conflict):
+    """A stage move refused: the records do not show what it needs (``core.evidence``).
+    ``checks`` lists every piece of evidence the move needs, met or not, as JSON objects
+    (``key``, ``need``, ``ok``, ``found``, ``fix``)."""
+
+    code = "evidence_missing"
+
+    def __init__(self, message: str, *, checks: list[dict[str, Any]]) -> None:
+        super().__init__(message)
+        self.checks = checks
+
+
 class NotFound(StoreError):
     """The record, or a record it refers to, does not exist."""
 

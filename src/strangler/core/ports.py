@@ -289,10 +289,18 @@ class StageStore(Protocol):
         ...
 
     async def write_stage(
-        self, target: Stage, *, origin: str, reason: str | None, forced: bool, expected: Stage
+        self,
+        target: Stage,
+        *,
+        origin: str,
+        reason: str | None,
+        forced: bool,
+        expected: Stage,
+        missing: list[dict[str, Any]] | None = None,
     ) -> StageRecord:
-        """Move the stage from ``expected`` to ``target`` and record the transition;
-        ``Conflict`` if another operator changed it first."""
+        """Move the stage from ``expected`` to ``target`` and record the transition (with
+        the evidence a forced move went without); ``Conflict`` if another operator changed
+        it first."""
         ...
 
     async def transitions(self, limit: int = 50) -> list[dict[str, Any]]:
@@ -444,9 +452,10 @@ class FollowerState(Protocol):
         applied: int = 0,
         bypass: int = 0,
         reported: int = 0,
+        lag_seconds: float | None = None,
     ) -> bool:
-        """Save the position once the changes before it are applied; False (nothing
-        saved) if ``instance`` no longer holds the lease."""
+        """Save the position once the changes before it are applied, with the lag then;
+        False (nothing saved) if ``instance`` no longer holds the lease."""
         ...
 
     async def mark(self, name: str, state: str, reason: str | None) -> None:

@@ -5,6 +5,9 @@
 * Otherwise the stage lives in ``strangler.stage_control`` in Postgres. Every instance polls
   it (every ``poll_interval`` seconds, 1 by default), so all converge within seconds of a
   change, without a restart. If Postgres cannot be reached the last known stage is kept.
+* A forward move needs evidence (``gate``, ``proxy.gates``): a move with a missing piece
+  is refused (``EvidenceMissing``, naming each piece and the command that supplies it)
+  unless forced, and a forced move needs a reason, recorded with what it went without.
 * A change skips stages only with ``force``; it is refused while journal entries are
   pending for the store that the new stage makes authoritative (or, for ``complete``,
   for any store), and every transition is recorded with its time, origin and reason.
@@ -17,9 +20,11 @@ from collections.abc import Awaitable, Callable
 
 import structlog
 
-from strangler.core.errors import Conflict, InvalidInput, StranglerError
+from strangler.core.errors import Conflict, EvidenceMissing, InvalidInput, StranglerError
+from strangler.core.evidence import missing
 from strangler.core.ports import StageStore
 from strangler.core.stages import Role, Stage, StageRecord, check_transition
+from strangler.proxy.gates import StageGate, refusal
 
 log = structlog.get_logger(__name__)
 
@@ -45,6 +50,8 @@ class StageController:
         self._on_change = on_change
         self._stage = override or Stage.OFF
         self._loaded = override is not None
+        #: What a forward move must show first (``proxy.gates``); None: nothing.
+        self.gate: StageGate | None = None
         self._task: asyncio.Task[None] | None = None
 
     @property
@@ -106,11 +113,25 @@ class StageController:
         current = await self.refresh()
         if target == current:
             raise InvalidInput(f"the stage is already {current}")
+        if force and not (reason and reason.strip()):
+            raise InvalidInput(
+                "a forced move needs a reason (--reason, or 'reason' in the request): it is "
+                "recorded in the stage history with the evidence the move went without"
+            )
         check_transition(current, target, force=force)
+        found = [] if self.gate is None else await self.gate.checks(current, target)
+        lacking = missing(found)
+        if lacking and not force:
+            raise EvidenceMissing(refusal(target, found), checks=[c.json() for c in found])
         if not force and self._pending is not None:
             await self._check_pending(current, target)
         record = await self._control.write_stage(
-            target, origin=origin, reason=reason, forced=force, expected=current
+            target,
+            origin=origin,
+            reason=reason,
+            forced=force,
+            expected=current,
+            missing=[c.json() for c in lacking] or None,
         )
         log.info(
             "stage_set",
@@ -119,6 +140,7 @@ class StageController:
             origin=origin,
             reason=reason,
             forced=force,
+            missing=[c.key for c in lacking] or None,
         )
         self._set_local(target)
         return record

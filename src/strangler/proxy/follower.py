@@ -372,6 +372,8 @@ class Follower:
                     applied=counts.applied,
                     bypass=counts.bypass,
                     reported=counts.reported,
+                    # Caught up when nothing more was read: the stage gates read this.
+                    lag_seconds=0.0 if queue.empty() else self.status.lag_seconds,
                 ):
                     log.warning("follower_lease_lost", follower=name, instance=self.instance)
                     return
@@ -533,13 +535,11 @@ class Follower:
         d = self.direction
         outcomes: list[Outcome] = []
         mapped: list[Change] = []
-        # Where the facade writes the target itself (its second write: MongoDB at live and
-        # rampdown), its own changes are already there, or in its journal: nothing to do.
-        inline = self._stage().secondary == d.target
+        # The facade's own changes are copied too, never skipped by their origin: an
+        # instance that has not yet seen a move from complete to rampdown writes Supabase
+        # alone, while the log already records the change under rampdown.
         for change in work:
-            if inline and change.origin == FACADE_ORIGIN:
-                outcomes.append("same")
-            elif change.record_id is None:
+            if change.record_id is None:
                 await self._report(change, ["id_one_way"], "its _id maps to a UUID one way only")
                 outcomes.append("reported")
             elif isinstance(change.state, CorruptRecord):

@@ -87,12 +87,14 @@ class PostgresFollowerState:
         applied: int = 0,
         bypass: int = 0,
         reported: int = 0,
+        lag_seconds: float | None = None,
     ) -> bool:
         async with self._store.connection("advance follower") as conn:
             status: str = await conn.execute(
                 "UPDATE strangler.followers SET position = $3::text::jsonb,"
                 " position_at = coalesce($4, position_at), applied = applied + $5,"
-                " bypass = bypass + $6, reported = reported + $7, updated_at = now()"
+                " bypass = bypass + $6, reported = reported + $7, updated_at = now(),"
+                " lag_seconds = coalesce($8, lag_seconds)"
                 " WHERE name = $1 AND leader = $2 AND lease_until > now()",
                 name,
                 instance,
@@ -101,6 +103,7 @@ class PostgresFollowerState:
                 applied,
                 bypass,
                 reported,
+                lag_seconds,
             )
         return status.endswith(" 1")
 

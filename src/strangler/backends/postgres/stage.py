@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
+
 from strangler.backends.postgres.store import PostgresStore
 from strangler.core.errors import Conflict
 from strangler.core.stages import Stage, StageRecord
@@ -26,7 +28,14 @@ class PostgresStageStore:
         return StageRecord(Stage(row[0]), row[1], row[2], row[3])
 
     async def write_stage(
-        self, target: Stage, *, origin: str, reason: str | None, forced: bool, expected: Stage
+        self,
+        target: Stage,
+        *,
+        origin: str,
+        reason: str | None,
+        forced: bool,
+        expected: Stage,
+        missing: list[dict[str, Any]] | None = None,
     ) -> StageRecord:
         """Move the stage from ``expected`` to ``target`` and record the transition.
 
@@ -49,12 +58,13 @@ class PostgresStageStore:
             )
             await conn.execute(
                 "INSERT INTO strangler.stage_transitions (from_stage, to_stage, origin, reason,"
-                " forced) VALUES ($1, $2, $3, $4, $5)",
+                " forced, missing) VALUES ($1, $2, $3, $4, $5, $6::text::jsonb)",
                 current.value,
                 target.value,
                 origin,
                 reason,
                 forced,
+                None if not missing else orjson.dumps(missing).decode(),
             )
         record = await self.read_stage()
         assert record is not None
@@ -63,8 +73,13 @@ class PostgresStageStore:
     async def transitions(self, limit: int = 50) -> list[dict[str, Any]]:
         async with self._store.connection("stage history") as conn:
             rows = await conn.fetch(
-                "SELECT at, from_stage, to_stage, origin, reason, forced"
+                "SELECT at, from_stage, to_stage, origin, reason, forced, missing::text"
                 " FROM strangler.stage_transitions ORDER BY id DESC LIMIT $1",
                 limit,
             )
-        return [dict(r) for r in rows]
+        out = []
+        for r in rows:
+            row = dict(r.items())  # an asyncpg Record iterates over its values, not its keys
+            missing = row.pop("missing")
+            out.append({**row, "missing": None if missing is None else orjson.loads(missing)})
+        return out
