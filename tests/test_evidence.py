@@ -82,9 +82,9 @@ def test_evidence_goes_stale() -> None:
     assert keys(
         dataclasses.replace(GOOD, divergences_since_verify=3), Stage.DUALWRITE, Stage.SHADOW
     ) == ["divergences"]
-    assert keys(
-        dataclasses.replace(GOOD, pending_supabase=7), Stage.DUALWRITE, Stage.SHADOW
-    ) == ["repairs"]
+    assert keys(dataclasses.replace(GOOD, pending_supabase=7), Stage.DUALWRITE, Stage.SHADOW) == [
+        "repairs"
+    ]
     stale = dataclasses.replace(RUNNING, state="stale")
     assert keys(dataclasses.replace(GOOD, forward=stale), Stage.DUALWRITE, Stage.SHADOW) == [
         "forward_follower"
@@ -94,9 +94,9 @@ def test_evidence_goes_stale() -> None:
         "forward_follower"
     ]
     leaderless = dataclasses.replace(RUNNING, leader=None)
-    assert keys(
-        dataclasses.replace(GOOD, forward=leaderless), Stage.DUALWRITE, Stage.SHADOW
-    ) == ["forward_follower"]
+    assert keys(dataclasses.replace(GOOD, forward=leaderless), Stage.DUALWRITE, Stage.SHADOW) == [
+        "forward_follower"
+    ]
     # With the followers off, none is asked for.
     off = dataclasses.replace(GOOD, forward=None, follow=False)
     assert keys(off, Stage.DUALWRITE, Stage.SHADOW) == []

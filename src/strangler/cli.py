@@ -4,7 +4,7 @@ It builds ``Settings()`` once, configures logging, runs one subcommand and turns
 strangler's errors into a one-line message and an exit code, never a traceback.
 
 Exit codes: 0 success, 1 the job ran and found a problem, 2 bad usage or settings,
-3 a store was unavailable, 130 interrupted.
+3 a store was unavailable, 4 a stage move refused for missing evidence, 130 interrupted.
 """
 
 from __future__ import annotations
@@ -17,7 +17,13 @@ from pydantic import ValidationError
 
 from strangler import __version__, logs
 from strangler.config import Settings
-from strangler.core.errors import ConfigError, InvalidInput, StoreUnavailable, StranglerError
+from strangler.core.errors import (
+    ConfigError,
+    EvidenceMissing,
+    InvalidInput,
+    StoreUnavailable,
+    StranglerError,
+)
 
 EPILOG = """\
 environment:
@@ -72,6 +78,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except StoreUnavailable as exc:
         print(f"strangler: {exc}", file=sys.stderr)
         return 3
+    except EvidenceMissing as exc:
+        print(f"strangler: {exc}", file=sys.stderr)
+        return 4
     except StranglerError as exc:
         print(f"strangler: {exc}", file=sys.stderr)
         return 1

@@ -40,9 +40,11 @@ from strangler.backends.postgres import (
     PostgresTombstones,
     QuotaPlan,
 )
+from strangler.backends.postgres.evidence import PostgresEvidence
 from strangler.backends.supabase_rest import SupabaseRestStore
 from strangler.config.settings import Settings
 from strangler.core.errors import ConfigError, StranglerError
+from strangler.core.evidence import Thresholds
 from strangler.core.ports import (
     ChangeFeed,
     DivergenceLog,
@@ -60,6 +62,8 @@ from strangler.proxy.assembly import ControlPorts, FacadeOptions, build_facade
 from strangler.proxy.control import StageController
 from strangler.proxy.facade import DualWriteStore
 from strangler.proxy.follower import FORWARD, REVERSE, Direction, Follower
+from strangler.proxy.gates import ComparisonCounter, StageGate
+from strangler.proxy.guard import Guard, GuardLimits
 from strangler.proxy.metrics import FacadeMetrics
 
 log = structlog.get_logger(__name__)
@@ -185,6 +189,37 @@ def instance_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
 
 
+@dataclass(frozen=True)
+class GateOptions:
+    """The stage gates: whether the followers are on (so their health is evidence), and
+    the thresholds."""
+
+    follow: bool = True
+    limits: Thresholds = field(default_factory=Thresholds)
+
+
+def gate_options(settings: Settings) -> GateOptions:
+    return GateOptions(
+        follow=settings.follow,
+        limits=Thresholds(
+            follower_lag_seconds=settings.gate_follower_lag_seconds,
+            consistency=settings.gate_consistency,
+            min_comparisons=settings.gate_min_comparisons,
+        ),
+    )
+
+
+def guard_limits(settings: Settings) -> GuardLimits:
+    return GuardLimits(
+        window=settings.guard_window_seconds,
+        sustain=settings.guard_sustain_seconds,
+        max_error_rate=settings.guard_max_error_rate,
+        max_p99_ratio=settings.guard_max_p99_ratio,
+        max_divergence_rate=settings.guard_max_divergence_rate,
+        min_samples=settings.guard_min_samples,
+    )
+
+
 def follow_options(settings: Settings) -> FollowOptions:
     return FollowOptions(
         settle=settings.follow_settle_seconds, lease_seconds=settings.follow_lease_seconds
@@ -258,6 +293,10 @@ class Runtime:
     feeds: dict[str, ChangeFeed]
     #: This instance's change followers (each leads or stands by).
     following: tuple[Follower, ...] = ()
+    #: Counts this instance's shadow comparisons in Postgres (the stage gates read them).
+    counter: ComparisonCounter | None = None
+    #: Steps the stage back when Supabase is clearly worse (``proxy.guard``), if enabled.
+    guard: Guard | None = None
 
     @property
     def controller(self) -> StageController:
@@ -276,9 +315,12 @@ class Runtime:
         *,
         plan: QuotaPlan | None = None,
         follow: FollowOptions | None = None,
+        gate: GateOptions | None = None,
+        guard: GuardLimits | None = None,
     ) -> Runtime:
         """Every part over two stores the caller has opened; connects nothing. With
-        ``follow``, the change followers too (they run while the facade does)."""
+        ``follow``, the change followers too (they run while the facade does); with
+        ``gate``, forward stage moves need evidence (``proxy.gates``)."""
         stages = PostgresStageStore(new)
         divergences = PostgresDivergenceLog(new)
         tombstones = PostgresTombstones(new)
@@ -292,6 +334,15 @@ class Runtime:
             pages=PostgresPages(new),
         )
         facade = build_facade(old, new, ports, options)
+        counter = None
+        if gate is not None:
+            evidence = PostgresEvidence(new)
+            facade.controller.gate = StageGate(
+                evidence, facade.pending, follow=gate.follow, limits=gate.limits
+            )
+            counter = ComparisonCounter(
+                facade.metrics, evidence.add_comparisons, instance=instance_name()
+            )
         followers = PostgresFollowerState(new)
         feeds: dict[str, ChangeFeed] = {
             FORWARD.name: MongoChangeFeed(old),
@@ -331,6 +382,18 @@ class Runtime:
             followers=followers,
             feeds=feeds,
             following=following,
+            counter=counter,
+            guard=None
+            if guard is None
+            else Guard(
+                facade.controller,
+                stages,
+                facade.metrics,
+                instance=instance_name(),
+                new=new.name,
+                old=old.name,
+                limits=guard,
+            ),
         )
 
     def backfill_follower(self, options: FollowOptions) -> Follower:
@@ -367,6 +430,8 @@ class Runtime:
                 facade_options(settings),
                 plan=quota_plan(settings),
                 follow=follow_options(settings) if start and settings.follow else None,
+                gate=gate_options(settings),
+                guard=guard_limits(settings) if start and settings.guard else None,
             )
             if not start:
                 yield runtime
@@ -374,11 +439,19 @@ class Runtime:
             async with runtime.facade:
                 for follower in runtime.following:
                     follower.start()
+                if runtime.counter is not None:
+                    runtime.counter.start()
+                if runtime.guard is not None:
+                    runtime.guard.start()
                 try:
                     yield runtime
                 finally:
                     for follower in runtime.following:
                         await follower.stop()
+                    if runtime.counter is not None:
+                        await runtime.counter.stop()
+                    if runtime.guard is not None:
+                        await runtime.guard.stop()
 
 
 def assemble(old: MongoStore, new: PostgresStore, options: FacadeOptions) -> DualWriteStore:

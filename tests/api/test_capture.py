@@ -59,8 +59,9 @@ async def test_a_write_around_the_api_reaches_supabase_and_is_listed(
     assert 'strangler_bypass_writes_total{store="mongo",table="chat_sessions"} 1.0' in metrics
     assert 'strangler_follower_state{follower="forward",state="leading"} 1.0' in metrics
     # Move reads to Supabase: the session written around the facade is there.
-    for target in ("shadow", "live"):
-        r = await client.put("/admin/stage", json={"stage": target}, headers=ADMIN_H)
+    for target in ("shadow", "live"):  # evidence is tests/proxy/test_gates.py's subject
+        move = {"stage": target, "force": True, "reason": "test: no backfill here"}
+        r = await client.put("/admin/stage", json=move, headers=ADMIN_H)
         assert r.status == 200, await r.text()
     got = await client.get(f"/sessions/{sid}", headers=as_user("alice"))
     assert got.status == 200

@@ -102,6 +102,18 @@ async def test_sign_in_advance_the_stage_and_see_the_api_follow(
     ARTIFACTS.mkdir(exist_ok=True)
     await page.screenshot(path=str(ARTIFACTS / "dashboard-advanced.png"), full_page=True)
 
+    # Reads cannot move to Supabase without evidence: the dialog lists each piece, red
+    # or green, and a confirm without force is refused with the same list.
+    await page.get_by_test_id("advance").click()
+    evidence = page.get_by_test_id("confirm-evidence")
+    await expect(evidence.locator("[data-evidence=backfill]")).to_have_attribute("data-ok", "false")
+    await expect(evidence).to_contain_text("strangler backfill")
+    await expect(evidence.locator("[data-evidence=repairs]")).to_have_attribute("data-ok", "true")
+    await page.screenshot(path=str(ARTIFACTS / "dashboard-evidence.png"), full_page=True)
+    await page.get_by_test_id("confirm-ok").click()
+    await expect(page.locator("#stage-message")).to_contain_text("refusing to move to shadow")
+    await expect(page.get_by_test_id("stage")).to_have_text("dualwrite")
+
     # Rolling back goes through the same confirmation.
     await expect(page.get_by_test_id("rollback")).to_have_text("Roll back to off")
     await page.get_by_test_id("rollback").click()
@@ -114,8 +126,9 @@ async def test_a_divergence_made_behind_the_facades_back_appears(
     make_api: ApiFactory, page: Page, clean_pg: str
 ) -> None:
     client = await make_api(None)
-    for stage in ("dualwrite", "shadow"):
-        resp = await client.put("/admin/stage", json={"stage": stage}, headers=ADMIN_H)
+    for stage in ("dualwrite", "shadow"):  # no backfill or verify here: forced, with a reason
+        move = {"stage": stage, "force": True, "reason": "test"}
+        resp = await client.put("/admin/stage", json=move, headers=ADMIN_H)
         assert resp.status == 200
     base = str(client.make_url("")).rstrip("/")
     await _sign_in(page, base)

@@ -250,6 +250,7 @@ def test_cli_backfill_prints_a_summary_and_never_a_traceback(clean_pg: str, tmp_
             str(tmp_path),
             "--report",
             str(tmp_path / "r.jsonl"),
+            "--at-off",
         ],
         env=env,
         capture_output=True,
@@ -270,6 +271,19 @@ def test_cli_backfill_prints_a_summary_and_never_a_traceback(clean_pg: str, tmp_
     )
     assert bad.returncode == 2
     assert "neither a MongoDB URI nor a directory" in bad.stderr
+    # At off, without --follow or --at-off: refused, saying why and what to do.
+    at_off = subprocess.run(
+        [sys.executable, "-m", "strangler.cli", "backfill", "--source", str(tmp_path)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert at_off.returncode == 2, at_off.stderr
+    assert "the stage is off" in at_off.stderr and "nothing captures them" in at_off.stderr
+    assert "--follow" in at_off.stderr and "--at-off" in at_off.stderr
+    assert "Traceback" not in at_off.stderr
 
 
 async def test_an_interrupted_backfill_resumes_from_its_checkpoint(
@@ -339,6 +353,7 @@ def test_ctrl_c_on_the_real_cli_leaves_a_checkpoint_that_resumes(
         str(tmp_path / "r.jsonl"),
         "--checkpoint",
         str(tmp_path / "cp.json"),
+        "--at-off",
         "--batch-size",
         "100",
         "--workers",

@@ -130,6 +130,7 @@ def test_the_cli_never_prints_a_traceback(case: str, clean_pg: str, tmp_path: Pa
         [
             *(sys.executable, "-m", "strangler.cli", "backfill", "--source", str(tmp_path)),
             *("--report", str(tmp_path / "r.jsonl"), "--checkpoint", str(tmp_path / "cp.json")),
+            "--at-off",
         ],
         env=env,
         capture_output=True,

@@ -31,6 +31,7 @@ from strangler.api.keys import (
     FACADE,
     FOLLOWER_STATE,
     FOLLOWING,
+    GUARD,
     HISTORY_CACHE,
     HUB,
     INVALIDATION,
@@ -94,6 +95,8 @@ async def _runtime(app: web.Application) -> AsyncIterator[None]:
         app[RUNS] = runtime.runs
         app[QUOTAS] = runtime.quotas
         app[FOLLOWING] = runtime.following
+        if runtime.guard is not None:
+            app[GUARD] = runtime.guard.state
         app[FOLLOWER_STATE] = runtime.followers
         hub = app[HUB] = Hub(runtime.events)
         Gauge(

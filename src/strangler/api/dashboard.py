@@ -6,7 +6,8 @@ as ``curl`` does. Its JSON endpoints:
 
 * ``GET /admin/overview``: stage, ladder, backends, quotas, backfill and verify runs,
   latest divergences and transitions, in one call;
-* ``GET /admin/stage/preview?to=STAGE``: what a stage change will do, and its warnings;
+* ``GET /admin/stage/preview?to=STAGE``: what a stage change will do, its warnings, and
+  the evidence it needs (met or missing);
 * ``GET /admin/stream``: Server-Sent Events, one ``tick`` a second with the windowed
   latency, error rate, consistency rate, secondary lag and repair-queue depth.
 """
@@ -257,6 +258,8 @@ async def preview(request: web.Request) -> web.Response:
             check_transition(current, target, force=False)
         except InvalidInput as exc:
             blocked = str(exc)
+    gate = controller.gate
+    evidence = [] if gate is None or target == current else await gate.checks(current, target)
     return json_response(
         {
             "from": describe(current),
@@ -265,6 +268,9 @@ async def preview(request: web.Request) -> web.Response:
             "changes": _changes(current, target),
             "warnings": await _warnings(app[FACADE], app[DIVERGENCES], app[RUNS], target),
             "blocked": blocked,
+            # What the move needs, judged from the records: a missing piece refuses it
+            # unless forced with a reason (the same check as PUT /admin/stage).
+            "evidence": [c.json() for c in evidence],
         }
     )
 

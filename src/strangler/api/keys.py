@@ -6,6 +6,8 @@ names exactly what it uses instead of reaching through the facade.
 
 from __future__ import annotations
 
+from typing import Any
+
 from aiohttp import web
 
 from strangler.api.auth import Authenticator
@@ -34,6 +36,8 @@ DIVERGENCES = web.AppKey[DivergenceLog]("divergences")
 RUNS = web.AppKey[JobRuns]("job_runs")
 QUOTAS = web.AppKey[Quotas]("quotas")
 FOLLOWING = web.AppKey[tuple[Follower, ...]]("following")
+#: The rollout guard's view on this instance (``proxy.guard.Guard.state``), if it runs.
+GUARD = web.AppKey[dict[str, Any]]("guard")
 FOLLOWER_STATE = web.AppKey[FollowerState]("follower_state")
 
 HUB = web.AppKey("hub", Hub)

@@ -21,6 +21,7 @@ from strangler.api.keys import (
     DIVERGENCES,
     FACADE,
     FOLLOWING,
+    GUARD,
     HUB,
     JOBS,
     METRICS,
@@ -117,6 +118,7 @@ async def status(request: web.Request) -> web.Response:
             },
             "consistency_rate": metrics.consistency_rate(),
             "followers": [f.status.json() for f in request.app.get(FOLLOWING, ())],
+            "guard": request.app.get(GUARD),
             # What a soak watches for leaks: tasks that never finish, streams never closed.
             "process": {
                 "asyncio_tasks": len(asyncio.all_tasks()),

@@ -86,6 +86,36 @@ class Settings(BaseSettings):
         description="a follower's lease: when its instance dies, another takes over after this",
     )
 
+    # --- stage gates -------------------------------------------------------------------
+    gate_follower_lag_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        description="a move that needs a follower refuses while its lag is above this",
+    )
+    gate_consistency: float = Field(
+        default=0.999,
+        ge=0,
+        le=1,
+        description="the shadow consistency rate a move to live needs (if shadow ran)",
+    )
+    gate_min_comparisons: int = Field(
+        default=1000,
+        ge=0,
+        description="how many shadow comparisons that rate must rest on",
+    )
+
+    guard: bool = Field(
+        default=True,
+        description="at live and rampdown, step the stage back one step, once, when Supabase "
+        "is clearly worse than MongoDB for STRANGLER_GUARD_SUSTAIN_SECONDS",
+    )
+    guard_window_seconds: float = Field(default=10.0, gt=0)
+    guard_sustain_seconds: float = Field(default=20.0, ge=0)
+    guard_max_error_rate: float = Field(default=0.05, ge=0, le=1)
+    guard_max_p99_ratio: float = Field(default=3.0, gt=0)
+    guard_max_divergence_rate: float = Field(default=0.01, ge=0, le=1)
+    guard_min_samples: int = Field(default=20, ge=1)
+
     # --- behaviour -------------------------------------------------------------------
     store_timeout: float = Field(
         default=5.0, gt=0, description="seconds before a store call fails as unavailable"

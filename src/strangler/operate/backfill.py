@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from strangler.config import Settings
-from strangler.core.errors import ConfigError
+from strangler.core.errors import ConfigError, InvalidInput
+from strangler.core.stages import Stage
 from strangler.migrate.backfill import Backfill, Counts, Orphans, summary_table
 from strangler.migrate.checkpoint import Checkpoint
 from strangler.migrate.report import Report
@@ -100,6 +101,13 @@ def add_parser(sub: Subparsers) -> None:
         "full load plus change stream. Needs MONGO_URI and SUPABASE_DB_URL. The follower "
         "keeps its position afterwards, and 'strangler serve' goes on following from it",
     )
+    p.add_argument(
+        "--at-off",
+        action="store_true",
+        help="copy even though the stage is off and --follow is not given: writes made "
+        "while it runs reach MongoDB alone and nothing captures them, so run 'strangler "
+        "repair' and 'strangler verify' once dual writes have begun",
+    )
     p.set_defaults(func=run)
 
 
@@ -117,6 +125,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             checkpoint=args.checkpoint,
             resume=args.resume,
             follow=args.follow,
+            at_off=args.at_off,
         )
     )
 
@@ -166,6 +175,22 @@ class Progress:
         )
 
 
+async def _refuse_at_off(settings: Settings, jobs: Jobs) -> None:
+    """At ``off`` nothing captures the writes made while a backfill runs: say so, and
+    refuse unless the operator asked for it (``--at-off``) or follows (``--follow``)."""
+    if settings.stage is None and jobs.stages is None:
+        return  # over REST without STRANGLER_STAGE the stage cannot be read
+    if await jobs.stage(settings) != Stage.OFF:
+        return
+    raise InvalidInput(
+        "the stage is off: writes made while this backfill runs reach MongoDB alone and "
+        "nothing captures them, so the copy would miss them. Start dual writes first "
+        "('strangler stage set dualwrite'), or pass --follow to follow MongoDB's change "
+        "stream during the backfill, or --at-off to copy anyway (then run 'strangler repair' "
+        "and 'strangler verify' once dual writes have begun)"
+    )
+
+
 async def _follow(settings: Settings, stack: contextlib.AsyncExitStack) -> None:
     """Start the forward follower before the first document is read, for the length of
     the backfill (on ``stack``). If no follower has a position yet, or the saved one is
@@ -211,6 +236,7 @@ async def backfill(
     resume: bool,
     workers: int = 0,
     follow: bool = False,
+    at_off: bool = False,
 ) -> int:
     src = source or settings.mongo_uri
     if not src:
@@ -233,10 +259,12 @@ async def backfill(
                 "after this export was taken can come back; prefer a live MongoDB source, or "
                 "set SUPABASE_DB_URL",
             )
+        if not (dry_run or follow or at_off):
+            await _refuse_at_off(settings, jobs)
         rep = stack.enter_context(Report(report, append=resume))
         for name in ("chat_sessions", "messages"):
             progress.totals[name] = await origin.estimate(name)
-        params = {"source": origin.name, "resume": resume, "orphans": orphans}
+        params = {"source": origin.name, "resume": resume, "orphans": orphans, "follow": follow}
         run = await stack.enter_async_context(
             # A dry run writes nothing, not even its own record.
             recorded(None if dry_run else jobs.runs, "backfill", params)

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from strangler.config import Settings
 from strangler.core.errors import ConfigError
+from strangler.core.evidence import Check, missing
 from strangler.core.records import follower_summary
 from strangler.core.stages import Stage
 from strangler.operate.common import origin
@@ -25,10 +26,16 @@ def add_parser(sub: Subparsers) -> None:
         "stage",
         help="show or change the migration stage every instance follows",
         description="Stages, in order: off, dualwrite, shadow, live, rampdown, complete. "
-        "'set' moves one step at a time (--force to skip), refuses while repairs are pending "
-        "for the store that becomes authoritative, and records who, when and why. Running "
-        "instances follow within STRANGLER_STAGE_POLL_SECONDS. If STRANGLER_STAGE is set, it "
-        "wins: change it and restart instead (the env-var rollback path).",
+        "'set' moves one step at a time, and a move forward needs evidence from the records: "
+        "before shadow and live, a backfill since dual writes began, a clean full verify "
+        "after it, nothing pending toward Supabase, no divergence since, the forward "
+        "follower keeping up (and before live, shadow reads 99.9% consistent over 1,000 "
+        "comparisons); before complete, MongoDB caught up. A refusal lists each missing "
+        "piece and the command that supplies it (exit 4); 'set STAGE --dry-run' shows the "
+        "list without moving. --force --reason '...' moves anyway and records what was "
+        "missing. Moves back (a rollback) need no evidence. Running instances follow "
+        "within STRANGLER_STAGE_POLL_SECONDS. If STRANGLER_STAGE is set, it wins: change it "
+        "and restart instead (the env-var rollback path).",
     )
     p.add_argument("action", choices=["get", "set"])
     p.add_argument("stage", nargs="?", help="with 'set': the stage to move to")
@@ -36,7 +43,14 @@ def add_parser(sub: Subparsers) -> None:
     p.add_argument(
         "--force",
         action="store_true",
-        help="skip stages or ignore pending repairs (you accept the risk)",
+        help="skip stages, move without the evidence, or ignore pending repairs (needs "
+        "--reason; recorded with what was missing)",
+    )
+    p.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="with 'set': show the evidence the move needs, and what the records show; "
+        "move nothing (exit 4 if a piece is missing)",
     )
     p.add_argument("--json", action="store_true", help="with 'get': machine-readable output")
     p.set_defaults(func=run)
@@ -49,9 +63,32 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         raise ConfigError(
             "strangler stage set needs a STAGE (off, dualwrite, shadow, live, rampdown, complete)"
         )
-    return asyncio.run(
-        set_(settings, Stage.parse(args.stage), reason=args.reason, force=args.force)
-    )
+    target = Stage.parse(args.stage)
+    if args.dry_run:
+        return asyncio.run(check(settings, target))
+    return asyncio.run(set_(settings, target, reason=args.reason, force=args.force))
+
+
+def _checklist(found: list[Check]) -> list[str]:
+    return [
+        f"  [{'ok' if c.ok else 'MISSING'}] {c.need}: {c.found}"
+        + ("" if c.ok or not c.fix else f" -> {c.fix}")
+        for c in found
+    ]
+
+
+async def check(settings: Settings, target: Stage) -> int:
+    """The evidence ``target`` needs from here, judged; nothing moves."""
+    async with Runtime.open(settings, start=False) as runtime:
+        current = await runtime.controller.refresh()
+        gate = runtime.controller.gate
+        found = [] if gate is None else await gate.checks(current, target)
+    print(f"{current.value} -> {target.value}:")
+    if not found:
+        print("  no evidence needed (a rollback, or the first step)")
+    for line in _checklist(found):
+        print(line)
+    return 4 if missing(found) else 0
 
 
 async def get(settings: Settings, *, as_json: bool) -> int:
@@ -62,6 +99,10 @@ async def get(settings: Settings, *, as_json: bool) -> int:
         followers = {d.name: await runtime.followers.load(d.name) for d in DIRECTIONS}
         facade = runtime.facade
         pending = {"old": await facade.pending("old"), "new": await facade.pending("new")}
+        ladder = list(Stage)
+        after = ladder[ladder.index(stage) + 1] if stage != Stage.COMPLETE else None
+        gate = runtime.controller.gate
+        ahead = [] if after is None or gate is None else await gate.checks(stage, after)
     now = dt.datetime.now(dt.UTC)
     info: dict[str, Any] = {
         "stage": stage.value,
@@ -77,6 +118,9 @@ async def get(settings: Settings, *, as_json: bool) -> int:
         "pending_repairs": {"mongo": pending["old"], "supabase": pending["new"]},
         "recent_transitions": [{**h, "at": h["at"].isoformat()} for h in history],
         "followers": {name: follower_summary(r, now) for name, r in followers.items()},
+        "next": None
+        if after is None
+        else {"stage": after.value, "evidence": [c.json() for c in ahead]},
     }
     if as_json:
         print(json.dumps(info, indent=2))
@@ -94,14 +138,34 @@ async def get(settings: Settings, *, as_json: bool) -> int:
             f"{f['bypass']:,}, reported {f['reported']:,}"
             + (f" ({f['reason']})" if f["reason"] else "")
         )
-    ladder = "  ".join(f"[{s.value}]" if s == stage else s.value for s in Stage)
-    print(f"ladder: {ladder}")
+    rungs = "  ".join(f"[{s.value}]" if s == stage else s.value for s in Stage)
+    print(f"ladder: {rungs}")
+    if after is not None:
+        lacking = missing(ahead)
+        print(
+            f"next: {after.value}: "
+            + (
+                "no evidence missing"
+                if not lacking
+                else f"missing {', '.join(c.key for c in lacking)} "
+                f"('strangler stage set {after.value} --dry-run' says what supplies it)"
+            )
+        )
     return 0
 
 
 async def set_(settings: Settings, target: Stage, *, reason: str | None, force: bool) -> int:
     async with Runtime.open(settings, start=False) as runtime:
+        current = await runtime.controller.refresh()
+        gate = runtime.controller.gate
+        found = [] if gate is None else await gate.checks(current, target)
         record = await runtime.controller.set(target, reason=reason, origin=origin(), force=force)
+    if found:
+        print(
+            "evidence:" + (" (forced: the missing pieces are recorded)" if missing(found) else "")
+        )
+        for line in _checklist(found):
+            print(line)
     print(
         f"stage is now {record.stage.value}; running instances follow within "
         f"{settings.stage_poll_seconds:g}s"

@@ -17,6 +17,8 @@
   {follower}``: changes copied, and changes reported instead (bad documents)
 * ``strangler_follower_lag_seconds{follower}``: from the latest change seen to now, while
   changes wait (0 when caught up)
+* ``strangler_stage_auto_rollbacks_total{from_stage,to_stage}``: steps back the rollout
+  guard made
 * ``strangler_follower_lag_changes{follower}``: changes not yet applied (the change log's
   depth; for a change stream, what was read ahead of the applier: a lower bound)
 * ``strangler_follower_state{follower,state}``: 1 for the follower's state on this
@@ -109,6 +111,12 @@ class FacadeMetrics:
             ["follower"],
             registry=r,
         )
+        self.auto_rollbacks = Counter(
+            "strangler_stage_auto_rollbacks_total",
+            "Stage steps back made by the rollout guard (Supabase worse than MongoDB)",
+            ["from_stage", "to_stage"],
+            registry=r,
+        )
         self.follower_lag_changes = Gauge(
             "strangler_follower_lag_changes",
             "Changes not yet applied: the change log's depth (reverse), or the changes read "
@@ -136,6 +144,9 @@ class FacadeMetrics:
         #: its first write was sent: it reached the journal no sooner.
         self.recent_late_at: deque[tuple[float, float]] = deque(maxlen=1_000)
         self._op_children: dict[tuple[str, str], Any] = {}
+        #: Shadow comparisons since the start (the stage gates count them in Postgres).
+        self.compared_total = 0
+        self.matched_total = 0
 
     def observe_lag(self, seconds: float) -> None:
         self.lag.observe(seconds)
@@ -165,6 +176,8 @@ class FacadeMetrics:
     def compared(self, table: str, *, diverged: bool) -> None:
         self.comparisons.labels(table, "diverged" if diverged else "match").inc()
         self.recent_comparisons.append((time.monotonic(), not diverged))
+        self.compared_total += 1
+        self.matched_total += not diverged
 
     def timed(self, store: str, op: str) -> _Timed:
         """``async with metrics.timed(store, op):`` times one store call: its latency, and

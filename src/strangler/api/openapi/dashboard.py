@@ -91,7 +91,8 @@ def _data() -> Json:
         },
         "/admin/stage/preview": {
             "get": admin(
-                "What moving to a stage would change, its warnings, and why it is blocked",
+                "What moving to a stage would change, its warnings, why it is blocked, and "
+                "the evidence it needs (each piece met or missing)",
                 {"200": as_json(OBJECT, "The preview")},
                 params=[query("to", required=True)],
             )

@@ -54,7 +54,10 @@ def _admin() -> Json:
                 "The migration stage", {"200": as_json(OBJECT, "The stage and who set it")}
             ),
             "put": admin(
-                "Move the stage (one step, or any with force)",
+                "Move the stage: one step forward with the evidence it needs (else 409 "
+                "evidence_missing, whose 'evidence' lists every piece, met or not, and the "
+                "command that supplies it), back at any time, or any move with force and a "
+                "reason (recorded with what was missing)",
                 {"200": as_json(OBJECT, "The new stage")},
                 request=body(move),
             ),

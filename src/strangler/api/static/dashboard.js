@@ -295,7 +295,7 @@ function renderTransitions(rows) {
   body.replaceChildren();
   for (const t of rows) {
     body.append(el("tr", {}, el("td", {}, fmt.time(t.at)), el("td", {}, t.from_stage), el("td", {}, t.to_stage),
-      el("td", {}, t.origin), el("td", {}, (t.reason || "") + (t.forced ? " (forced)" : ""))));
+      el("td", {}, t.origin), el("td", {}, (t.reason || "") + (t.forced ? ` (forced${t.missing ? ", without: " + t.missing.map((m) => m.key).join(", ") : ""})` : ""))));
   }
 }
 
@@ -322,6 +322,9 @@ async function confirmChange(target) {
   $("confirm-title").textContent = `${p.direction === "advance" ? "Advance" : "Roll back"}: ${p.from.stage} → ${p.to.stage}`;
   $("confirm-changes").replaceChildren(...p.changes.map((c) => el("li", {}, c)));
   $("confirm-warnings").replaceChildren(...p.warnings.map((w) => el("p", {}, "⚠ " + w)));
+  $("confirm-evidence").replaceChildren(...(p.evidence || []).map((c) =>
+    el("li", { class: c.ok ? "ok" : "bad", "data-evidence": c.key, "data-ok": String(c.ok) },
+      `${c.ok ? "✓" : "✗"} ${c.need}: ${c.found}` + (c.ok || !c.fix ? "" : ` → ${c.fix}`))));
   $("confirm-blocked").textContent = p.blocked || "";
   $("confirm-ok").disabled = Boolean(p.blocked);
   $("confirm-reason").value = "";

@@ -58,7 +58,8 @@ class PostgresEvidence:
             if shadow_since is not None:
                 row = await conn.fetchrow(
                     "SELECT coalesce(sum(compared), 0), coalesce(sum(matched), 0)"
-                    " FROM strangler.shadow_counts WHERE minute >= date_trunc('minute', $1)",
+                    " FROM strangler.shadow_counts"
+                    " WHERE minute >= date_trunc('minute', $1::timestamptz)",
                     shadow_since,
                 )
                 compared, matched = int(row[0]), int(row[1])
