@@ -111,6 +111,7 @@ async def test_the_overview_shows_quotas_runs_and_a_started_verify(
     await client.post("/sessions", json={"title": "t"}, headers=as_user("alice"))
     o = await (await client.get("/admin/overview", headers=ADMIN_H)).json()
     assert o["stage"] == "dualwrite" and o["ladder"][0]["stage"] == "off"
+    assert o["guard"] == {"watching": False, "breach": {}, "acted": None}  # pinned: idle
     items = {i["name"]: i for i in o["quotas"]["items"]}
     conn = await asyncpg.connect(clean_pg)
     try:

@@ -81,6 +81,7 @@ async def test_sign_in_advance_the_stage_and_see_the_api_follow(
     await _sign_in(page, base)
     await expect(page.get_by_test_id("stage")).to_have_text("off")
     await expect(page.locator(".ladder li.current")).to_have_attribute("data-stage", "off")
+    await expect(page.get_by_test_id("guard")).to_contain_text("it watches at live and rampdown")
 
     # The confirmation states what changes and warns that no verify has run.
     await page.get_by_test_id("advance").click()

@@ -34,6 +34,7 @@ from strangler.api.keys import (
     FACADE,
     FOLLOWER_STATE,
     FOLLOWING,
+    GUARD,
     JOBS,
     METRICS,
     QUOTAS,
@@ -301,6 +302,7 @@ async def overview(request: web.Request) -> web.Response:
             "verify_job": jobs[-1].json() if jobs else None,
             "divergences": [_divergence(r) for r in divergences],
             "followers": await _followers(app),
+            "guard": app.get(GUARD),
             "bypass_writes": [_divergence(r) for r in captured],
             "transitions": [
                 {**t, "at": t["at"].astimezone(dt.UTC).isoformat()} for t in transitions

@@ -279,6 +279,16 @@ function renderFollowers(rows) {
   }
 }
 
+function renderGuard(g) {
+  const box = $("guard");
+  if (!g) { box.replaceChildren(el("p", { class: "muted" }, "off on this instance (STRANGLER_GUARD, or a pinned stage)")); return; }
+  const breach = Object.entries(g.breach || {}).map(([k, v]) => `${k} ${v}`).join(", ");
+  const lines = [el("p", { class: breach ? "bad" : g.watching ? "ok" : "muted" },
+    g.watching ? (breach ? `breach: ${breach}` : "watching: Supabase within limits") : "idle (it watches at live and rampdown)")];
+  if (g.acted) lines.push(el("p", { class: "warn" }, `stepped back ${g.acted.from} → ${g.acted.to}`));
+  box.replaceChildren(...lines);
+}
+
 function renderBypass(rows) {
   const body = $("bypass-writes");
   body.replaceChildren();
@@ -307,7 +317,7 @@ async function refresh() {
     () => renderStage(o), () => renderBackends(o), () => renderBackfill(o.runs.backfill),
     () => renderVerify(o.runs.verify, o.verify_job), () => renderQuotas(o.quotas),
     () => renderDivergences(o.divergences), () => renderTransitions(o.transitions),
-    () => renderFollowers(o.followers), () => renderBypass(o.bypass_writes),
+    () => renderFollowers(o.followers), () => renderGuard(o.guard), () => renderBypass(o.bypass_writes),
   ];
   for (const render of panels) {
     try { render(); } catch (e) { console.error("panel failed", e); }
