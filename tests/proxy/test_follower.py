@@ -652,3 +652,30 @@ async def test_nothing_is_captured_while_the_control_table_says_mongodb_leads(
             await store.create_session(ChatSession.new(title=stage.value, user_id="u"))
             rows = await _pg(clean_pg, "SELECT stage FROM strangler.changes")
             assert [r[0] for r in rows] == [stage.value] * captured, stage
+
+
+async def test_a_flood_of_bypass_writes_is_recorded_in_few_rows_and_every_id_kept(
+    mongo_server: Any, mongo_db: str, clean_pg: str
+) -> None:
+    """A script that writes thousands of documents around the facade: every one is counted
+    and copied, the first 50 of each batch get a row each, and the rest of the batch one
+    row that lists their ids (each id is in the log line too)."""
+    async with (
+        running(mongo_server, mongo_db, clean_pg, Stage.DUALWRITE) as runtime,
+        legacy_db(mongo_server, mongo_db) as db,
+    ):
+        await eventually(lambda: _leading(runtime), 5)
+        await leader(runtime).stop()
+        docs = [legacy_session(f"flood {i}") for i in range(300)]
+        await db.chat_sessions.insert_many(docs)
+        leader(runtime).start()
+        await eventually(lambda: all_present(runtime.facade.new, "chat_sessions", docs), 10)
+        rows = [
+            r for r in await runtime.divergences.divergences(1000) if r["kind"] == "bypass_write"
+        ]
+        listed = {r["record_id"] for r in rows if "count" not in r["diff"]}
+        for r in rows:
+            listed.update(r["diff"].get("ids", []))
+        assert listed == {str(ids.uuid_from_objectid(d["_id"])) for d in docs}
+        assert len(rows) < 300
+        assert bypass_count(runtime, "chat_sessions") == 300

@@ -80,6 +80,9 @@ DRAIN_SECONDS = 10.0
 
 #: Up to this many bypass writes in a batch get a log line each; more share one line.
 LOG_EACH = 20
+#: Up to this many bypass writes in a batch get a row each in the divergence log; the rest
+#: of a flood (a script, a backlog) share one row that lists their ids.
+RECORD_EACH = 50
 
 #: What to do about a stale follower, in every message that reports one.
 STALE_HELP = (
@@ -678,15 +681,31 @@ class Follower:
             )
         if self._reports is None:
             return
-        rows = [
+        rows: list[tuple[str, str, str, Any]] = [
             (
                 c.table,
                 str(c.record_id),
                 "bypass_write",
                 {"store": store, "op": c.op, "at": _iso(c.at)},
             )
-            for c in changes
+            for c in changes[:RECORD_EACH]
         ]
+        if len(changes) > RECORD_EACH:  # a flood: the rest in one row (and in the log line)
+            rest = changes[RECORD_EACH:]
+            rows.append(
+                (
+                    rest[0].table,
+                    f"{len(rest)} more",
+                    "bypass_write",
+                    {
+                        "store": store,
+                        "op": "several",
+                        "count": len(rest),
+                        "ids": [str(c.record_id) for c in rest],
+                        "at": _iso(rest[-1].at),
+                    },
+                )
+            )
         try:
             await self._reports.record_many(stage=self._stage(), rows=rows)
         except StranglerError as exc:
