@@ -45,6 +45,7 @@ bench: $(STAMP)  ## the benchmarks (figures go in README.md)
 	$(BIN)/python bench/facade.py
 	$(BIN)/python bench/backfill.py
 	$(BIN)/python bench/api.py
+	$(BIN)/python bench/follow.py
 	$(BIN)/python bench/chaos.py
 
 demo: $(STAMP)  ## start embedded MongoDB + Postgres with legacy data and the schema applied
