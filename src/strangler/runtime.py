@@ -335,6 +335,7 @@ class Runtime:
         )
         facade = build_facade(old, new, ports, options)
         counter = None
+        watch = None
         if gate is not None:
             evidence = PostgresEvidence(new)
             facade.controller.gate = StageGate(
@@ -342,6 +343,16 @@ class Runtime:
             )
             counter = ComparisonCounter(
                 facade.metrics, evidence.add_comparisons, instance=instance_name()
+            )
+        if guard is not None:
+            watch = Guard(
+                facade.controller,
+                stages,
+                facade.metrics,
+                instance=instance_name(),
+                new=new.name,
+                old=old.name,
+                limits=guard,
             )
         followers = PostgresFollowerState(new)
         feeds: dict[str, ChangeFeed] = {
@@ -383,18 +394,15 @@ class Runtime:
             feeds=feeds,
             following=following,
             counter=counter,
-            guard=None
-            if guard is None
-            else Guard(
-                facade.controller,
-                stages,
-                facade.metrics,
-                instance=instance_name(),
-                new=new.name,
-                old=old.name,
-                limits=guard,
-            ),
+            guard=watch,
         )
+
+    @property
+    def background(self) -> tuple[Follower | ComparisonCounter | Guard, ...]:
+        """What runs beside the facade on this instance: followers, the comparison
+        counter, the guard (each with ``start()`` and ``await stop()``)."""
+        extra = tuple(p for p in (self.counter, self.guard) if p is not None)
+        return (*self.following, *extra)
 
     def backfill_follower(self, options: FollowOptions) -> Follower:
         """A forward follower that runs whatever the stage, for the length of a backfill
@@ -437,21 +445,13 @@ class Runtime:
                 yield runtime
                 return
             async with runtime.facade:
-                for follower in runtime.following:
-                    follower.start()
-                if runtime.counter is not None:
-                    runtime.counter.start()
-                if runtime.guard is not None:
-                    runtime.guard.start()
+                for part in runtime.background:
+                    part.start()
                 try:
                     yield runtime
                 finally:
-                    for follower in runtime.following:
-                        await follower.stop()
-                    if runtime.counter is not None:
-                        await runtime.counter.stop()
-                    if runtime.guard is not None:
-                        await runtime.guard.stop()
+                    for part in runtime.background:
+                        await part.stop()
 
 
 def assemble(old: MongoStore, new: PostgresStore, options: FacadeOptions) -> DualWriteStore:

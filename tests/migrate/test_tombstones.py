@@ -5,10 +5,10 @@ from __future__ import annotations
 import datetime as dt
 import os
 import subprocess
-import sys
 import uuid
 
 from strangler.backends.postgres import PostgresStore, PostgresTombstones
+from tests.cli import strangler
 
 
 async def test_prune_keeps_recent_tombstones(pg_store: PostgresStore) -> None:
@@ -32,14 +32,7 @@ def test_cli_prune_explains_and_refuses_bad_input(clean_pg: str) -> None:
     env = {**os.environ, "SUPABASE_DB_URL": clean_pg, "STRANGLER_LOG_FORMAT": "json"}
 
     def cli(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "strangler.cli", "tombstones", "prune", *args],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
+        return strangler(env, "tombstones", "prune", *args)
 
     ok = cli("--older-than-days", "30", "--dry-run")
     assert ok.returncode == 0 and "would prune 0 tombstones" in ok.stdout, ok.stderr

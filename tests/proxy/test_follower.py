@@ -522,9 +522,9 @@ async def test_cli_status_exits_1_for_a_stale_follower_and_reset_clears_it(
     import json
     import os
     import subprocess
-    import sys
 
     from strangler.backends.postgres import PostgresFollowerState
+    from tests.cli import strangler
 
     env = {
         **os.environ,
@@ -535,14 +535,7 @@ async def test_cli_status_exits_1_for_a_stale_follower_and_reset_clears_it(
     }
 
     def cli(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "strangler.cli", "follow", *args],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
+        return strangler(env, "follow", *args)
 
     async with PostgresStore(clean_pg) as pg:
         await PostgresFollowerState(pg).mark("forward", "stale", "the token was rejected")

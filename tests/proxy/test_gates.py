@@ -10,7 +10,6 @@ import asyncio
 import contextlib
 import os
 import subprocess
-import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -24,6 +23,7 @@ from strangler.core.stages import Stage
 from strangler.operate.backfill import backfill
 from strangler.operate.verify import verify
 from strangler.runtime import Runtime
+from tests.cli import strangler
 
 
 def _settings(mongo_uri: str, mongo_db: str, pg: str, **extra: Any) -> Settings:
@@ -150,14 +150,7 @@ async def test_the_cli_lists_the_evidence_and_exits_4(
     }
 
     def cli(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "strangler.cli", "stage", *args],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
+        return strangler(env, "stage", *args)
 
     assert (await asyncio.to_thread(cli, "set", "dualwrite")).returncode == 0
     got = await asyncio.to_thread(cli, "get")

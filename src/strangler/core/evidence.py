@@ -24,7 +24,7 @@ No I/O here: ``Facts`` is gathered by the caller (``proxy.gates``) from Postgres
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from strangler.core.stages import Stage
@@ -45,7 +45,6 @@ class JobFact:
     #: verify: whole tables (not ``--since``); backfill: started with ``--follow``.
     full: bool = True
     follow: bool = False
-    stage: str | None = None
 
 
 @dataclass(frozen=True)
@@ -97,7 +96,6 @@ class Check:
     ok: bool
     found: str
     fix: str = ""
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def json(self) -> dict[str, Any]:
         return {

@@ -456,9 +456,9 @@ class Follower:
         the configured delay, stretched to how far this instance's facade's second
         writes trailed their first in the last minute (from sending the first to the
         second landing, or being journaled; the slowest), plus a fifth and 0.1 s, at most
-        ``settle_max``. Under load the facade's second writes
-        trail further behind, and one that lands after the decision would be taken for a
-        bypass write (a false positive)."""
+        ``settle_max``. Under load the facade's second writes trail further behind, and one
+        that lands after the decision would be taken for a bypass write (a false
+        positive)."""
         slowest = self._metrics.slowest_secondary(60.0)
         if slowest is None:
             return self._settle

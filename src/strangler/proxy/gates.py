@@ -1,6 +1,6 @@
 """The stage gate: gathers the records a move's evidence is judged from, and judges it
 (``strangler.core.evidence``). The stage controller asks it before every move; the CLI's
-``stage set --dry-run``, the admin API's ``/admin/stage/check`` and the dashboard's move
+``stage set --dry-run``, the admin API's ``/admin/stage/preview`` and the dashboard's move
 dialog show the same list."""
 
 from __future__ import annotations

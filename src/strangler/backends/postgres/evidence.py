@@ -106,7 +106,6 @@ def _job(row: Any, kind: str) -> JobFact | None:
             finished_at=row[1],
             clean=bool(result.get("equal")),
             full=params.get("since") is None,
-            stage=params.get("stage"),
         )
     return JobFact(
         started_at=row[0],
