@@ -4,7 +4,8 @@ It builds ``Settings()`` once, configures logging, runs one subcommand and turns
 strangler's errors into a one-line message and an exit code, never a traceback.
 
 Exit codes: 0 success, 1 the job ran and found a problem, 2 bad usage or settings,
-3 a store was unavailable, 4 a stage move refused for missing evidence, 130 interrupted.
+3 a store was unavailable, 4 a stage move refused for missing evidence or confirmation,
+130 interrupted.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from strangler import __version__, logs
 from strangler.config import Settings
 from strangler.core.errors import (
     ConfigError,
+    ConfirmationRequired,
     EvidenceMissing,
     InvalidInput,
     StoreUnavailable,
@@ -78,7 +80,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except StoreUnavailable as exc:
         print(f"strangler: {exc}", file=sys.stderr)
         return 3
-    except EvidenceMissing as exc:
+    except (EvidenceMissing, ConfirmationRequired) as exc:
         print(f"strangler: {exc}", file=sys.stderr)
         return 4
     except StranglerError as exc:

@@ -2,7 +2,9 @@
 configuration allows.
 
 * ``Runtime.open(settings)``: the running facade with every control-plane part, for
-  ``strangler serve``, ``strangler.connect`` and the stage commands.
+  ``strangler serve``, ``strangler.connect`` and the stage commands. Without ``MONGO_URI``
+  (the finish line, ``decommissioned``) it runs on Supabase alone: over the database URL
+  with everything, or over the REST API with realtime and the control plane off.
 * ``Jobs.open(settings)``: the stores and records a bulk job (backfill, verify, repair)
   needs, over the direct Postgres store or Supabase's REST API.
 * ``assemble(old, new, options)``: the facade over two stores the caller opened (tests and
@@ -23,6 +25,18 @@ from typing import Literal
 
 import structlog
 
+from strangler.backends.absent import (
+    NEEDS_DB_URL,
+    AbsentJournal,
+    AbsentStore,
+    NoDivergences,
+    NoEvents,
+    NoFollowers,
+    NoJobRuns,
+    NoQuotas,
+    NoStages,
+    NoTombstones,
+)
 from strangler.backends.mongo import MongoJournal, MongoStore
 from strangler.backends.mongo.changes import MongoChangeFeed
 from strangler.backends.postgres import (
@@ -297,6 +311,8 @@ class Runtime:
     counter: ComparisonCounter | None = None
     #: Steps the stage back when Supabase is clearly worse (``proxy.guard``), if enabled.
     guard: Guard | None = None
+    #: Why realtime is unavailable (over Supabase's REST API alone); None: it works.
+    realtime_off: str | None = None
 
     @property
     def controller(self) -> StageController:
@@ -309,7 +325,7 @@ class Runtime:
     @classmethod
     def over(
         cls,
-        old: MongoStore,
+        old: MongoStore | AbsentStore,
         new: PostgresStore,
         options: FacadeOptions,
         *,
@@ -320,11 +336,15 @@ class Runtime:
     ) -> Runtime:
         """Every part over two stores the caller has opened; connects nothing. With
         ``follow``, the change followers too (they run while the facade does); with
-        ``gate``, forward stage moves need evidence (``proxy.gates``)."""
+        ``gate``, forward stage moves need evidence (``proxy.gates``). ``old`` is an
+        ``AbsentStore`` once MongoDB is decommissioned: no follower runs then."""
         stages = PostgresStageStore(new)
         divergences = PostgresDivergenceLog(new)
         tombstones = PostgresTombstones(new)
-        journals: dict[Role, WriteJournal] = {"old": MongoJournal(old), "new": PostgresJournal(new)}
+        journals: dict[Role, WriteJournal] = {
+            "old": MongoJournal(old) if isinstance(old, MongoStore) else AbsentJournal("mongo"),
+            "new": PostgresJournal(new),
+        }
         ports = ControlPorts(
             stages=stages,
             journals=journals,
@@ -355,12 +375,11 @@ class Runtime:
                 limits=guard,
             )
         followers = PostgresFollowerState(new)
-        feeds: dict[str, ChangeFeed] = {
-            FORWARD.name: MongoChangeFeed(old),
-            REVERSE.name: PostgresChangeFeed(new),
-        }
+        feeds: dict[str, ChangeFeed] = {REVERSE.name: PostgresChangeFeed(new)}
+        if isinstance(old, MongoStore):
+            feeds[FORWARD.name] = MongoChangeFeed(old)
         following: tuple[Follower, ...] = ()
-        if follow is not None:
+        if follow is not None and isinstance(old, MongoStore):
             reverse_feed = feeds[REVERSE.name]
             assert isinstance(reverse_feed, PostgresChangeFeed)
 
@@ -397,6 +416,39 @@ class Runtime:
             guard=watch,
         )
 
+    @classmethod
+    def rest(cls, new: SupabaseRestStore, options: FacadeOptions) -> Runtime:
+        """Supabase alone over its REST API (``SUPABASE_URL`` and ``SUPABASE_KEY``), at
+        ``decommissioned``: the chat API works; realtime, stage history, divergences and job
+        runs need strangler's own tables, which PostgREST does not expose."""
+        stages = NoStages()
+        ports = ControlPorts(
+            stages=stages,
+            journals={
+                "old": AbsentJournal("mongo"),
+                "new": AbsentJournal("supabase_rest", NEEDS_DB_URL),
+            },
+        )
+        facade = build_facade(AbsentStore(), new, ports, options)
+        return cls(
+            facade=facade,
+            stages=stages,
+            divergences=NoDivergences(),
+            tombstones=NoTombstones(),
+            events=NoEvents(),
+            runs=NoJobRuns(),
+            quotas=NoQuotas(),
+            followers=NoFollowers(),
+            feeds={},
+            realtime_off=(
+                "realtime needs strangler's event log, which lives in Postgres: set "
+                "SUPABASE_DB_URL (the database URL from Supabase's 'Connect' dialog) to serve "
+                "/sessions/{id}/events and /events here; or subscribe clients to Supabase "
+                "Realtime directly (the chat tables are in the supabase_realtime publication, "
+                "with row-level security by user_id)"
+            ),
+        )
+
     @property
     def background(self) -> tuple[Follower | ComparisonCounter | Guard, ...]:
         """What runs beside the facade on this instance: followers, the comparison
@@ -407,6 +459,8 @@ class Runtime:
     def backfill_follower(self, options: FollowOptions) -> Follower:
         """A forward follower that runs whatever the stage, for the length of a backfill
         (``strangler backfill --follow``); it leads unless an instance already does."""
+        if FORWARD.name not in self.feeds:
+            raise ConfigError("backfill --follow needs MONGO_URI: it follows MongoDB's changes")
         return _follower(
             FORWARD,
             self.facade,
@@ -425,7 +479,13 @@ class Runtime:
         """Open both stores from ``settings`` and yield the runtime; with ``start`` the
         facade runs (stage poller, replayer, shadow reads) until the block ends. Without
         it (the stage commands) nothing runs in the background. ``ensure_indexes`` (the
-        API, when ``STRANGLER_ENSURE_INDEXES`` allows) creates MongoDB's indexes first."""
+        API, when ``STRANGLER_ENSURE_INDEXES`` allows) creates MongoDB's indexes first.
+
+        Without ``MONGO_URI`` the runtime runs on Supabase alone (:meth:`supabase_alone`)."""
+        if not settings.mongo_uri:
+            async with cls.supabase_alone(settings, start=start) as runtime:
+                yield runtime
+            return
         async with old_store(settings) as old, new_store(settings) as new:
             if ensure_indexes and settings.ensure_indexes:
                 try:
@@ -441,17 +501,72 @@ class Runtime:
                 gate=gate_options(settings),
                 guard=guard_limits(settings) if start and settings.guard else None,
             )
-            if not start:
+            async with runtime.running(start):
                 yield runtime
-                return
-            async with runtime.facade:
-                for part in runtime.background:
-                    part.start()
-                try:
+
+    @classmethod
+    @contextlib.asynccontextmanager
+    async def supabase_alone(cls, settings: Settings, *, start: bool) -> AsyncIterator[Runtime]:
+        """The runtime without MongoDB: the finish line. Serving (``start``) needs the stage
+        to be ``decommissioned``; the stage commands (not ``start``) work at any stage, so
+        the move there can be made without ``MONGO_URI`` too.
+
+        * With ``SUPABASE_DB_URL``: everything, realtime included.
+        * With only ``SUPABASE_URL`` and ``SUPABASE_KEY``: the REST store (:meth:`rest`);
+          the stage cannot be read there, so it is taken as ``decommissioned`` unless
+          ``STRANGLER_STAGE`` says otherwise (then ``ConfigError``)."""
+        if new_backend(settings) == "rest":
+            if settings.stage is not None and not settings.stage.old_retired:
+                raise ConfigError(_mongo_needed(settings.stage))
+            async with new_chat_store(settings) as rest:
+                assert isinstance(rest, SupabaseRestStore)
+                log.info("supabase_alone", backend="rest", realtime=False)
+                runtime = cls.rest(rest, facade_options(settings))
+                async with runtime.running(start):
                     yield runtime
-                finally:
-                    for part in runtime.background:
-                        await part.stop()
+            return
+        async with new_store(settings) as new:
+            stage = settings.stage
+            if stage is None:
+                record = await PostgresStageStore(new).read_stage()
+                stage = record.stage if record else Stage.OFF
+            if start and not stage.old_retired:
+                raise ConfigError(_mongo_needed(stage))
+            if start:
+                log.info("supabase_alone", backend="postgres", realtime=True)
+            runtime = cls.over(
+                AbsentStore(),
+                new,
+                facade_options(settings),
+                plan=quota_plan(settings),
+                gate=gate_options(settings),
+            )
+            async with runtime.running(start):
+                yield runtime
+
+    @contextlib.asynccontextmanager
+    async def running(self, start: bool) -> AsyncIterator[None]:
+        """With ``start``: the facade and the background parts run until the block ends."""
+        if not start:
+            yield
+            return
+        async with self.facade:
+            for part in self.background:
+                part.start()
+            try:
+                yield
+            finally:
+                for part in self.background:
+                    await part.stop()
+
+
+def _mongo_needed(stage: Stage) -> str:
+    return (
+        f"MONGO_URI is not set, but the migration is at {stage}, where MongoDB is still in "
+        "use (written, or kept as the rollback path). Set MONGO_URI; or, once the stage is "
+        "complete, finish with 'strangler stage set decommissioned --confirm' and then "
+        "remove MONGO_URI (README, 'Runbook', last step)"
+    )
 
 
 def assemble(old: MongoStore, new: PostgresStore, options: FacadeOptions) -> DualWriteStore:

@@ -85,9 +85,11 @@ class Served:
 
 
 @contextlib.contextmanager
-def serve(env: dict[str, str], log: Path, *, ready: str = "/readyz") -> Iterator[Served]:
-    """``strangler serve`` in a process of its own, once it is ready; on exit, checks that
-    it stops cleanly (exit code 0) on SIGTERM."""
+def serve(
+    env: dict[str, str], log: Path, *, ready: str = "/readyz", unset: tuple[str, ...] = ()
+) -> Iterator[Served]:
+    """``strangler serve`` in a process of its own (without the variables in ``unset``),
+    once it is ready; on exit, checks that it stops cleanly (exit code 0) on SIGTERM."""
     port = free_port()
     full = {
         **os.environ,
@@ -99,6 +101,8 @@ def serve(env: dict[str, str], log: Path, *, ready: str = "/readyz") -> Iterator
     }
     if "STRANGLER_STAGE" not in env:
         full.pop("STRANGLER_STAGE", None)
+    for name in unset:
+        full.pop(name, None)
     args = [sys.executable, "-m", "strangler.cli", "serve", "--host", "127.0.0.1"]
     with log.open("wb") as sink:
         proc = subprocess.Popen(

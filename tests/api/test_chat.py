@@ -1,4 +1,5 @@
-"""The seed ticket's testing checklist over HTTP, against real servers, in four stages:
+"""The seed ticket's testing checklist over HTTP, against real servers, in five stages
+(the last without MongoDB configured at all):
 session creation, sending and receiving messages, attachments, listing and filtering,
 history, error handling and data consistency."""
 
@@ -10,14 +11,14 @@ from typing import Any
 
 import aiohttp
 import pytest
-from aiohttp.test_utils import TestClient
 
 from strangler.backends.mongo import MongoStore
 from strangler.backends.postgres import PostgresStore
-from strangler.core import ids
+from tests.api.checklist import new_session as _session
+from tests.api.checklist import seed_checklist
 from tests.api.conftest import ApiFactory, as_user
 
-STAGES = ["off", "dualwrite", "live", "complete"]
+STAGES = ["off", "dualwrite", "live", "complete", "decommissioned"]
 ALICE, BOB = as_user("alice"), as_user("bob")
 PNG = base64.b64encode(b"\x89PNG\r\n\x1a\n" + bytes(range(64))).decode()
 
@@ -28,76 +29,11 @@ async def _json(resp: Any, status: int) -> Any:
     return body
 
 
-async def _session(client: TestClient[Any, Any], title: str = "Trip") -> dict[str, Any]:
-    return await _json(await client.post("/sessions", json={"title": title}, headers=ALICE), 201)
-
-
 @pytest.mark.parametrize("stage", STAGES)
 async def test_the_seed_checklist_over_http(make_api: ApiFactory, stage: str) -> None:
-    client = await make_api(stage)
-    # session creation
-    s = await _session(client)
-    assert s["title"] == "Trip" and s["user_id"] == "alice"
-    assert s["created_at"].endswith("Z")
-    # sending and receiving messages, with attachments
-    sent = []
-    for i in range(5):
-        body: dict[str, Any] = {
-            "sender": "user",
-            "content": {"type": "conversation", "text": f"m{i}"},
-        }
-        if i == 2:
-            body["content"] = {"type": "image", "text": "look", "imageFile": PNG}
-        if i == 3:
-            body["pdf"] = "https://example.com/doc.pdf"
-        sent.append(
-            await _json(
-                await client.post(f"/sessions/{s['id']}/messages", json=body, headers=ALICE), 201
-            )
-        )
-    got = await _json(await client.get(f"/messages/{sent[2]['id']}", headers=ALICE), 200)
-    assert got["content"]["imageFile"] == PNG
-    # history: oldest first, paged forwards and backwards with cursors
-    page = await _json(
-        await client.get(f"/sessions/{s['id']}/messages?limit=2", headers=ALICE), 200
-    )
-    assert [m["content"]["text"] for m in page["items"]] == ["m0", "m1"] and page["has_more"]
-    nxt = await _json(
-        await client.get(
-            f"/sessions/{s['id']}/messages?limit=10&after={page['next_cursor']}", headers=ALICE
-        ),
-        200,
-    )
-    assert [m["id"] for m in nxt["items"]] == [m["id"] for m in sent[2:]]
-    back = await _json(
-        await client.get(
-            f"/sessions/{s['id']}/messages?limit=2&before={nxt['prev_cursor']}", headers=ALICE
-        ),
-        200,
-    )
-    assert [m["id"] for m in back["items"]] == [m["id"] for m in sent[:2]]
-    # listing and filtering
-    await _session(client, "Budget 2026")
-    listed = await _json(await client.get("/sessions?search=budget", headers=ALICE), 200)
-    assert [x["title"] for x in listed["items"]] == ["Budget 2026"]
-    all_mine = await _json(await client.get("/sessions?limit=1", headers=ALICE), 200)
-    assert all_mine["items"][0]["title"] == "Budget 2026" and all_mine["has_more"]
-    rest = await _json(
-        await client.get(f"/sessions?limit=5&cursor={all_mine['next_cursor']}", headers=ALICE),
-        200,
-    )
-    assert [x["id"] for x in rest["items"]] == [s["id"]]
-    # rename, legacy id form, delete
-    renamed = await _json(
-        await client.patch(f"/sessions/{s['id']}", json={"title": "Trip 2"}, headers=ALICE), 200
-    )
-    assert renamed["title"] == "Trip 2"
-    oid = ids.objectid_from_uuid(ids.parse_id(s["id"]))
-    assert oid is not None
-    legacy = await _json(await client.get(f"/sessions/{oid}", headers=ALICE), 200)
-    assert legacy["id"] == s["id"]
-    assert (await client.delete(f"/sessions/{s['id']}", headers=ALICE)).status == 204
-    await _json(await client.get(f"/sessions/{s['id']}", headers=ALICE), 404)
+    # At decommissioned MongoDB is not configured at all (the runbook's last step).
+    client = await make_api(stage, **({"mongo_uri": None} if stage == "decommissioned" else {}))
+    await seed_checklist(client)
 
 
 async def test_history_rendered_by_postgres_equals_the_record_path_over_http(

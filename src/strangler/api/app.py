@@ -39,6 +39,7 @@ from strangler.api.keys import (
     METRICS,
     OWNERS,
     QUOTAS,
+    REALTIME_OFF,
     RUNS,
     SESSION_LIST_CACHE,
     SETTINGS,
@@ -98,6 +99,8 @@ async def _runtime(app: web.Application) -> AsyncIterator[None]:
         if runtime.guard is not None:
             app[GUARD] = runtime.guard.state
         app[FOLLOWER_STATE] = runtime.followers
+        if runtime.realtime_off is not None:
+            app[REALTIME_OFF] = runtime.realtime_off
         hub = app[HUB] = Hub(runtime.events)
         Gauge(
             "strangler_realtime_subscribers",

@@ -194,10 +194,22 @@ def _changes(current: Stage, target: Stage) -> list[str]:
             if b["shadow"]
             else "Shadow comparison stops."
         )
-    if target == Stage.COMPLETE:
+    if target == Stage.COMPLETE and current.order < target.order:
         out.append("MongoDB stops receiving writes; they are parked so a rollback can replay them.")
-    if current == Stage.COMPLETE:
+    if current == Stage.COMPLETE and target.order < current.order:
         out.append("Writes parked while complete are replayed into MongoDB.")
+    if target.old_retired:
+        out.append(
+            "MongoDB leaves the migration for good: nothing is parked or copied for it, the "
+            "writes still queued for it are dropped, and instances can run without MONGO_URI. "
+            "Confirming this dialog is the explicit yes this move needs."
+        )
+    if current.old_retired:
+        out.append(
+            "MongoDB comes back as the rollback path, but it missed every write made while "
+            "decommissioned: every instance needs MONGO_URI again, then run "
+            "'strangler repair' to copy Supabase's data into it."
+        )
     return out
 
 

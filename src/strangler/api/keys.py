@@ -41,6 +41,8 @@ GUARD = web.AppKey[dict[str, Any]]("guard")
 FOLLOWER_STATE = web.AppKey[FollowerState]("follower_state")
 
 HUB = web.AppKey("hub", Hub)
+#: Set when realtime cannot work here (Supabase's REST API alone): why, and how to enable it.
+REALTIME_OFF = web.AppKey("realtime_off", str)
 JOBS = web.AppKey("verify_jobs", VerifyJobs)
 OWNERS = web.AppKey("owners", Owners)
 HISTORY_CACHE = web.AppKey("history_cache", PageCache)

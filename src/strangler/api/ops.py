@@ -100,6 +100,7 @@ async def set_stage(request: web.Request) -> web.Response:
         reason=reason if isinstance(reason, str) else None,
         origin=f"admin-api:{request.remote or 'unknown'}",
         force=body.get("force") is True,
+        confirm=body.get("confirm") is True,
     )
     return json_response({"stage": record.stage.value, "changed_at": record.changed_at.isoformat()})
 
@@ -136,8 +137,10 @@ async def backend_status(
     facade: DualWriteStore, metrics: FacadeMetrics, role: Any
 ) -> dict[str, Any]:
     store = facade.store(role)
+    retired = role == "old" and facade.stage.old_retired
     try:
-        latency: float | None = await store.ping()
+        # Once decommissioned, MongoDB is not asked (it may be gone, or not configured).
+        latency: float | None = None if retired else await store.ping()
         healthy, error = True, None
     except StranglerError as exc:
         latency, healthy, error = None, False, str(exc)
@@ -163,6 +166,7 @@ async def backend_status(
         "error_rate": errors / ops if ops else 0.0,
         "operations": int(ops),
         "repair_queue_depth": pending,
+        "decommissioned": retired,
     }
 
 

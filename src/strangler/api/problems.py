@@ -21,6 +21,7 @@ from strangler.core.errors import (
     EvidenceMissing,
     Forbidden,
     InvalidInput,
+    NotConfigured,
     NotFound,
     PayloadTooLarge,
     StoreUnavailable,
@@ -41,6 +42,7 @@ _STATUS: list[tuple[type[StranglerError], int]] = [
     (StoreUnavailable, 503),
     (CorruptRecord, 500),
     (DivergenceError, 503),
+    (NotConfigured, 501),
     (ConfigError, 500),
 ]
 _TITLES = {
@@ -54,6 +56,7 @@ _TITLES = {
     415: "Unsupported media type",
     422: "Invalid input",
     500: "Internal server error",
+    501: "Not implemented",
     503: "Service unavailable",
 }
 

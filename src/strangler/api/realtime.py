@@ -18,7 +18,7 @@ import structlog
 from aiohttp import WSMsgType, web
 
 from strangler.api.events import Event, Subscription
-from strangler.api.keys import AUTH, HUB
+from strangler.api.keys import AUTH, HUB, REALTIME_OFF
 from strangler.api.ownership import owned_session_id
 from strangler.api.problems import Problem, client_gone
 
@@ -79,8 +79,14 @@ async def _stream(
 # --- SSE: one session ---------------------------------------------------------------------
 
 
+def _available(request: web.Request) -> None:
+    if REALTIME_OFF in request.app:
+        raise Problem(501, "realtime_unavailable", request.app[REALTIME_OFF])
+
+
 @routes.get("/sessions/{session_id}/events")
 async def session_events(request: web.Request) -> web.StreamResponse:
+    _available(request)
     sid, _ = await owned_session_id(request)
     hub = request.app[HUB]
     last = _last_event_id(request)
@@ -102,6 +108,7 @@ async def session_events(request: web.Request) -> web.StreamResponse:
 @routes.get("/ws")
 async def user_events(request: web.Request) -> web.StreamResponse:
     """Browsers cannot set headers on a WebSocket: the token may come as ``access_token``."""
+    _available(request)
     token = request.query.get("access_token")
     if token and "Authorization" not in request.headers:
         request = request.clone(headers={**request.headers, "Authorization": f"Bearer {token}"})

@@ -38,6 +38,14 @@ class ConfigError(StranglerError):
     code = "config_error"
 
 
+class NotConfigured(ConfigError):
+    """A feature this deployment's settings leave out (for example strangler's own tables
+    over Supabase's REST API alone); the message says which setting turns it on. The API
+    answers 501, the CLI exits 2."""
+
+    code = "not_configured"
+
+
 class StoreError(StranglerError):
     """A store could not carry out an operation."""
 
@@ -79,6 +87,13 @@ class EvidenceMissing(Conflict):
     def __init__(self, message: str, *, checks: list[dict[str, Any]]) -> None:
         super().__init__(message)
         self.checks = checks
+
+
+class ConfirmationRequired(Conflict):
+    """A move that cannot be undone cleanly (to ``decommissioned``) was asked for without
+    the explicit confirmation it needs; the message says what it does and how to confirm."""
+
+    code = "confirmation_required"
 
 
 class NotFound(StoreError):

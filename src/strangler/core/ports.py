@@ -274,6 +274,11 @@ class WriteJournal(Protocol):
         """How many entries are waiting (for ``target``, or in all)."""
         ...
 
+    async def discard(self, target: Role) -> int:
+        """Drop every entry waiting for ``target`` (MongoDB, once it is decommissioned);
+        returns how many there were."""
+        ...
+
     async def pending_ids(
         self, target: Role, table: Table, record_ids: Sequence[uuid.UUID]
     ) -> set[uuid.UUID]:

@@ -1,4 +1,5 @@
-"""The six migration stages (LaunchDarkly's migration-flag stages) and what each one routes.
+"""The migration stages (LaunchDarkly's six migration-flag stages, plus a finish line) and
+what each one routes.
 
 "old" is MongoDB and "new" is Supabase.
 
@@ -10,6 +11,13 @@
 | live      | new, then old                | new   | sampled read of old        |
 | rampdown  | new, then old                | new   | no                         |
 | complete  | new                          | new   | no                         |
+| decommissioned | new (MongoDB is gone)   | new   | no                         |
+
+``complete`` still keeps MongoDB as the rollback path (writes are copied or parked for it).
+``decommissioned`` is the finish line: MongoDB is no longer needed, nothing is kept for it,
+and every command runs without ``MONGO_URI``. Entering it takes an explicit confirmation;
+leaving it (back to ``complete``) takes ``force`` and a reason, since MongoDB missed every
+write made while it was decommissioned.
 """
 
 from __future__ import annotations
@@ -31,6 +39,7 @@ class Stage(StrEnum):
     LIVE = "live"
     RAMPDOWN = "rampdown"
     COMPLETE = "complete"
+    DECOMMISSIONED = "decommissioned"
 
     @classmethod
     def parse(cls, value: str) -> Stage:
@@ -54,7 +63,7 @@ class Stage(StrEnum):
     @property
     def secondary(self) -> Role | None:
         """The store written second, or None when only one store is in use."""
-        if self in (Stage.OFF, Stage.COMPLETE):
+        if self in (Stage.OFF, Stage.COMPLETE, Stage.DECOMMISSIONED):
             return None
         return "new" if self.authoritative == "old" else "old"
 
@@ -62,6 +71,12 @@ class Stage(StrEnum):
     def shadow_reads(self) -> bool:
         """Whether reads are sampled from the other store and compared."""
         return self in (Stage.SHADOW, Stage.LIVE)
+
+    @property
+    def old_retired(self) -> bool:
+        """Whether MongoDB is out of the migration: nothing is written, parked or copied
+        for it, and it need not be configured."""
+        return self == Stage.DECOMMISSIONED
 
     def writes_to(self, role: Role) -> bool:
         return role in (self.authoritative, self.secondary)
@@ -75,7 +90,16 @@ def other(role: Role) -> Role:
 
 
 def check_transition(current: Stage, target: Stage, *, force: bool) -> None:
-    """Refuse a move that skips stages unless ``force``; ``InvalidInput`` explains why."""
+    """Refuse a move that skips stages, or one back from ``decommissioned``, unless
+    ``force``; ``InvalidInput`` explains why."""
+    if current.old_retired and not force:
+        raise InvalidInput(
+            f"MongoDB was decommissioned: it missed every write made since, so moving back to "
+            f"{target} needs --force --reason, MONGO_URI set on every instance, and then "
+            "'strangler repair' (Supabase is authoritative, so it copies Supabase's data into "
+            "MongoDB) before any rollback further",
+            errors=[{"loc": ["stage"], "msg": "leaves decommissioned", "type": "transition"}],
+        )
     if abs(target.order - current.order) > 1 and not force:
         raise InvalidInput(
             f"moving from {current} to {target} skips "

@@ -25,7 +25,10 @@ def add_parser(sub: Subparsers) -> None:
     p = sub.add_parser(
         "stage",
         help="show or change the migration stage every instance follows",
-        description="Stages, in order: off, dualwrite, shadow, live, rampdown, complete. "
+        description="Stages, in order: off, dualwrite, shadow, live, rampdown, complete, "
+        "decommissioned (the finish line: MongoDB is no longer needed; 'set decommissioned "
+        "--confirm' drops what is still queued for it, and afterwards every command and "
+        "'strangler serve' run without MONGO_URI). "
         "'set' moves one step at a time, and a move forward needs evidence from the records: "
         "before shadow and live, a backfill since dual writes began, a clean full verify "
         "after it, nothing pending toward Supabase, no divergence since, the forward "
@@ -52,6 +55,12 @@ def add_parser(sub: Subparsers) -> None:
         help="with 'set': show the evidence the move needs, and what the records show; "
         "move nothing (exit 4 if a piece is missing)",
     )
+    p.add_argument(
+        "--confirm",
+        action="store_true",
+        help="with 'set decommissioned': yes, MongoDB leaves the migration (writes still "
+        "queued for it are dropped; the refusal says how many)",
+    )
     p.add_argument("--json", action="store_true", help="with 'get': machine-readable output")
     p.set_defaults(func=run)
 
@@ -61,12 +70,14 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         return asyncio.run(get(settings, as_json=args.json))
     if not args.stage:
         raise ConfigError(
-            "strangler stage set needs a STAGE (off, dualwrite, shadow, live, rampdown, complete)"
+            "strangler stage set needs a STAGE (" + ", ".join(s.value for s in Stage) + ")"
         )
     target = Stage.parse(args.stage)
     if args.dry_run:
         return asyncio.run(check(settings, target))
-    return asyncio.run(set_(settings, target, reason=args.reason, force=args.force))
+    return asyncio.run(
+        set_(settings, target, reason=args.reason, force=args.force, confirm=args.confirm)
+    )
 
 
 def _checklist(found: list[Check]) -> list[str]:
@@ -100,7 +111,7 @@ async def get(settings: Settings, *, as_json: bool) -> int:
         facade = runtime.facade
         pending = {"old": await facade.pending("old"), "new": await facade.pending("new")}
         ladder = list(Stage)
-        after = ladder[ladder.index(stage) + 1] if stage != Stage.COMPLETE else None
+        after = ladder[ladder.index(stage) + 1] if stage != ladder[-1] else None
         gate = runtime.controller.gate
         ahead = [] if after is None or gate is None else await gate.checks(stage, after)
     now = dt.datetime.now(dt.UTC)
@@ -154,12 +165,16 @@ async def get(settings: Settings, *, as_json: bool) -> int:
     return 0
 
 
-async def set_(settings: Settings, target: Stage, *, reason: str | None, force: bool) -> int:
+async def set_(
+    settings: Settings, target: Stage, *, reason: str | None, force: bool, confirm: bool = False
+) -> int:
     async with Runtime.open(settings, start=False) as runtime:
         current = await runtime.controller.refresh()
         gate = runtime.controller.gate
         found = [] if gate is None else await gate.checks(current, target)
-        record = await runtime.controller.set(target, reason=reason, origin=origin(), force=force)
+        record = await runtime.controller.set(
+            target, reason=reason, origin=origin(), force=force, confirm=confirm
+        )
     if found:
         print(
             "evidence:" + (" (forced: the missing pieces are recorded)" if missing(found) else "")
@@ -170,4 +185,9 @@ async def set_(settings: Settings, target: Stage, *, reason: str | None, force: 
         f"stage is now {record.stage.value}; running instances follow within "
         f"{settings.stage_poll_seconds:g}s"
     )
+    if record.stage.old_retired:
+        print(
+            "MongoDB is out of the migration: remove MONGO_URI from every instance's "
+            "environment and restart them, one at a time (README, 'Runbook', last step)"
+        )
     return 0

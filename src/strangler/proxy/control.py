@@ -8,6 +8,8 @@
 * A forward move needs evidence (``gate``, ``proxy.gates``): a move with a missing piece
   is refused (``EvidenceMissing``, naming each piece and the command that supplies it)
   unless forced, and a forced move needs a reason, recorded with what it went without.
+* The move to ``decommissioned`` (MongoDB leaves the migration) needs ``confirm``: the
+  refusal says how many writes still queued for MongoDB it drops (``ConfirmationRequired``).
 * A change skips stages only with ``force``; it is refused while journal entries are
   pending for the store that the new stage makes authoritative (or, for ``complete``,
   for any store), and every transition is recorded with its time, origin and reason.
@@ -20,7 +22,13 @@ from collections.abc import Awaitable, Callable
 
 import structlog
 
-from strangler.core.errors import Conflict, EvidenceMissing, InvalidInput, StranglerError
+from strangler.core.errors import (
+    ConfirmationRequired,
+    Conflict,
+    EvidenceMissing,
+    InvalidInput,
+    StranglerError,
+)
 from strangler.core.evidence import missing
 from strangler.core.ports import StageStore
 from strangler.core.stages import Role, Stage, StageRecord, check_transition
@@ -101,9 +109,16 @@ class StageController:
                 log.debug("stage_unreadable", error=str(exc), using=self._stage.value)
 
     async def set(
-        self, target: Stage, *, reason: str | None = None, origin: str = "cli", force: bool = False
+        self,
+        target: Stage,
+        *,
+        reason: str | None = None,
+        origin: str = "cli",
+        force: bool = False,
+        confirm: bool = False,
     ) -> StageRecord:
-        """Move the shared stage to ``target``. ``InvalidInput`` or ``Conflict`` says why not."""
+        """Move the shared stage to ``target``. ``InvalidInput`` or ``Conflict`` says why not;
+        ``confirm`` is the operator's yes to ``decommissioned``."""
         if self.override is not None:
             raise Conflict(
                 f"STRANGLER_STAGE={self.override} is set and wins over the control table; "
@@ -125,6 +140,14 @@ class StageController:
             raise EvidenceMissing(refusal(target, found), checks=[c.json() for c in found])
         if not force and self._pending is not None:
             await self._check_pending(current, target)
+        if target.old_retired and not confirm:
+            queued = 0 if self._pending is None else await self._pending("old")
+            raise ConfirmationRequired(
+                f"moving to {target} is final for MongoDB: it gets no more writes, no follower "
+                f"copies to it, and the {queued} write(s) still queued for it are dropped; "
+                "afterwards every instance and command runs without MONGO_URI. Confirm with "
+                '--confirm (admin API: "confirm": true)'
+            )
         record = await self._control.write_stage(
             target,
             origin=origin,

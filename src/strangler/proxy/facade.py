@@ -135,8 +135,12 @@ class DualWriteStore:
 
     async def pending(self, role: Role) -> int:
         """Writes still to land in ``role``'s store: journal entries across both journals,
-        and changes a follower has yet to copy there (``backlogs``)."""
-        total = sum([await j.depth(role) for j in self.journals.values()])
+        and changes a follower has yet to copy there (``backlogs``). At ``decommissioned``
+        MongoDB's journal is not asked (MongoDB may be gone)."""
+        journals = [
+            j for r, j in self.journals.items() if not (self.stage.old_retired and r == "old")
+        ]
+        total = sum([await j.depth(role) for j in journals])
         backlog = self.backlogs.get(role)
         return total + (await backlog() if backlog is not None else 0)
 

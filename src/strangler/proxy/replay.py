@@ -4,6 +4,9 @@ One tracked background task per facade. It wakes every ``interval`` seconds, or 
 when a write was journaled, takes the due entries for the stores the current stage writes
 to (entries for a store the stage does not use wait, parked, for the rollback that needs
 them), mirrors each record from the other store, and backs off exponentially on failure.
+
+At ``decommissioned`` MongoDB is out of the migration: the replayer reads only Supabase's
+journal, and drops what is left in it for MongoDB (the move there was confirmed knowing it).
 """
 
 from __future__ import annotations
@@ -93,7 +96,13 @@ class Replayer:
         targets = [r for r in roles if stage.writes_to(r)]
         landed = 0
         for role, journal in self._journals.items():
+            if stage.old_retired and role == "old":
+                continue  # MongoDB's own journal: MongoDB need not even be reachable
             try:
+                if stage.old_retired:
+                    dropped = await journal.discard("old")
+                    if dropped:
+                        log.warning("mongo_journal_dropped", journal=journal.name, count=dropped)
                 if targets:
                     landed += await self._drain(journal, targets)
                 for target in roles:

@@ -19,7 +19,7 @@ from strangler.api.openapi.fragments import (
 
 OPS, ADMIN = "operations", "admin"
 #: The values ``core.stages.Stage`` takes, in ladder order.
-STAGES = ["off", "dualwrite", "shadow", "live", "rampdown", "complete"]
+STAGES = ["off", "dualwrite", "shadow", "live", "rampdown", "complete", "decommissioned"]
 
 
 def paths() -> Json:
@@ -46,7 +46,15 @@ def _admin() -> Json:
     move = {
         "type": "object",
         "required": ["stage"],
-        "properties": {"stage": {"enum": STAGES}, "reason": TEXT, "force": {"type": "boolean"}},
+        "properties": {
+            "stage": {"enum": STAGES},
+            "reason": TEXT,
+            "force": {"type": "boolean"},
+            "confirm": {
+                "type": "boolean",
+                "description": "true: the explicit yes the move to decommissioned needs",
+            },
+        },
     }
     return {
         "/admin/stage": {
@@ -57,7 +65,8 @@ def _admin() -> Json:
                 "Move the stage: one step forward with the evidence it needs (else 409 "
                 "evidence_missing, whose 'evidence' lists every piece, met or not, and the "
                 "command that supplies it), back at any time, or any move with force and a "
-                "reason (recorded with what was missing)",
+                "reason (recorded with what was missing). The move to decommissioned also "
+                "needs confirm: true (else 409 confirmation_required)",
                 {"200": as_json(OBJECT, "The new stage")},
                 request=body(move),
             ),

@@ -164,7 +164,8 @@ function renderBackends(o) {
   body.replaceChildren();
   for (const b of Object.values(o.backends)) {
     body.append(el("h3", {}, `${b.role} (${b.store})`), kv([
-      ["health", b.healthy ? "healthy" : `down: ${b.error}`, b.healthy ? "ok" : "bad"],
+      b.decommissioned ? ["health", "decommissioned: no longer used", "muted"]
+        : ["health", b.healthy ? "healthy" : `down: ${b.error}`, b.healthy ? "ok" : "bad"],
       ["ping", `${fmt.ms(b.ping_ms)} ms`],
       ["operations", fmt.n(b.operations)],
       ["error rate", fmt.pct(b.error_rate), b.error_rate > 0.01 ? "bad" : ""],
@@ -343,7 +344,7 @@ async function confirmChange(target) {
 }
 
 async function applyChange() {
-  const body = { stage: pendingTarget, reason: $("confirm-reason").value || null, force: $("confirm-force").checked };
+  const body = { stage: pendingTarget, reason: $("confirm-reason").value || null, force: $("confirm-force").checked, confirm: true };
   const msg = $("stage-message");
   try {
     const r = await api("/admin/stage", { method: "PUT", headers: HEADERS, body: JSON.stringify(body) });

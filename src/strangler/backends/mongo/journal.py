@@ -97,6 +97,11 @@ class MongoJournal:
             n: int = await self._coll().count_documents(query)
         return n
 
+    async def discard(self, target: Role) -> int:
+        with translate_errors("journal discard"):
+            result = await self._coll().delete_many({"target": target})
+        return int(result.deleted_count)
+
     async def pending_ids(
         self, target: Role, table: Table, record_ids: Sequence[uuid.UUID]
     ) -> set[uuid.UUID]:

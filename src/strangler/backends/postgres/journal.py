@@ -92,6 +92,13 @@ class PostgresJournal:
                 )
         return n
 
+    async def discard(self, target: Role) -> int:
+        async with self._store.connection("journal discard") as conn:
+            status: str = await conn.execute(
+                "DELETE FROM strangler.pending_writes WHERE target = $1", target
+            )
+        return int(status.rsplit(" ", 1)[-1])
+
     async def pending_ids(
         self, target: Role, table: Table, record_ids: Sequence[uuid.UUID]
     ) -> set[uuid.UUID]:
