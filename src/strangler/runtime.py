@@ -95,7 +95,11 @@ def limits(settings: Settings) -> StoreLimits:
 def old_store(settings: Settings, *, bulk: bool = False) -> MongoStore:
     """The legacy MongoDB store, from ``MONGO_URI``; ``bulk`` for long-running jobs."""
     if not settings.mongo_uri:
-        raise ConfigError("MONGO_URI is not set: point it at the app's MongoDB")
+        raise ConfigError(
+            "MONGO_URI is not set: point it at the app's MongoDB (backfill, verify and repair "
+            "compare it with Supabase; once the migration is decommissioned, MongoDB is out "
+            "of it and they have nothing left to do)"
+        )
     return mongo_store(settings, settings.mongo_uri, bulk=bulk)
 
 
@@ -520,7 +524,8 @@ class Runtime:
                 raise ConfigError(_mongo_needed(settings.stage))
             async with new_chat_store(settings) as rest:
                 assert isinstance(rest, SupabaseRestStore)
-                log.info("supabase_alone", backend="rest", realtime=False)
+                if start:
+                    log.info("supabase_alone", backend="rest", realtime=False)
                 runtime = cls.rest(rest, facade_options(settings))
                 async with runtime.running(start):
                     yield runtime

@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from strangler.backends.postgres import PostgresStageStore
-from strangler.core.errors import Conflict, InvalidInput, StranglerError
+from strangler.core.errors import ConfirmationRequired, Conflict, InvalidInput, StranglerError
 from strangler.core.models import ChatSession, Message
 from strangler.core.records import PendingWrite
 from strangler.migrate.repair import repair
@@ -25,6 +25,7 @@ from tests.conftest import StoreFactory
         ("live", "new", "old", True),
         ("rampdown", "new", "old", False),
         ("complete", "new", None, False),
+        ("decommissioned", "new", None, False),
     ],
 )
 def test_each_stage_routes_as_designed(
@@ -35,7 +36,9 @@ def test_each_stage_routes_as_designed(
 
 
 def test_unknown_stage_names_the_valid_ones() -> None:
-    with pytest.raises(InvalidInput, match="off, dualwrite, shadow, live, rampdown, complete"):
+    with pytest.raises(
+        InvalidInput, match="off, dualwrite, shadow, live, rampdown, complete, decommissioned"
+    ):
         Stage.parse("migrated")
 
 
@@ -76,6 +79,34 @@ async def test_complete_is_refused_while_repairs_are_pending(make_store: StoreFa
             await f.controller.set(Stage.COMPLETE)
         assert await f.replayer.run_once() == 1
         await f.controller.set(Stage.COMPLETE)
+        assert f.stage == Stage.COMPLETE
+
+
+async def test_decommissioning_takes_a_yes_drops_what_was_queued_for_mongo_and_is_final(
+    make_store: StoreFactory,
+) -> None:
+    async with make_store("facade:shared") as f:
+        await f.controller.set(Stage.COMPLETE, reason="drill", force=True)
+        await f.replayer.stop()  # keep the entries pending
+        s = await f.create_session(ChatSession.new(title="t", user_id="u"))
+        await f.journals["new"].add(
+            [PendingWrite(target="old", table="chat_sessions", record_id=s.id)]
+        )
+        assert await f.pending("old") == 2  # parked by the write, and the one added
+        with pytest.raises(ConfirmationRequired, match=r"the 2 write\(s\) still queued"):
+            await f.controller.set(Stage.DECOMMISSIONED)
+        assert f.stage == Stage.COMPLETE
+        await f.controller.set(Stage.DECOMMISSIONED, confirm=True)
+        # Nothing is parked for MongoDB any more, and the replayer drops what was.
+        await f.create_session(ChatSession.new(title="after", user_id="u"))
+        assert await f.pending("old") == 2
+        await f.replayer.run_once()
+        assert await f.pending("old") == 0
+        assert await f.journals["new"].depth() == 0
+        # Leaving it is a forced move that says why.
+        with pytest.raises(InvalidInput, match="MongoDB was decommissioned"):
+            await f.controller.set(Stage.COMPLETE)
+        await f.controller.set(Stage.COMPLETE, reason="undo", force=True)
         assert f.stage == Stage.COMPLETE
 
 

@@ -29,7 +29,7 @@ from strangler.api.keys import (
     STAGES,
 )
 from strangler.api.problems import Problem
-from strangler.core.errors import StoreUnavailable, StranglerError
+from strangler.core.errors import Conflict, StoreUnavailable, StranglerError
 from strangler.core.stages import Stage
 from strangler.proxy.facade import DualWriteStore
 from strangler.proxy.metrics import FacadeMetrics
@@ -188,6 +188,12 @@ async def divergences(request: web.Request) -> web.Response:
 @routes.post("/admin/verify")
 async def start_verify(request: web.Request) -> web.Response:
     request.app[AUTH].admin(request)
+    if request.app[FACADE].stage.old_retired:
+        raise Conflict(
+            "the migration is decommissioned: MongoDB is out of it, so there is nothing to "
+            "compare Supabase with (a final check before decommissioning: 'strangler verify' "
+            "at complete)"
+        )
     job = request.app[JOBS].start(request.app[FACADE], request.app[RUNS])
     return json_response(job.json(), status=202)
 

@@ -117,7 +117,11 @@ async def get(settings: Settings, *, as_json: bool) -> int:
     now = dt.datetime.now(dt.UTC)
     info: dict[str, Any] = {
         "stage": stage.value,
-        "source": "STRANGLER_STAGE" if settings.stage else "control table",
+        "source": "STRANGLER_STAGE"
+        if settings.stage
+        else "assumed: Supabase's REST API alone"
+        if record is not None and record.origin == "assumed"
+        else "control table",
         "control_table": None
         if record is None
         else {
