@@ -112,9 +112,12 @@ async def _runtime(app: web.Application) -> AsyncIterator[None]:
             lambda e: owners.forget(e.session_id) if e.kind == "session.deleted" else None
         )
         settings = app[SETTINGS]
+        # Other instances' writes reach this one's caches as realtime events: without the
+        # event log (Supabase's REST API alone) nothing would drop a stale page, so no cache.
+        seconds = 0.0 if runtime.realtime_off else settings.page_cache_seconds
         caches = {
             name: PageCache(
-                settings.page_cache_seconds,
+                seconds,
                 settings.page_cache_mb << 20,
                 listening=hub,
                 registry=metrics.registry,

@@ -9,7 +9,7 @@ import json
 from typing import TYPE_CHECKING
 
 from strangler.config import Settings
-from strangler.core.errors import InvalidInput
+from strangler.core.errors import ConfigError, InvalidInput
 from strangler.core.records import follower_summary
 from strangler.operate.common import origin
 from strangler.proxy.follower import DIRECTIONS
@@ -79,7 +79,15 @@ async def status(settings: Settings, *, as_json: bool) -> int:
 async def reset(settings: Settings, name: str) -> int:
     """Follow from now: the position is the feed's latest, the state running."""
     async with Runtime.open(settings, start=False) as runtime:
-        position = await runtime.feeds[name].position_now()
+        feed = runtime.feeds.get(name)
+        if feed is None:
+            raise ConfigError(
+                f"the {name} follower reads "
+                + ("MongoDB's change stream: set MONGO_URI" if name == "forward" else "")
+                + ("Postgres's change log: set SUPABASE_DB_URL" if name == "reverse" else "")
+                + " (once the migration is decommissioned, no follower runs)"
+            )
+        position = await feed.position_now()
         await runtime.followers.reset(name, position)
     print(
         f"follower {name} now follows from {position.get('at')} (reset by {origin()}); "
