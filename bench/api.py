@@ -66,6 +66,8 @@ class Server:
             "STRANGLER_LOG_LEVEL": "warning",
             "STRANGLER_LOG_FORMAT": "json",
         }
+        if env.get("STRANGLER_STAGE") == "decommissioned":  # the finish line: no MongoDB
+            self.env.pop("MONGO_URI", None)
         self.log = log
 
     async def __aenter__(self) -> Server:
@@ -267,6 +269,8 @@ async def _bare(history: bytes, clients: int, seconds: float) -> dict[str, Any]:
 
 
 STAGES = ("off", "dualwrite", "complete")
+#: Also loadable with --stages: the finish line, served without MONGO_URI.
+EXTRA_STAGES = ("decommissioned",)
 _BARE_BODY = Path(tempfile.gettempdir()) / "strangler-bench-bare.json"
 
 
@@ -450,7 +454,7 @@ if __name__ == "__main__":
     parser.add_argument(
         "--stages",
         nargs="+",
-        choices=STAGES,
+        choices=STAGES + EXTRA_STAGES,
         default=list(STAGES),
         help="stages to load (a partial run prints ratios to bare and saves nothing)",
     )
