@@ -11,6 +11,11 @@ twice, and faults are injected at set points:
   non-authoritative store, and in round 2 also while authoritative);
 * SIGKILL of the API instance that leads a change follower, then a restart on its port;
 * a slow store: its processes paused (SIGSTOP) for 200 ms of every 250 ms;
+* a hung store: its processes paused for ``--hang-seconds`` (30; longer than every
+  timeout), each store once while authoritative and once while not, in both halves of the
+  first walk. For each: failures, p50, p99 and max latency while it hangs, how long the
+  breaker and journal took to settle after the resume, and how long until latency was
+  back to normal;
 * a rejected resume token: the idle forward follower's position replaced by one from
   another deployment; back in MongoDB's stages it must go stale, and the harness does what
   the runbook says (``strangler follow reset forward``, then ``strangler repair``).
@@ -78,6 +83,9 @@ PNG = base64.b64encode(
 SERVE = [sys.executable, "-m", "strangler.cli", "serve", "--host", "127.0.0.1"]
 STAGES = ["off", "dualwrite", "shadow", "live", "rampdown", "complete"]
 WALK = STAGES + STAGES[-2::-1]  # off → complete → off
+#: The instances' timeouts (the settings' defaults): the bounds a hang is judged against.
+SECONDARY_TIMEOUT = 2.0
+STORE_TIMEOUT = 5.0
 
 
 # --- the pieces ---------------------------------------------------------------------------
@@ -187,6 +195,8 @@ class Load:
         self.requests = 0
         self.failures: list[Failure] = []
         self.latencies: list[float] = []
+        #: (when it ended, monotonic; latency; whether it failed), for per-fault figures.
+        self.timeline: list[tuple[float, float, bool]] = []
         self._stop = False
         self._rr = 0
 
@@ -214,7 +224,9 @@ class Load:
                 ) as resp:
                     data = await resp.json() if resp.content_type.endswith("json") else None
                     self.requests += 1
-                    self.latencies.append(time.perf_counter() - start)
+                    took = time.perf_counter() - start
+                    self.latencies.append(took)
+                    self.timeline.append((time.monotonic(), took, resp.status >= 500))
                     if resp.status >= 500:
                         self.fail(f"HTTP {resp.status}")
                     return resp.status, data
@@ -223,6 +235,7 @@ class Load:
                 continue  # refused: the request never left; the balancer tries the next one
             except (aiohttp.ClientError, TimeoutError) as exc:
                 self.requests += 1
+                self.timeline.append((time.monotonic(), time.perf_counter() - start, True))
                 self.fail(type(exc).__name__)
                 return 0, None
         self.requests += 1
@@ -627,6 +640,8 @@ class Harness:
         self.evidence_forced: list[dict[str, Any]] = []
         #: The rejected-token fault: what happened to it.
         self.stale: dict[str, Any] | None = None
+        #: Each hang fault: when it began and ended, and how the instances settled.
+        self.hangs: list[dict[str, Any]] = []
 
     def note(self, what: str, **extra: Any) -> None:
         self.events.append({"at": time.time(), "what": what, **extra})
@@ -713,6 +728,8 @@ class Harness:
             self.note("takeover", follower=follower, takeovers=self.takeovers[-1])
         elif fault.name.startswith("rejected resume token"):
             await self.reject_token()
+        elif fault.name.startswith("hang"):
+            await self.hang(fault)
         elif fault.name.startswith("slow"):
             target = self.pg if "pg" in fault.name else self.mongo
             deadline = time.monotonic() + hold
@@ -728,6 +745,102 @@ class Harness:
                 await asyncio.sleep(0.05)
         await asyncio.sleep(1.5)  # let clients see the recovery under the fault's label
         self.load.phase = "steady"
+
+    async def hang(self, fault: Fault) -> None:
+        """The store's processes stopped for ``--hang-seconds``: connections stay open and
+        nothing answers. After the resume: how long until every instance's breakers are
+        closed and both repair queues are empty."""
+        target = self.pg if "pg" in fault.name else self.mongo
+        pids = server_pids(target)
+        began = time.monotonic()
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGSTOP)
+        try:
+            await asyncio.sleep(self.args.hang_seconds)
+            breakers = await self.breaker_states()
+        finally:
+            for pid in pids:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGCONT)
+        resumed = time.monotonic()
+        settled = None
+        while time.monotonic() - resumed < 60:
+            states = await self.breaker_states()
+            with contextlib.suppress(Exception):
+                status, body = await self.admin("GET", "/admin/status")
+                depths = [b["repair_queue_depth"] for b in body["backends"].values()]
+                if (
+                    status == 200
+                    and all(d == 0 for d in depths)
+                    and states
+                    and all(v == "closed" for v in states.values())
+                ):
+                    settled = time.monotonic() - resumed
+                    break
+            await asyncio.sleep(0.1)
+        self.hangs.append(
+            {
+                "fault": fault.name,
+                "began": began,
+                "resumed": resumed,
+                "breakers_at_end_of_hang": breakers,
+                "settled_s": None if settled is None else round(settled, 2),
+            }
+        )
+        self.note("resumed", fault=fault.name, settled_s=self.hangs[-1]["settled_s"])
+
+    async def breaker_states(self) -> dict[str, str]:
+        """Every instance's breakers, ``instance/store -> state``."""
+        out: dict[str, str] = {}
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=3)) as http:
+            for inst in self.instances:
+                with contextlib.suppress(aiohttp.ClientError, TimeoutError, KeyError):
+                    async with http.get(f"{inst.url}/admin/status", headers=ADMIN_H) as r:
+                        for b in (await r.json())["backends"].values():
+                            out[f"{inst.name}/{b['store']}"] = b["breaker"]["state"]
+        return out
+
+    def hang_figures(self) -> list[dict[str, Any]]:
+        """Per hang: the requests that ended while it lasted, against the 10 s before."""
+        out = []
+        timeline = self.load.timeline
+        for h in self.hangs:
+            before = sorted(t for at, t, _ in timeline if h["began"] - 10 <= at < h["began"])
+            during = [(at, t, bad) for at, t, bad in timeline if h["began"] <= at < h["resumed"]]
+            lat = sorted(t for _, t, _ in during)
+            # Once the breaker had a few seconds to open: the steady state of the hang.
+            later = sorted(t for at, t, _ in during if at >= h["began"] + 5)
+            normal = statistics.median(before) if before else None
+            back = None  # first 1 s window after the resume whose p50 is within 1.2x normal
+            if normal is not None:
+                at = h["resumed"]
+                while at < h["resumed"] + 60:
+                    window = sorted(t for end, t, _ in timeline if at <= end < at + 1)
+                    if window and statistics.median(window) <= normal * 1.2:
+                        back = round(at - h["resumed"], 1)
+                        break
+                    at += 0.5
+
+            def ms(x: float | None) -> float | None:
+                return None if x is None else round(x * 1000, 1)
+
+            out.append(
+                {
+                    "fault": h["fault"],
+                    "requests": len(during),
+                    "failures": sum(1 for _, _, bad in during if bad),
+                    "p50_ms": ms(statistics.median(lat)) if lat else None,
+                    "p99_ms": ms(lat[int(len(lat) * 0.99)]) if lat else None,
+                    "max_ms": ms(lat[-1]) if lat else None,
+                    "p50_before_ms": ms(normal),
+                    "p50_after_5s_ms": ms(statistics.median(later)) if later else None,
+                    "breakers_at_end_of_hang": h["breakers_at_end_of_hang"],
+                    "breakers_closed_and_queues_empty_s": h["settled_s"],
+                    "p50_normal_again_s": back,
+                }
+            )
+        return out
 
     async def leader(self, follower: str) -> Instance | None:
         """The instance whose ``follower`` leads now (from each one's /admin/status)."""
@@ -786,24 +899,45 @@ class Harness:
         self.stale["repair"] = lines[1:]
         self.note("reset and repaired", repair=" | ".join(lines[1:]))
 
-    def faults(self, round_no: int) -> dict[int, Fault]:
-        """Which fault at which position of the walk, per round."""
+    def faults(self, round_no: int) -> dict[int, list[Fault]]:
+        """Which faults at which position of the walk, per round. The hangs come in round
+        1: each store hung while authoritative and while not, going up and coming back."""
         if round_no == 0:
             return {
-                1: Fault("pg down (non-authoritative)", "dualwrite", False),
-                2: Fault("slow mongo (authoritative)", "shadow", False),
-                3: Fault("mongo down (non-authoritative)", "live", False),
-                5: Fault("sigkill api instance (reverse follower's leader)", "complete", True),
-                6: Fault("slow pg (authoritative)", "rampdown", False),
-                7: Fault("rejected resume token (forward, idle)", "live", False),
-                9: Fault("slow pg (non-authoritative)", "dualwrite", False),
+                1: [
+                    Fault("pg down (non-authoritative)", "dualwrite", False),
+                    Fault("hang pg (non-authoritative, up)", "dualwrite", False),
+                ],
+                2: [
+                    Fault("slow mongo (authoritative)", "shadow", False),
+                    Fault("hang mongo (authoritative, up)", "shadow", True),
+                ],
+                3: [
+                    Fault("mongo down (non-authoritative)", "live", False),
+                    Fault("hang mongo (non-authoritative, up)", "live", False),
+                ],
+                4: [Fault("hang pg (authoritative, up)", "rampdown", True)],
+                5: [Fault("sigkill api instance (reverse follower's leader)", "complete", True)],
+                6: [
+                    Fault("slow pg (authoritative)", "rampdown", False),
+                    Fault("hang mongo (non-authoritative, back)", "rampdown", False),
+                ],
+                7: [
+                    Fault("rejected resume token (forward, idle)", "live", False),
+                    Fault("hang pg (authoritative, back)", "live", True),
+                ],
+                8: [Fault("hang mongo (authoritative, back)", "shadow", True)],
+                9: [
+                    Fault("slow pg (non-authoritative)", "dualwrite", False),
+                    Fault("hang pg (non-authoritative, back)", "dualwrite", False),
+                ],
             }
         return {
-            1: Fault("sigkill api instance (forward follower's leader)", "dualwrite", True),
-            2: Fault("pg down (non-authoritative)", "shadow", False),
-            4: Fault("mongo down (non-authoritative)", "rampdown", False),
-            7: Fault("pg down (authoritative)", "live", True),
-            9: Fault("mongo down (authoritative)", "dualwrite", True),
+            1: [Fault("sigkill api instance (forward follower's leader)", "dualwrite", True)],
+            2: [Fault("pg down (non-authoritative)", "shadow", False)],
+            4: [Fault("mongo down (non-authoritative)", "rampdown", False)],
+            7: [Fault("pg down (authoritative)", "live", True)],
+            9: [Fault("mongo down (authoritative)", "dualwrite", True)],
         }
 
     async def walk(self, round_no: int) -> None:
@@ -821,8 +955,8 @@ class Harness:
                 await self.backfill(round_no)
                 await self.repair(round_no)
             await asyncio.sleep(self.args.dwell / 2)
-            if pos in plan:
-                await self.inject(plan[pos])
+            for fault in plan.get(pos, []):
+                await self.inject(fault)
             await asyncio.sleep(self.args.dwell / 2)
 
     async def backfill(self, round_no: int) -> None:
@@ -1004,7 +1138,13 @@ class Harness:
         for f in self.load.failures:
             by_phase.setdefault(f.phase, {}).setdefault(f.kind, 0)
             by_phase[f.phase][f.kind] += 1
-        expected = {f.name for r in (0, 1) for f in self.faults(r).values() if f.expect_failures}
+        expected = {
+            f.name
+            for r in (0, 1)
+            for fs in self.faults(r).values()
+            for f in fs
+            if f.expect_failures
+        }
         unexpected = {phase: kinds for phase, kinds in by_phase.items() if phase not in expected}
         lat = sorted(self.load.latencies)
         checks = {
@@ -1027,7 +1167,32 @@ class Harness:
             and self.stale.get("reset_exit") == 0
             and self.stale.get("repair_exit") == 0,
         }
+        hangs = self.hang_figures()
+        if hangs:
+            secondary = [h for h in hangs if "non-authoritative" in h["fault"]]
+            primary = [h for h in hangs if "non-authoritative" not in h["fault"]]
+            checks["a hung secondary: no failures, p99 within the secondary timeout + 100 ms"] = (
+                all(
+                    h["failures"] == 0 and (h["p99_ms"] or 0) <= SECONDARY_TIMEOUT * 1000 + 100
+                    for h in secondary
+                )
+            )
+            checks["a hung secondary: once its breaker is open, p50 within 1.5x of before"] = all(
+                h["p50_after_5s_ms"] is not None
+                and h["p50_before_ms"] is not None
+                and h["p50_after_5s_ms"] <= 1.5 * max(h["p50_before_ms"], 5.0)
+                for h in secondary
+            )
+            checks[
+                "a hung authoritative store: every request answered within its timeout + 0.5 s"
+            ] = all((h["max_ms"] or 0) <= STORE_TIMEOUT * 1000 + 500 for h in primary)
+            checks["after a hang: breakers closed and repair queues empty within 2 s"] = all(
+                h["breakers_closed_and_queues_empty_s"] is not None
+                and h["breakers_closed_and_queues_empty_s"] <= 2.0
+                for h in hangs
+            )
         return {
+            "hangs": hangs,
             "rounds": rounds,
             "seconds": round(seconds, 1),
             "requests": self.load.requests,
@@ -1151,6 +1316,14 @@ def print_report(r: dict[str, Any]) -> None:
         print(f"  BYPASS WRITE NOT CARRIED OVER: {line}")
     for line in r["lost"] + r["resurrected"]:
         print(f"  LOST/RESURRECTED: {line}")
+    for h in r.get("hangs", []):
+        print(
+            f"{h['fault']}: {h['requests']} requests, {h['failures']} failed; p50 "
+            f"{h['p50_ms']} ms (before {h['p50_before_ms']}, after 5 s {h['p50_after_5s_ms']}), "
+            f"p99 {h['p99_ms']} ms, max {h['max_ms']} ms; settled "
+            f"{h['breakers_closed_and_queues_empty_s']} s after the resume, p50 normal again "
+            f"after {h['p50_normal_again_s']} s"
+        )
     for name, s in r["soak"].items():
         print(f"soak {name}: {s}")
     for check, ok in r["checks"].items():
@@ -1191,6 +1364,12 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--keep-logs", type=Path, default=None, help="copy the instances' logs to this directory"
+    )
+    p.add_argument(
+        "--hang-seconds",
+        type=float,
+        default=30,
+        help="how long a hung store hangs (longer than every timeout: store 5 s, secondary 2 s)",
     )
     p.add_argument("--soak-seconds", type=float, default=0, help="keep walking this long")
     p.add_argument("--sample-seconds", type=float, default=2, help="RSS/fd sampling period")

@@ -189,6 +189,8 @@ def facade_options(settings: Settings) -> FacadeOptions:
         read_repair=settings.read_repair,
         secondary_timeout=settings.secondary_timeout,
         stage_poll_seconds=settings.stage_poll_seconds,
+        breaker_failures=settings.breaker_failures,
+        breaker_probe_max=settings.breaker_probe_max_seconds,
     )
 
 

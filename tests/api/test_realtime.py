@@ -234,3 +234,47 @@ async def test_sigterm_ends_open_streams_and_exits_cleanly(
         assert ended < 8
         await asyncio.to_thread(served.proc.wait, 20)
         assert served.proc.returncode == 0, served.log.read_text()
+
+
+async def test_a_hung_postgres_at_dualwrite_delays_events_but_not_requests(
+    make_api: ApiFactory, pg_server: Any
+) -> None:
+    """Postgres (not authoritative) hangs: sends stay fast once its breaker is open, their
+    events wait in the outbox, and reach the stream in order once Postgres is back."""
+    from tests.pause import paused
+
+    client = await make_api(
+        "dualwrite",
+        store_timeout=1.0,
+        secondary_timeout=0.5,
+        breaker_failures=3,
+        breaker_probe_max_seconds=1.0,
+    )
+    alice = as_user("alice")
+    resp = await client.post("/sessions", json={"title": "t"}, headers=alice)
+    sid = (await resp.json())["id"]
+    stream = await client.get(f"/sessions/{sid}/events", headers=alice)
+    assert stream.status == 200
+    await stream.content.readline()  # the retry line: subscribed
+    took = []
+    with paused(pg_server):
+        for i in range(10):
+            start = time.monotonic()
+            resp = await client.post(
+                f"/sessions/{sid}/messages",
+                json={"content": {"type": "conversation", "text": f"m{i}"}},
+                headers=alice,
+            )
+            took.append(time.monotonic() - start)
+            assert resp.status == 201
+    # Before the breaker opened: the secondary timeout, and no wait for the event.
+    assert max(took) < 0.5 + 0.3, took
+    assert max(took[5:]) < 0.3, took  # open: nothing waits on Postgres
+    texts: list[str] = []
+    async with asyncio.timeout(15):
+        while len(texts) < 10:
+            line = await stream.content.readline()
+            if line.startswith(b"data: "):
+                texts.append(json.loads(line[6:])["content"]["text"])
+    assert texts == [f"m{i}" for i in range(10)]  # every event, in order
+    stream.close()

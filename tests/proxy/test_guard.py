@@ -6,11 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import signal
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,29 +19,16 @@ from strangler.core.models import ChatSession
 from strangler.core.stages import Stage
 from strangler.proxy.guard import GuardLimits, breach
 from strangler.runtime import Runtime
-
-
-def _children(pid: int) -> list[int]:
-    out = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            with contextlib.suppress(OSError, IndexError, ValueError):
-                stat = (entry / "stat").read_text()
-                if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-                    out.append(int(entry.name))
-    return out
+from tests import pause
 
 
 @contextlib.contextmanager
 def paused_in_bursts(pg_server: Any) -> Iterator[None]:
     """Postgres' processes stopped 0.8 s of every 1.1 s, until the block ends."""
-    pid = int((Path(pg_server.datadir) / "postmaster.pid").read_text().split()[0])
     stop = False
 
     def signal_all(sig: int) -> None:
-        for p in [pid, *_children(pid)]:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(p, sig)
+        pause.signal_all(pg_server, sig)
 
     async def bursts() -> None:
         while not stop:

@@ -101,12 +101,26 @@ async def _runtime(app: web.Application) -> AsyncIterator[None]:
         app[FOLLOWER_STATE] = runtime.followers
         if runtime.realtime_off is not None:
             app[REALTIME_OFF] = runtime.realtime_off
-        hub = app[HUB] = Hub(runtime.events)
+        facade = runtime.facade
+        hub = app[HUB] = Hub(
+            runtime.events,
+            publish_wait=app[SETTINGS].secondary_timeout,
+            # The event log is in Postgres: wait for it only where Postgres is authoritative
+            # and answering.
+            skip_wait=lambda: (
+                facade.stage.authoritative == "old" or facade.breakers["new"].state != "closed"
+            ),
+        )
         Gauge(
             "strangler_realtime_subscribers",
             "Open realtime streams on this instance (SSE and WebSocket)",
             registry=metrics.registry,
         ).set_function(lambda: hub.subscribers)
+        Gauge(
+            "strangler_realtime_outbox_depth",
+            "Realtime events published here and not yet in Postgres's event log",
+            registry=metrics.registry,
+        ).set_function(lambda: hub.outbox_depth)
         owners = app[OWNERS]
         hub.on_event.append(
             lambda e: owners.forget(e.session_id) if e.kind == "session.deleted" else None

@@ -1,6 +1,17 @@
 """The realtime event log's in-process end: ``Hub`` publishes changes to
 ``strangler.events``, listens for ``NOTIFY strangler_events`` from every instance, and fans
 events out to this instance's subscribers (see ``api.realtime`` for the streams).
+
+Publishing goes through an in-memory **outbox**: one writer task appends the events to the
+log in the order they were published. Where Postgres is authoritative a request waits for
+its event, at most ``publish_wait`` seconds (the secondary timeout); where MongoDB leads,
+or while Postgres's circuit breaker is open (``skip_wait``), it does not wait at all:
+nothing on the request path waits on the store that is not authoritative, so a Postgres
+that hangs while MongoDB leads costs requests nothing. The events are not lost: they stay
+queued, in order, and reach the log once Postgres answers again. The outbox holds at most
+``OUTBOX_MAX`` events; past that a new event is dropped, logged (``realtime_event_dropped``)
+and counted. On shutdown the writer gets ``SHUTDOWN_FLUSH`` seconds to empty it, and what
+is left is logged.
 """
 
 from __future__ import annotations
@@ -10,7 +21,7 @@ import contextlib
 import datetime as dt
 import time
 import uuid
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
@@ -31,6 +42,10 @@ MAX_INLINE_BYTES = 64 * 1024
 #: Events older than this are pruned (a client away longer reloads instead of replaying).
 RETENTION = dt.timedelta(days=1)
 PRUNE_EVERY = 600.0  # seconds
+#: Events the outbox holds while Postgres does not answer (about 8 minutes at 20/s).
+OUTBOX_MAX = 10_000
+#: Seconds the outbox gets to empty itself on shutdown.
+SHUTDOWN_FLUSH = 5.0
 
 
 @dataclass(frozen=True)
@@ -92,9 +107,23 @@ class Subscription:
 class Hub:
     """This instance's end of the event log: publishes, listens, fans out."""
 
-    def __init__(self, event_log: EventLog, *, poll_seconds: float = 1.0) -> None:
+    def __init__(
+        self,
+        event_log: EventLog,
+        *,
+        poll_seconds: float = 1.0,
+        publish_wait: float = 2.0,
+        skip_wait: Callable[[], bool] | None = None,
+    ) -> None:
         self.event_log = event_log
         self.poll_seconds = poll_seconds
+        self.publish_wait = publish_wait
+        self._skip_wait = skip_wait or (lambda: False)
+        #: Events published here and not yet in the log, oldest first.
+        self._outbox: deque[tuple[EventDraft, asyncio.Future[None]]] = deque()
+        self._outbox_wake = asyncio.Event()
+        self.outbox_dropped = 0
+        self.outbox_delayed = 0
         self._subs: dict[tuple[str, str], set[Subscription]] = defaultdict(set)
         #: Called with every event from every instance (for example to forget owners).
         self.on_event: list[Callable[[Event], None]] = []
@@ -118,6 +147,7 @@ class Hub:
             asyncio.create_task(self._listen(), name="realtime-listen"),
             asyncio.create_task(self._pump(), name="realtime-pump"),
         ]
+        self._writer = asyncio.create_task(self._write_outbox(), name="realtime-outbox")
 
     async def close_streams(self) -> None:
         """Tell every subscriber to end (shutdown closes streams before draining requests)."""
@@ -133,6 +163,20 @@ class Hub:
         await self.close_streams()
         self._stop.set()
         self._wake.set()
+        self._outbox_wake.set()
+        writer = getattr(self, "_writer", None)
+        if writer is not None:
+            await asyncio.wait({writer}, timeout=SHUTDOWN_FLUSH)
+            if not writer.done():
+                writer.cancel()
+                await asyncio.gather(writer, return_exceptions=True)
+            if self._outbox:
+                log.error(
+                    "realtime_events_lost_on_shutdown",
+                    count=len(self._outbox),
+                    detail="Postgres did not take them within the shutdown flush; the "
+                    "changes themselves are stored, only their realtime events are gone",
+                )
         if self._tasks:
             _, late = await asyncio.wait(self._tasks, timeout=10)
             for task in late:  # still in a store call after 10 s: give up on it
@@ -149,14 +193,67 @@ class Hub:
         return EventDraft(kind, user_id, session_id, payload)
 
     async def publish(self, kind: str, user_id: str, session_id: uuid.UUID, payload: Any) -> None:
-        """Record a change; never fails the request that made it (realtime is best effort
-        for the publisher, and the change itself is already stored)."""
+        """Record a change through the outbox; never fails the request that made it, and
+        waits for the log at most ``publish_wait`` (not at all while Postgres hangs)."""
         event = self.draft(kind, user_id, session_id, payload)
+        if len(self._outbox) >= OUTBOX_MAX:
+            self.outbox_dropped += 1
+            log.error(
+                "realtime_event_dropped",
+                kind=kind,
+                session_id=str(session_id),
+                queued=len(self._outbox),
+                detail="the outbox is full: Postgres has not taken events for a while",
+            )
+            return
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._outbox.append((event, done))
+        self._outbox_wake.set()
+        if self._skip_wait():
+            return
         try:
-            await self.event_log.publish_event(kind, user_id, session_id, event.payload)
-        except StranglerError as exc:
-            log.warning("realtime_publish_failed", kind=kind, error=str(exc))
-        self.published()
+            await asyncio.wait_for(asyncio.shield(done), self.publish_wait)
+        except TimeoutError:
+            self.outbox_delayed += 1
+            log.warning(
+                "realtime_publish_delayed",
+                kind=kind,
+                queued=len(self._outbox),
+                detail="Postgres is slow: the event stays queued and is published in order",
+            )
+
+    @property
+    def outbox_depth(self) -> int:
+        return len(self._outbox)
+
+    async def _write_outbox(self) -> None:
+        """The one writer: the oldest event first, retried (with backoff) until the log
+        takes it, so events reach the log in the order they were published."""
+        backoff = 0.1
+        while True:
+            if not self._outbox:
+                if self._stop.is_set():
+                    return
+                await self._outbox_wake.wait()
+                self._outbox_wake.clear()
+                continue
+            event, done = self._outbox[0]
+            try:
+                await self.event_log.publish_event(
+                    event.kind, event.user_id, event.session_id, event.payload
+                )
+            except StranglerError as exc:
+                if self._stop.is_set() and backoff >= 1.0:
+                    return  # shutting down and Postgres is not answering
+                log.debug("realtime_publish_retry", error=str(exc), in_s=backoff)
+                await _first(self._stop, within=backoff)
+                backoff = min(2.0, backoff * 2)
+                continue
+            backoff = 0.1
+            self._outbox.popleft()
+            if not done.done():
+                done.set_result(None)
+            self.published()
 
     def published(self) -> None:
         """An event was stored by this instance (``publish``, or a write that carried it):

@@ -124,6 +124,7 @@ async def status(request: web.Request) -> web.Response:
             "process": {
                 "asyncio_tasks": len(asyncio.all_tasks()),
                 "realtime_subscribers": request.app[HUB].subscribers,
+                "realtime_outbox": request.app[HUB].outbox_depth,
             },
             "lag_ms": {
                 "p50": statistics.median(lag) * 1000 if lag else None,
@@ -167,6 +168,7 @@ async def backend_status(
         "operations": int(ops),
         "repair_queue_depth": pending,
         "decommissioned": retired,
+        "breaker": facade.breakers[role].json(),
     }
 
 

@@ -64,6 +64,18 @@ class Settings(BaseSettings):
     shadow_max_inflight: int = Field(default=32, ge=1)
     read_repair: bool = False
     secondary_timeout: float = Field(default=2.0, gt=0)
+    breaker_failures: int = Field(
+        default=5,
+        ge=1,
+        description="secondary failures or timeouts in a row that open a store's circuit "
+        "breaker: its writes are then journaled at once, untried, until a probe succeeds",
+    )
+    breaker_probe_max_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        description="the longest wait between an open breaker's probes (they start at 0.5 s "
+        "and double)",
+    )
     stage_poll_seconds: float = Field(default=1.0, gt=0)
 
     # --- change capture ----------------------------------------------------------------

@@ -274,6 +274,11 @@ class WriteJournal(Protocol):
         """How many entries are waiting (for ``target``, or in all)."""
         ...
 
+    async def hurry(self, target: Role) -> None:
+        """Make every entry for ``target`` due now (its store answers again, after its
+        circuit breaker held them back)."""
+        ...
+
     async def discard(self, target: Role) -> int:
         """Drop every entry waiting for ``target`` (MongoDB, once it is decommissioned);
         returns how many there were."""

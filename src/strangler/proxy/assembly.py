@@ -37,6 +37,10 @@ class FacadeOptions:
     secondary_timeout: float = 2.0
     stage_poll_seconds: float = 1.0
     replay_interval: float = 0.5
+    #: Secondary failures in a row that open a store's circuit breaker, and the longest
+    #: wait between its probes (``proxy.breaker``).
+    breaker_failures: int = 5
+    breaker_probe_max: float = 10.0
 
 
 @dataclass(frozen=True)
@@ -83,6 +87,8 @@ def build_facade(
         shadow=shadow,
         secondary_timeout=options.secondary_timeout,
         replay_interval=options.replay_interval,
+        breaker_failures=options.breaker_failures,
+        breaker_probe_max=options.breaker_probe_max,
         tombstones=ports.tombstones,
         sender=ports.sender,
         pages=ports.pages,

@@ -8,6 +8,10 @@ lost. A write that fails on the authoritative store is never sent to the other o
 
 Reads are served by the authoritative store; in ``shadow`` and ``live`` a sampled read of
 the other store is compared off the request path (``shadow.py``).
+
+Each store has a circuit breaker (``breaker.py``): once the secondary store keeps failing
+or timing out, its writes are journaled at once and its shadow reads skipped, so a hung
+secondary costs requests nothing, until a probe finds it answering again.
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ from strangler.core.ports import (
 )
 from strangler.core.records import EventDraft, Keyset, Page, PendingWrite, RenderedPage, Table
 from strangler.core.stages import Role, Stage
+from strangler.proxy.breaker import STATE_VALUE, Breaker, State
 from strangler.proxy.compare import diff_pages, diff_records
 from strangler.proxy.control import StageController
 from strangler.proxy.metrics import FacadeMetrics
@@ -81,6 +86,8 @@ class DualWriteStore:
         tombstones: Tombstones | None = None,
         sender: MessageSender | None = None,
         pages: HistoryRenderer | None = None,
+        breaker_failures: int = 5,
+        breaker_probe_max: float = 10.0,
     ) -> None:
         self.old = old
         self.new = new
@@ -90,8 +97,28 @@ class DualWriteStore:
         self.shadow = shadow or ShadowReader(self.metrics)
         self.secondary_timeout = secondary_timeout
         self._stores: dict[Role, ChatStore] = {"old": old, "new": new}
+        #: One circuit breaker per store (``breaker.py``), probing with the store's ping.
+        self.breakers: dict[Role, Breaker] = {
+            role: Breaker(
+                store.name,
+                store.ping,
+                failures=breaker_failures,
+                probe_max=breaker_probe_max,
+                probe_timeout=secondary_timeout,
+                on_change=self._show_breaker,
+                on_close=lambda role=role: self._breaker_closed(role),  # type: ignore[misc]
+            )
+            for role, store in self._stores.items()
+        }
+        for breaker in self.breakers.values():
+            self.metrics.breaker_state.labels(breaker.store).set(0)
         self.replayer = Replayer(
-            self._stores, journals, lambda: self.stage, self.metrics, interval=replay_interval
+            self._stores,
+            journals,
+            lambda: self.stage,
+            self.metrics,
+            interval=replay_interval,
+            breakers=self.breakers,
         )
         #: Capabilities of the new store, where it has them (chosen by ``strangler.runtime``):
         #: tombstones for deletes made while it is secondary, a send that carries its event,
@@ -128,7 +155,27 @@ class DualWriteStore:
         if self._background:  # secondary writes that outlived their request
             await asyncio.wait(set(self._background), timeout=self.secondary_timeout * 5)
         await self.replayer.stop()
+        for breaker in self.breakers.values():
+            await breaker.stop()
         await self.controller.stop()
+
+    def _show_breaker(self, store: str, state: State) -> None:
+        self.metrics.breaker_state.labels(store).set(STATE_VALUE[state])
+
+    def _breaker_closed(self, role: Role) -> None:
+        """``role``'s store answers again: what was journaled for it is due now."""
+
+        async def hurry() -> None:
+            for journal in self.journals.values():
+                try:
+                    await journal.hurry(role)
+                except StranglerError as exc:
+                    log.debug("journal_not_hurried", journal=journal.name, error=str(exc))
+            self.replayer.wake()
+
+        task = asyncio.get_running_loop().create_task(hurry())
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     def store(self, role: Role) -> ChatStore:
         return self._stores[role]
@@ -166,8 +213,12 @@ class DualWriteStore:
     ) -> None:
         if not stage.shadow_reads:
             return
+        other_role: Role = "new" if stage.authoritative == "old" else "old"
+        if self.breakers[other_role].state != "closed":
+            self.metrics.shadow_dropped.inc()  # it is not answering: do not pile reads on it
+            return
         auth = self.store(stage.authoritative)
-        other = self.store("new" if stage.authoritative == "old" else "old")
+        other = self.store(other_role)
         # The other store's read is timed, so its latency shows while it is not serving.
         self.shadow.submit(
             table,
@@ -244,6 +295,15 @@ class DualWriteStore:
         the time from then until it lands, which a follower's settle delay must cover)."""
         done_at = time.perf_counter()
         started = done_at if started is None else started
+        target = stage.secondary
+        assert target is not None
+        breaker = self.breakers[target]
+        if not breaker.allow():
+            # The store is not answering: journal now instead of waiting for the timeout.
+            self.metrics.breaker_skipped.labels(sec.name).inc()
+            self.metrics.secondary_writes.labels("journaled").inc()
+            await self._journal(stage.authoritative, target, table, record_ids)
+            return result
         # The secondary write runs as a tracked task that is never cancelled: cancelling a
         # PyMongo operation mid-server-selection corrupts its topology lock. The request waits
         # at most secondary_timeout; past that the record is journaled and the task finishes
@@ -257,11 +317,11 @@ class DualWriteStore:
         self._background.add(task)
         task.add_done_callback(self._background.discard)
         task.add_done_callback(_retrieve)
-        target = stage.secondary
-        assert target is not None
         try:
             await asyncio.wait_for(asyncio.shield(task), self.secondary_timeout)
         except Exception as exc:  # no secondary failure, of any kind, may fail the request
+            if not isinstance(exc, (Conflict, NotFound)):  # the store answered those
+                breaker.failure(f"{type(exc).__name__}: {exc}")
             log.bind(stage=stage.value, table=table, op=op, target=target).warning(
                 "secondary_write_failed",
                 error=f"{type(exc).__name__}: {exc}",
@@ -271,6 +331,7 @@ class DualWriteStore:
             self.metrics.observe_late(time.perf_counter() - started)
             await self._journal(stage.authoritative, target, table, record_ids)
             return result
+        breaker.success()
         self.metrics.secondary_writes.labels("ok").inc()
         landed = time.perf_counter()
         self.metrics.observe_lag(landed - done_at)

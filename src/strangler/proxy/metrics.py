@@ -23,6 +23,10 @@
   depth; for a change stream, what was read ahead of the applier: a lower bound)
 * ``strangler_follower_state{follower,state}``: 1 for the follower's state on this
   instance (``leading``, ``standby``, ``stale``, ``idle``)
+* ``strangler_breaker_state{store}``: each store's circuit breaker on this instance, 0
+  closed, 1 half open, 2 open (``proxy.breaker``)
+* ``strangler_breaker_skipped_total{store}``: secondary writes journaled at once, untried,
+  because the store's breaker was open
 """
 
 from __future__ import annotations
@@ -87,6 +91,18 @@ class FacadeMetrics:
             "strangler_divergences_total", "Recorded divergences", ["table"], registry=r
         )
         self.stage = Gauge("strangler_stage", "1 for the current stage", ["stage"], registry=r)
+        self.breaker_state = Gauge(
+            "strangler_breaker_state",
+            "Circuit breaker per store: 0 closed, 1 half open, 2 open",
+            ["store"],
+            registry=r,
+        )
+        self.breaker_skipped = Counter(
+            "strangler_breaker_skipped_total",
+            "Secondary writes journaled untried because the store's breaker was open",
+            ["store"],
+            registry=r,
+        )
         self.bypass_writes = Counter(
             "strangler_bypass_writes_total",
             "Changes a follower found that the facade did not make",

@@ -5,6 +5,10 @@ when a write was journaled, takes the due entries for the stores the current sta
 to (entries for a store the stage does not use wait, parked, for the rollback that needs
 them), mirrors each record from the other store, and backs off exponentially on failure.
 
+A store whose circuit breaker is open (``breaker.py``) is left alone: its entries wait,
+untried, until the breaker closes and makes them due at once. The replayer's own failures
+and successes count toward the breaker too.
+
 At ``decommissioned`` MongoDB is out of the migration: the replayer reads only Supabase's
 journal, and drops what is left in it for MongoDB (the move there was confirmed knowing it).
 """
@@ -23,6 +27,7 @@ from strangler.core.errors import CorruptRecord, StranglerError
 from strangler.core.ports import ChatStore, WriteJournal
 from strangler.core.records import PendingWrite
 from strangler.core.stages import Role, Stage, other
+from strangler.proxy.breaker import Breaker
 from strangler.proxy.metrics import FacadeMetrics
 from strangler.proxy.mirror import mirror
 
@@ -44,8 +49,10 @@ class Replayer:
         interval: float = 0.5,
         batch: int = 200,
         max_backoff: float = 30.0,
+        breakers: dict[Role, Breaker] | None = None,
     ) -> None:
         self._stores = stores
+        self._breakers = breakers or {}
         self._journals = journals
         self._stage = stage
         self._metrics = metrics
@@ -93,7 +100,7 @@ class Replayer:
         """One pass over both journals; returns how many entries landed."""
         stage = self._stage()
         roles: tuple[Role, Role] = ("old", "new")
-        targets = [r for r in roles if stage.writes_to(r)]
+        targets = [r for r in roles if stage.writes_to(r) and self._closed(r)]
         landed = 0
         for role, journal in self._journals.items():
             if stage.old_retired and role == "old":
@@ -110,6 +117,10 @@ class Replayer:
             except StranglerError as exc:
                 log.debug("journal_unavailable", journal=role, error=str(exc))
         return landed
+
+    def _closed(self, role: Role) -> bool:
+        breaker = self._breakers.get(role)
+        return breaker is None or breaker.state == "closed"
 
     async def _drain(self, journal: WriteJournal, targets: list[Role]) -> int:
         """One batch: each record is mirrored once however many entries name it (mirroring
@@ -148,12 +159,18 @@ class Replayer:
                     dead.extend(group)
                     return
                 except StranglerError as exc:
+                    breaker = self._breakers.get(entry.target)
+                    if breaker is not None:
+                        breaker.failure(f"{type(exc).__name__}: {exc}")
                     self._metrics.repairs.labels("retry").inc(len(group))
                     for e in group:
                         delay = min(self._max_backoff, 0.5 * 2 ** min(e.attempts, 10))
                         await journal.retry_later(e, f"{type(exc).__name__}: {exc}", delay)
                     return
             done.extend(group)
+            breaker = self._breakers.get(entry.target)
+            if breaker is not None:
+                breaker.success()
             self._metrics.repairs.labels("landed").inc(len(group))
             now = dt.datetime.now(dt.UTC)
             for e in group:

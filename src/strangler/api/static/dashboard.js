@@ -170,6 +170,9 @@ function renderBackends(o) {
       ["operations", fmt.n(b.operations)],
       ["error rate", fmt.pct(b.error_rate), b.error_rate > 0.01 ? "bad" : ""],
       ["repair queue", fmt.n(b.repair_queue_depth), b.repair_queue_depth ? "warn" : ""],
+      ["breaker", b.breaker.state === "closed" ? "closed"
+        : `${b.breaker.state.replace("_", " ")} for ${b.breaker.open_for_s}s; next probe in ≤ ${b.breaker.next_probe_s}s; ${fmt.n(b.breaker.skipped_writes)} writes journaled untried`,
+        b.breaker.state === "closed" ? "ok" : "bad"],
     ]));
   }
 }

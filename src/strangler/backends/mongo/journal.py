@@ -97,6 +97,13 @@ class MongoJournal:
             n: int = await self._coll().count_documents(query)
         return n
 
+    async def hurry(self, target: Role) -> None:
+        now = dt.datetime.now(dt.UTC)
+        with translate_errors("journal hurry"):
+            await self._coll().update_many(
+                {"target": target, "next_at": {"$gt": now}}, {"$set": {"next_at": now}}
+            )
+
     async def discard(self, target: Role) -> int:
         with translate_errors("journal discard"):
             result = await self._coll().delete_many({"target": target})

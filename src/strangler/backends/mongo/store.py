@@ -8,14 +8,16 @@ and presents them through the id mapping; it writes new documents in the legacy 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import re
 import time
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from types import TracebackType
 from typing import Any, Self
 
+import pymongo
 import structlog
 from bson import ObjectId
 from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, ReplaceOne, ReturnDocument, UpdateOne
@@ -179,7 +181,7 @@ class MongoStore:
         oids = [i for i in legacy_ids if isinstance(i, ObjectId)]
         others = [i for i in legacy_ids if not isinstance(i, ObjectId)]
         present: set[Any] = set()
-        with translate_errors("recheck deletes"):
+        with self._op("recheck deletes"):
             if oids:
                 query = {"_id": {"$gte": min(oids), "$lte": max(oids)}}
                 present |= {d["_id"] async for d in coll.find(query, {"_id": 1})}
@@ -198,6 +200,17 @@ class MongoStore:
     def _coll(self, name: str) -> Any:
         return self.db()[name]
 
+    @contextlib.contextmanager
+    def _op(self, op: str) -> Iterator[None]:
+        """One operation, with its errors translated and its whole duration bounded by
+        the store's timeout: PyMongo's client-side operation timeout (``pymongo.timeout``)
+        covers server selection, the pool's queue and every round trip, so a server that
+        hangs mid-connection (not only one that refuses) fails it in time. Scans are not
+        bounded as a whole (a long scan is not a hang); each of their reads is, by the
+        client's socket timeout."""
+        with translate_errors(op), pymongo.timeout(self._timeout):
+            yield
+
     async def ensure_indexes(self) -> None:
         """Create the indexes the chat queries need (idempotent)."""
         with translate_errors("create indexes"):
@@ -210,7 +223,7 @@ class MongoStore:
 
     async def ping(self) -> float:
         start = time.perf_counter()
-        with translate_errors("ping"):
+        with self._op("ping"):
             if self._client is None:
                 raise StoreUnavailable("mongo: store is not open", store="mongo")
             await self._client.admin.command("ping")
@@ -219,12 +232,12 @@ class MongoStore:
     # --- sessions ----------------------------------------------------------------------
     async def create_session(self, session: ChatSession) -> ChatSession:
         check_session(session, self.limits)
-        with translate_errors("create session"):
+        with self._op("create session"):
             await self._coll(SESSIONS).insert_one(codec.encode_session(session))
         return session
 
     async def _find_session_doc(self, sid: uuid.UUID) -> dict[str, Any]:
-        with translate_errors("get session"):
+        with self._op("get session"):
             doc: dict[str, Any] | None = await self._coll(SESSIONS).find_one(_id_filter(sid))
         if doc is None:
             raise NotFound(f"session {sid} not found", store="mongo")
@@ -241,7 +254,7 @@ class MongoStore:
         wanted = set(record_ids)
         candidates = [c for i in wanted for c in ids.legacy_candidates(i)]
         collection = SESSIONS if table == "chat_sessions" else MESSAGES
-        with translate_errors(f"read {table}"):
+        with self._op(f"read {table}"):
             docs = await self._coll(collection).find({"_id": {"$in": candidates}}).to_list(None)
         decode = codec.decode_session if table == "chat_sessions" else codec.decode_message
         out: dict[uuid.UUID, ChatSession | Message | CorruptRecord] = {}
@@ -261,7 +274,7 @@ class MongoStore:
     async def rename_session(self, session_id: IdLike, title: str) -> ChatSession:
         sid = ids.parse_id(session_id, field="session_id")
         check_title(title, self.limits)
-        with translate_errors("rename session"):
+        with self._op("rename session"):
             doc = await self._coll(SESSIONS).find_one_and_update(
                 _id_filter(sid), {"$set": {"title": title}}, return_document=ReturnDocument.AFTER
             )
@@ -276,7 +289,7 @@ class MongoStore:
         # delete finishes the job. Messages again last: one added concurrently, between
         # the first sweep and the session's delete, goes too (add_message covers the rest).
         refs = {"session_id": {"$in": codec.session_ref_candidates(sid)}}
-        with translate_errors("delete session"):
+        with self._op("delete session"):
             await self._coll(MESSAGES).delete_many(refs)
             await self._coll(SESSIONS).delete_one({"_id": doc["_id"]})
             await self._coll(MESSAGES).delete_many(refs)
@@ -317,7 +330,7 @@ class MongoStore:
                     },
                 ]
             }
-        with translate_errors("list sessions"):
+        with self._op("list sessions"):
             cursor = (
                 self._coll(SESSIONS)
                 .find(query)
@@ -333,21 +346,21 @@ class MongoStore:
         check_message(message, self.limits)
         await self._find_session_doc(message.session_id)
         doc = codec.encode_message(message)
-        with translate_errors("add message"):
+        with self._op("add message"):
             await self._coll(MESSAGES).insert_one(doc)
         # Without a transaction the session may have been deleted since the check: take the
         # message back rather than leave an orphan that Postgres could never hold.
         try:
             await self._find_session_doc(message.session_id)
         except NotFound:
-            with translate_errors("add message"):
+            with self._op("add message"):
                 await self._coll(MESSAGES).delete_one({"_id": doc["_id"]})
             raise
         return message
 
     async def get_message(self, message_id: IdLike) -> Message:
         mid = ids.parse_id(message_id, field="message_id")
-        with translate_errors("get message"):
+        with self._op("get message"):
             doc = await self._coll(MESSAGES).find_one(_id_filter(mid))
         if doc is None:
             raise NotFound(f"message {mid} not found", store="mongo")
@@ -355,7 +368,7 @@ class MongoStore:
 
     async def delete_message(self, message_id: IdLike) -> None:
         mid = ids.parse_id(message_id, field="message_id")
-        with translate_errors("delete message"):
+        with self._op("delete message"):
             result = await self._coll(MESSAGES).delete_one(_id_filter(mid))
         if result.deleted_count == 0:
             raise NotFound(f"message {mid} not found", store="mongo")
@@ -399,7 +412,7 @@ class MongoStore:
                     },
                 ]
             }
-        with translate_errors("history"):
+        with self._op("history"):
             cursor = (
                 self._coll(MESSAGES)
                 .find(query)
@@ -419,7 +432,7 @@ class MongoStore:
         if not odd:
             return {}
         wanted = [c for v in odd for c in ids.legacy_candidates(v)]
-        with translate_errors("look up ids"):
+        with self._op("look up ids"):
             docs = await self._coll(coll).find({"_id": {"$in": wanted}}, {"_id": 1}).to_list(None)
         return {ids.legacy_to_uuid(d["_id"]): d["_id"] for d in docs}
 
@@ -441,7 +454,7 @@ class MongoStore:
             check_message(m, None)
         wanted = {m.session_id for m in messages}
         refs = [c for sid in wanted for c in ids.legacy_candidates(sid)]
-        with translate_errors("check sessions"):
+        with self._op("check sessions"):
             found = (
                 await self._coll(SESSIONS).find({"_id": {"$in": refs}}, {"_id": 1}).to_list(None)
             )
@@ -459,7 +472,7 @@ class MongoStore:
             ops: list[Any] = [ReplaceOne({"_id": d["_id"]}, d, upsert=True) for d in docs]
         else:  # leave existing documents exactly as they are
             ops = [UpdateOne({"_id": d["_id"]}, {"$setOnInsert": d}, upsert=True) for d in docs]
-        with translate_errors(op):
+        with self._op(op):
             result = await self._coll(coll).bulk_write(ops, ordered=False)
         return len(ops) if overwrite else int(result.upserted_count)
 
@@ -537,7 +550,7 @@ class MongoStore:
             batch = batch[batch_size:]
 
     async def count(self, table: Table) -> int:
-        with translate_errors(f"count {table}"):
+        with self._op(f"count {table}"):
             n: int = await self._coll(table).count_documents({})
         return n
 

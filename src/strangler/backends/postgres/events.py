@@ -74,7 +74,7 @@ class PostgresEventLog:
         def on_notify(*_: Any) -> None:
             notified()
 
-        async with self._store.connection("listen for events") as conn:
+        async with self._store.connection("listen for events", bounded=False) as conn:
             conn.add_termination_listener(lambda _: closed.set())
             await conn.add_listener(CHANNEL, on_notify)
             try:

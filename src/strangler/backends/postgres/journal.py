@@ -92,6 +92,14 @@ class PostgresJournal:
                 )
         return n
 
+    async def hurry(self, target: Role) -> None:
+        async with self._store.connection("journal hurry") as conn:
+            await conn.execute(
+                "UPDATE strangler.pending_writes SET next_at = now()"
+                " WHERE target = $1 AND next_at > now()",
+                target,
+            )
+
     async def discard(self, target: Role) -> int:
         async with self._store.connection("journal discard") as conn:
             status: str = await conn.execute(

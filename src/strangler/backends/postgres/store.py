@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import time
 import uuid
@@ -188,20 +189,41 @@ class PostgresStore:
                 pool.terminate()
 
     @asynccontextmanager
-    async def connection(self, op: str) -> AsyncIterator[asyncpg.Connection]:
-        """A pooled connection for strangler's own tables; errors come out translated."""
-        async with self._conn(op) as conn:
+    async def connection(
+        self, op: str, *, bounded: bool = True
+    ) -> AsyncIterator[asyncpg.Connection]:
+        """A pooled connection for strangler's own tables; errors come out translated.
+        ``bounded=False`` only for a connection held on purpose (the realtime LISTEN)."""
+        async with self._conn(op, bounded=bounded) as conn:
             yield conn
 
     @asynccontextmanager
-    async def _conn(self, op: str) -> AsyncIterator[asyncpg.Connection]:
+    async def _conn(self, op: str, *, bounded: bool = True) -> AsyncIterator[asyncpg.Connection]:
+        """A pooled connection, its use bounded as a whole by the store's timeout: the wait
+        for a connection, every statement and the release together. A server that hangs
+        mid-connection (not only one that refuses) fails the call in time: asyncpg's
+        command timeout alone bounds one statement, and the release after it would wait
+        again for a reset the hung server never answers. A connection whose use ended in
+        anything but the server's own error answer is terminated, not reset, so giving it
+        back waits for nothing."""
         if self._pool is None:
             raise StoreUnavailable(
                 "postgres: store is not open; use `async with PostgresStore(...)`", store="postgres"
             )
+        pool = self._pool
         with translate_errors(op):
-            async with self._pool.acquire(timeout=self._timeout) as conn:
-                yield conn
+            async with contextlib.AsyncExitStack() as deadline:
+                if bounded:
+                    await deadline.enter_async_context(asyncio.timeout(self._timeout))
+                conn = await pool.acquire(timeout=self._timeout)
+                try:
+                    yield conn
+                except BaseException as exc:
+                    if not isinstance(exc, asyncpg.PostgresError):
+                        conn.terminate()  # mid-statement, or the server went quiet
+                    raise
+                finally:
+                    await pool.release(conn, timeout=self._timeout)
 
     async def ping(self) -> float:
         start = time.perf_counter()

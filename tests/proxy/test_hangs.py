@@ -1,0 +1,131 @@
+"""A store that hangs (its processes stopped: connections stay open, nothing answers), not
+one that refuses. Every call is bounded by its timeout; a hung secondary opens its circuit
+breaker, after which it costs requests nothing; after the resume the breaker closes and the
+journal drains. Real servers, paused with SIGSTOP."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from strangler.config import Settings
+from strangler.core.errors import StoreUnavailable
+from strangler.core.models import ChatSession
+from strangler.core.stages import Stage
+from strangler.migrate.verify import diff_stores
+from strangler.runtime import Runtime
+from tests.pause import paused
+
+STORE_TIMEOUT = 1.0
+SECONDARY_TIMEOUT = 0.5
+
+
+@contextlib.asynccontextmanager
+async def running(
+    mongo_server: Any, mongo_db: str, clean_pg: str, stage: Stage
+) -> AsyncIterator[Runtime]:
+    settings = Settings(
+        _env_file=None,  # type: ignore[call-arg]
+        mongo_uri=mongo_server.uri,
+        mongo_db=mongo_db,
+        supabase_db_url=clean_pg,
+        stage=stage,
+        store_timeout=STORE_TIMEOUT,
+        secondary_timeout=SECONDARY_TIMEOUT,
+        breaker_failures=3,
+        breaker_probe_max_seconds=1.0,
+        follow=False,
+        guard=False,
+    )
+    async with Runtime.open(settings) as runtime:
+        yield runtime
+
+
+async def _timed(coro: Any) -> tuple[float, BaseException | None]:
+    start = time.monotonic()
+    try:
+        await coro
+    except StoreUnavailable as exc:
+        return time.monotonic() - start, exc
+    return time.monotonic() - start, None
+
+
+@pytest.mark.parametrize(
+    ("stage", "hung"), [(Stage.DUALWRITE, "pg"), (Stage.LIVE, "mongo")], ids=["pg", "mongo"]
+)
+async def test_a_hung_secondary_opens_its_breaker_then_costs_nothing(
+    mongo_server: Any, pg_server: Any, mongo_db: str, clean_pg: str, stage: Stage, hung: str
+) -> None:
+    server = pg_server if hung == "pg" else mongo_server
+    async with running(mongo_server, mongo_db, clean_pg, stage) as runtime:
+        facade = runtime.facade
+        role = stage.secondary
+        assert role is not None
+        breaker = facade.breakers[role]
+        await facade.create_session(ChatSession.new(title="warm", user_id="u"))
+        took: list[float] = []
+        with paused(server):
+            for i in range(10):
+                t, error = await _timed(
+                    facade.create_session(ChatSession.new(title=f"s{i}", user_id="u"))
+                )
+                assert error is None, "a hung secondary failed a request"
+                took.append(t)
+            state = breaker.state
+            skipped = breaker.skipped
+        # The first three waited for the secondary timeout; then the breaker opened.
+        assert all(t < SECONDARY_TIMEOUT + 0.3 for t in took), took
+        assert state in ("open", "half_open") and skipped >= 5, (state, skipped)
+        assert max(took[4:]) < 0.2, took
+        gauge = facade.metrics.breaker_state.labels(facade.store(role).name)._value.get()
+        assert gauge in (1, 2)
+        # Resumed: a probe closes it (probes at most 1 s apart here), the journal drains.
+        resumed = time.monotonic()
+        while breaker.state != "closed" and time.monotonic() - resumed < 10:  # noqa: ASYNC110
+            await asyncio.sleep(0.05)
+        closed_after = time.monotonic() - resumed
+        assert breaker.state == "closed"
+        while await facade.pending(role) and time.monotonic() - resumed < 10:  # noqa: ASYNC110
+            await asyncio.sleep(0.05)
+        drained_after = time.monotonic() - resumed
+        assert await facade.pending(role) == 0
+        print(f"{hung} hung as secondary: closed {closed_after:.2f}s, drained {drained_after:.2f}s")
+        auth, other = facade.store(stage.authoritative), facade.store(role)
+        diffs = await diff_stores(auth, other)
+        assert all(d.equal for d in diffs.values()), [d.summary() for d in diffs.values()]
+
+
+@pytest.mark.parametrize(
+    ("stage", "hung"), [(Stage.DUALWRITE, "mongo"), (Stage.LIVE, "pg")], ids=["mongo", "pg"]
+)
+async def test_a_hung_authoritative_store_fails_requests_within_its_timeout(
+    mongo_server: Any, pg_server: Any, mongo_db: str, clean_pg: str, stage: Stage, hung: str
+) -> None:
+    server = pg_server if hung == "pg" else mongo_server
+    async with running(mongo_server, mongo_db, clean_pg, stage) as runtime:
+        facade = runtime.facade
+        s = await facade.create_session(ChatSession.new(title="warm", user_id="u"))
+        took: list[float] = []
+        with paused(server):
+            for i in range(4):
+                for call in (
+                    facade.get_session(s.id),
+                    facade.create_session(ChatSession.new(title=f"s{i}", user_id="u")),
+                    facade.list_sessions("u"),
+                ):
+                    t, error = await _timed(call)
+                    assert error is not None, "a hung authoritative store answered"
+                    took.append(t)
+        print(f"{hung} hung as authoritative: max {max(took):.2f}s over {len(took)} calls")
+        # The target is the store timeout + 0.5 s (bench/chaos.py measures it under load).
+        # PyMongo adds up to 0.5 s once, when it selects a server it has just marked
+        # unknown (seen: 1.48-1.50 s here); the slack is for a busy machine. Unbounded,
+        # these calls waited as long as the pause (8 s, in the issue's trial).
+        assert max(took) <= STORE_TIMEOUT + 0.75, took
+        # And it recovers.
+        assert (await facade.get_session(s.id)).id == s.id
