@@ -272,6 +272,7 @@ def _follower(
         {"old": old, "new": new},
         lambda: facade.stage,
         facade.metrics,
+        stage_since=lambda: facade.controller.changed_at,
         instance=options.instance,
         readers={"old": old, "new": new},
         journal=facade.journals[direction.source],

@@ -134,17 +134,40 @@ async def status(request: web.Request) -> web.Response:
     )
 
 
+#: How long the status page waits for a store's ping (the ping itself goes on, bounded by
+#: the store's timeout, and is never cancelled).
+STATUS_PING_SECONDS = 1.0
+
+
+async def _ping(store: Any) -> float:
+    task = asyncio.get_running_loop().create_task(store.ping())
+    task.add_done_callback(lambda t: t.cancelled() or t.exception())
+    try:
+        latency: float = await asyncio.wait_for(asyncio.shield(task), STATUS_PING_SECONDS)
+    except TimeoutError:
+        raise StoreUnavailable(
+            f"{store.name}: no answer to a ping within {STATUS_PING_SECONDS:g}s"
+        ) from None
+    return latency
+
+
 async def backend_status(
     facade: DualWriteStore, metrics: FacadeMetrics, role: Any
 ) -> dict[str, Any]:
     store = facade.store(role)
     retired = role == "old" and facade.stage.old_retired
-    try:
-        # Once decommissioned, MongoDB is not asked (it may be gone, or not configured).
-        latency: float | None = None if retired else await store.ping()
-        healthy, error = True, None
-    except StranglerError as exc:
-        latency, healthy, error = None, False, str(exc)
+    breaker = facade.breakers[role]
+    latency: float | None = None
+    healthy, error = True, None
+    if breaker.state != "closed":
+        # Not answering: the breaker's probes say so already; asking again would make the
+        # status page as slow as the hung store.
+        healthy, error = False, f"circuit breaker {breaker.state.replace('_', ' ')}"
+    elif not retired:  # once decommissioned, MongoDB is not asked (it may be gone)
+        try:
+            latency = await _ping(store)
+        except StranglerError as exc:
+            healthy, error = False, str(exc)
     ops = errors = 0.0
     for metric in metrics.op_seconds.collect():
         for s in metric.samples:
@@ -168,7 +191,7 @@ async def backend_status(
         "operations": int(ops),
         "repair_queue_depth": pending,
         "decommissioned": retired,
-        "breaker": facade.breakers[role].json(),
+        "breaker": breaker.json(),
     }
 
 

@@ -71,10 +71,10 @@ class Settings(BaseSettings):
         "breaker: its writes are then journaled at once, untried, until a probe succeeds",
     )
     breaker_probe_max_seconds: float = Field(
-        default=10.0,
+        default=1.0,
         gt=0,
-        description="the longest wait between an open breaker's probes (they start at 0.5 s "
-        "and double)",
+        description="the longest wait between an open breaker's probes (they start at 0.25 s "
+        "and double); it bounds how long a store that answers again stays cut off",
     )
     stage_poll_seconds: float = Field(default=1.0, gt=0)
 

@@ -6,7 +6,8 @@ on the request path until a probe shows it answers again.
 * **open**: secondary writes are journaled at once, with no wait; the replayer leaves that
   store's entries alone. A probe (the store's ``ping``, bounded by the probe timeout) runs
   after ``probe_initial`` seconds, then with the delay doubled after each failed probe, up
-  to ``probe_max``.
+  to ``probe_max`` (1 s by default: a ping a second costs a hung store nothing, and a store
+  that answers again is back within a second).
 * **half_open**: a probe is in flight. Success closes the breaker (and the caller wakes
   the replayer, which drains the journal); failure opens it again.
 
@@ -41,8 +42,8 @@ class Breaker:
         probe: Callable[[], Awaitable[Any]],
         *,
         failures: int = 5,
-        probe_initial: float = 0.5,
-        probe_max: float = 10.0,
+        probe_initial: float = 0.25,
+        probe_max: float = 1.0,
         probe_timeout: float = 2.0,
         on_change: Callable[[str, State], None] | None = None,
         on_close: Callable[[], None] | None = None,

@@ -18,6 +18,7 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 from collections.abc import Awaitable, Callable
 
 import structlog
@@ -58,6 +59,9 @@ class StageController:
         self._on_change = on_change
         self._stage = override or Stage.OFF
         self._loaded = override is not None
+        #: When the current stage began: the control table's record of the move, or when
+        #: this instance made or first saw it. None until known.
+        self.changed_at: dt.datetime | None = None
         #: What a forward move must show first (``proxy.gates``); None: nothing.
         self.gate: StageGate | None = None
         self._task: asyncio.Task[None] | None = None
@@ -66,7 +70,9 @@ class StageController:
     def stage(self) -> Stage:
         return self._stage
 
-    def _set_local(self, stage: Stage) -> None:
+    def _set_local(self, stage: Stage, at: dt.datetime | None = None) -> None:
+        if stage != self._stage or self.changed_at is None or at is not None:
+            self.changed_at = at or dt.datetime.now(dt.UTC)
         if not self._loaded:  # the first read is where we start, not a change
             self._loaded = True
             self._stage = stage
@@ -83,7 +89,9 @@ class StageController:
         """Read the shared stage now (no-op under an override)."""
         if self.override is None and self._control is not None:
             record = await self._control.read_stage()
-            self._set_local(record.stage if record else Stage.OFF)
+            self._set_local(
+                record.stage if record else Stage.OFF, record.changed_at if record else None
+            )
         return self._stage
 
     async def start(self) -> None:
@@ -165,7 +173,7 @@ class StageController:
             forced=force,
             missing=[c.key for c in lacking] or None,
         )
-        self._set_local(target)
+        self._set_local(target, record.changed_at)
         return record
 
     async def _check_pending(self, current: Stage, target: Stage) -> None:

@@ -87,7 +87,7 @@ class DualWriteStore:
         sender: MessageSender | None = None,
         pages: HistoryRenderer | None = None,
         breaker_failures: int = 5,
-        breaker_probe_max: float = 10.0,
+        breaker_probe_max: float = 1.0,
     ) -> None:
         self.old = old
         self.new = new
@@ -103,6 +103,7 @@ class DualWriteStore:
                 store.name,
                 store.ping,
                 failures=breaker_failures,
+                probe_initial=min(0.25, breaker_probe_max),
                 probe_max=breaker_probe_max,
                 probe_timeout=secondary_timeout,
                 on_change=self._show_breaker,

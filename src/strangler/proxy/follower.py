@@ -77,6 +77,10 @@ SMALL_BATCH = 100
 #: How long a follower keeps applying, once the stage left its stages, what was made before
 #: the move (seconds); the rest waits for its next turn, from the saved position.
 DRAIN_SECONDS = 10.0
+#: The longest wait between a follower's retries while a store fails: short, so a store
+#: that answers again (after a hang or a restart) is followed within a second, and cheap,
+#: since each retry is bounded by the store's timeout.
+RETRY_MAX = 1.0
 
 #: Up to this many bypass writes in a batch get a log line each; more share one line.
 LOG_EACH = 20
@@ -185,8 +189,12 @@ class Follower:
         concurrency: int = 16,
         save_every: float = 5.0,
         always: bool = False,
+        stage_since: Callable[[], dt.datetime | None] | None = None,
     ) -> None:
         self.direction = direction
+        #: When the current stage began (the control table's record), if known: a follower
+        #: that finds its stages left applies only what was made before then.
+        self._stage_since = stage_since or (lambda: None)
         self._feed = feed
         self._state = state
         self._stores = stores
@@ -285,9 +293,13 @@ class Follower:
                 await self._stale(str(exc))
             except StranglerError as exc:
                 self.status.last_error = str(exc)
-                log.warning("follower_retry", follower=name, error=str(exc), in_s=backoff)
+                # Warned while the wait grows, then quieter: an outage is a line or two,
+                # not one a second.
+                (log.warning if backoff < RETRY_MAX else log.debug)(
+                    "follower_retry", follower=name, error=str(exc), in_s=backoff
+                )
                 await self._pause(backoff)
-                backoff = min(backoff * 2, 30.0)
+                backoff = min(backoff * 2, RETRY_MAX)
 
     async def _prune_idle(self) -> None:
         """Now and then while idle, let the feed drop what will never be this follower's
@@ -338,7 +350,13 @@ class Follower:
                 if self._stop.is_set() or lost.is_set():
                     return
                 if cutoff is None and not self.active(record):
+                    # The move's own time, not when this loop noticed it: a loop held up
+                    # (its source restarting, a slow batch) notices late, and a change made
+                    # after the move (the next stage's, a replayed write) is not for it.
                     cutoff = dt.datetime.now(dt.UTC)
+                    since = self._stage_since()
+                    if since is not None and since < cutoff:
+                        cutoff = since
                     drain_until = time.monotonic() + DRAIN_SECONDS
                     log.info("follower_draining", follower=name, before=cutoff.isoformat())
                 if cutoff is not None:
