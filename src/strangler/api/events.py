@@ -9,9 +9,9 @@ or while Postgres's circuit breaker is open (``skip_wait``), it does not wait at
 nothing on the request path waits on the store that is not authoritative, so a Postgres
 that hangs while MongoDB leads costs requests nothing. The events are not lost: they stay
 queued, in order, and reach the log once Postgres answers again. The outbox holds at most
-``OUTBOX_MAX`` events; past that a new event is dropped, logged (``realtime_event_dropped``)
-and counted. On shutdown the writer gets ``SHUTDOWN_FLUSH`` seconds to empty it, and what
-is left is logged.
+``OUTBOX_MAX`` events; past that a new event is dropped and logged
+(``realtime_event_dropped``). On shutdown the writer gets ``SHUTDOWN_FLUSH`` seconds to
+empty it, and what is left is logged.
 """
 
 from __future__ import annotations
@@ -122,8 +122,7 @@ class Hub:
         #: Events published here and not yet in the log, oldest first.
         self._outbox: deque[tuple[EventDraft, asyncio.Future[None]]] = deque()
         self._outbox_wake = asyncio.Event()
-        self.outbox_dropped = 0
-        self.outbox_delayed = 0
+        self._writer: asyncio.Task[None] | None = None
         self._subs: dict[tuple[str, str], set[Subscription]] = defaultdict(set)
         #: Called with every event from every instance (for example to forget owners).
         self.on_event: list[Callable[[Event], None]] = []
@@ -164,7 +163,7 @@ class Hub:
         self._stop.set()
         self._wake.set()
         self._outbox_wake.set()
-        writer = getattr(self, "_writer", None)
+        writer = self._writer
         if writer is not None:
             await asyncio.wait({writer}, timeout=SHUTDOWN_FLUSH)
             if not writer.done():
@@ -197,7 +196,6 @@ class Hub:
         waits for the log at most ``publish_wait`` (not at all while Postgres hangs)."""
         event = self.draft(kind, user_id, session_id, payload)
         if len(self._outbox) >= OUTBOX_MAX:
-            self.outbox_dropped += 1
             log.error(
                 "realtime_event_dropped",
                 kind=kind,
@@ -214,7 +212,6 @@ class Hub:
         try:
             await asyncio.wait_for(asyncio.shield(done), self.publish_wait)
         except TimeoutError:
-            self.outbox_delayed += 1
             log.warning(
                 "realtime_publish_delayed",
                 kind=kind,

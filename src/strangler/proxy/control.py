@@ -71,8 +71,10 @@ class StageController:
         return self._stage
 
     def _set_local(self, stage: Stage, at: dt.datetime | None = None) -> None:
-        if stage != self._stage or self.changed_at is None or at is not None:
-            self.changed_at = at or dt.datetime.now(dt.UTC)
+        if at is not None:  # the control table's record of the move
+            self.changed_at = at
+        elif stage != self._stage or self.changed_at is None:
+            self.changed_at = dt.datetime.now(dt.UTC)
         if not self._loaded:  # the first read is where we start, not a change
             self._loaded = True
             self._stage = stage
