@@ -6,6 +6,7 @@ and pass it down. Secrets are ``SecretStr``, so they never print in a log or a r
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 
 from pydantic import AliasChoices, Field, SecretStr
@@ -135,6 +136,13 @@ class Settings(BaseSettings):
     max_content_bytes: int = Field(default=10 * 1024 * 1024, gt=0)
     log_format: Literal["auto", "json", "console"] = "auto"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    tracemalloc_dir: Path | None = Field(
+        default=None,
+        description="diagnosing a soak: `strangler serve` traces allocations and writes a "
+        "tracemalloc snapshot here every STRANGLER_TRACEMALLOC_SECONDS (compare two with "
+        "bench/memdiff.py); costs CPU and memory, never for production",
+    )
+    tracemalloc_seconds: float = Field(default=300.0, gt=0)
 
     # --- the HTTP API ----------------------------------------------------------------
     host: str = Field(default="0.0.0.0", description="address `strangler serve` binds")

@@ -29,10 +29,16 @@ def add_parser(sub: Subparsers) -> None:
 def run(args: argparse.Namespace, settings: Settings) -> int:
     from strangler.api import create_app
     from strangler.api.server import serve
+    from strangler.operate.memtrace import tracing
 
     host = args.host or settings.host
     port = args.port or settings.port
     app = create_app(settings)
     print(f"strangler: serving the chat API on http://{host}:{port} (Ctrl-C stops)", flush=True)
-    asyncio.run(serve(app, host, port, header_timeout=settings.header_timeout))
+
+    async def main() -> None:
+        async with tracing(settings.tracemalloc_dir, settings.tracemalloc_seconds):
+            await serve(app, host, port, header_timeout=settings.header_timeout)
+
+    asyncio.run(main())
     return 0
