@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from strangler.config import Settings
+from strangler.core import budget
 from strangler.core.errors import StoreUnavailable
 from strangler.core.models import ChatSession
 from strangler.core.stages import Stage
@@ -129,3 +130,38 @@ async def test_a_hung_authoritative_store_fails_requests_within_its_timeout(
         assert max(took) <= STORE_TIMEOUT + 0.75, took
         # And it recovers.
         assert (await facade.get_session(s.id)).id == s.id
+
+
+@pytest.mark.parametrize(
+    ("stage", "hung"), [(Stage.DUALWRITE, "mongo"), (Stage.LIVE, "pg")], ids=["mongo", "pg"]
+)
+async def test_a_request_budget_bounds_every_call_a_request_makes_together(
+    mongo_server: Any, pg_server: Any, mongo_db: str, clean_pg: str, stage: Stage, hung: str
+) -> None:
+    """A request that makes two calls to a hung authoritative store (an ownership check,
+    then the write) waits the timeout once, not twice: the second call has no time left."""
+    server = pg_server if hung == "pg" else mongo_server
+    async with running(mongo_server, mongo_db, clean_pg, stage) as runtime:
+        facade = runtime.facade
+        s = await facade.create_session(ChatSession.new(title="warm", user_id="u"))
+        with paused(server):
+            # Unbudgeted (the control): each call waits out the store's timeout.
+            start = time.monotonic()
+            for call in (facade.get_session(s.id), facade.rename_session(s.id, "x")):
+                _, error = await _timed(call)
+                assert error is not None
+            unbudgeted = time.monotonic() - start
+            # Within one request's budget: both fail within the timeout, together.
+            start = time.monotonic()
+            with budget.request_budget(STORE_TIMEOUT):
+                _, first = await _timed(facade.get_session(s.id))
+                second_took, second = await _timed(facade.rename_session(s.id, "y"))
+            budgeted = time.monotonic() - start
+        print(f"{hung} hung: two calls {unbudgeted:.2f}s unbudgeted, {budgeted:.2f}s budgeted")
+        assert unbudgeted >= 2 * STORE_TIMEOUT * 0.9
+        assert first is not None and second is not None
+        assert "no time left" in str(second) and "STRANGLER_STORE_TIMEOUT" in str(second)
+        assert second_took < 0.05
+        assert budgeted <= STORE_TIMEOUT + 0.75
+        # The store's timeout is untouched outside a request.
+        assert (await facade.get_session(s.id)).title == "warm"

@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator
 
 import structlog
 from aiohttp import web
+from aiohttp.typedefs import Handler, Middleware
 from prometheus_client import Gauge
 
 from strangler.api import chat, dashboard, openapi, ops, realtime
@@ -49,6 +50,7 @@ from strangler.api.owners import Owners
 from strangler.api.page_cache import PageCache
 from strangler.api.problems import problems
 from strangler.config import Settings
+from strangler.core import budget
 from strangler.runtime import Runtime
 
 log = structlog.get_logger(__name__)
@@ -57,7 +59,10 @@ log = structlog.get_logger(__name__)
 def create_app(settings: Settings) -> web.Application:
     """The chat backend's HTTP API over the dual-write facade. Raises ``ConfigError`` when
     the settings cannot work (for example auth enabled without a way to verify tokens)."""
-    app = web.Application(middlewares=[problems], client_max_size=settings.max_body_bytes)
+    app = web.Application(
+        middlewares=[problems, budgeted(settings.store_timeout, chat.routes)],
+        client_max_size=settings.max_body_bytes,
+    )
     app[SETTINGS] = settings
     app[AUTH] = Authenticator.from_settings(settings)
     app.add_routes(chat.routes)
@@ -71,6 +76,23 @@ def create_app(settings: Settings) -> web.Application:
     app.on_shutdown.append(_close_streams)
     app.on_startup.append(_dump_tasks_on_sigusr1)
     return app
+
+
+def budgeted(seconds: float, routes: web.RouteTableDef) -> Middleware:
+    """The chat routes' store calls share one budget of ``seconds`` per request
+    (``core.budget``): a hung store answers a request 503 within its timeout, however many
+    calls the request makes. Realtime streams and the admin API are not budgeted: they
+    live long, or do long work, on purpose."""
+    handlers = {r.handler for r in routes if isinstance(r, web.RouteDef)}
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if request.match_info.handler not in handlers:
+            return await handler(request)
+        with budget.request_budget(seconds):
+            return await handler(request)
+
+    return middleware
 
 
 async def _dump_tasks_on_sigusr1(app: web.Application) -> None:

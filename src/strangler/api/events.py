@@ -31,6 +31,7 @@ import orjson
 import structlog
 
 from strangler.api.problems import Problem
+from strangler.core import budget
 from strangler.core.errors import StranglerError
 from strangler.core.ports import EventLog
 from strangler.core.records import EventDraft
@@ -207,10 +208,12 @@ class Hub:
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._outbox.append((event, done))
         self._outbox_wake.set()
-        if self._skip_wait():
+        # Within a request, no longer than what is left of its budget (``core.budget``).
+        wait = budget.remaining(self.publish_wait)
+        if wait <= 0 or self._skip_wait():
             return
         try:
-            await asyncio.wait_for(asyncio.shield(done), self.publish_wait)
+            await asyncio.wait_for(asyncio.shield(done), wait)
         except TimeoutError:
             log.warning(
                 "realtime_publish_delayed",

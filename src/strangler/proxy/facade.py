@@ -27,7 +27,7 @@ from typing import Any, Self, TypeVar
 
 import structlog
 
-from strangler.core import ids
+from strangler.core import budget, ids
 from strangler.core.errors import Conflict, NotFound, StranglerError
 from strangler.core.ids import IdLike
 from strangler.core.models import ChatSession, Message
@@ -318,10 +318,15 @@ class DualWriteStore:
         self._background.add(task)
         task.add_done_callback(self._background.discard)
         task.add_done_callback(_retrieve)
+        # At most the secondary timeout, and within a request no longer than what is left
+        # of its budget (``core.budget``): a request answers within the store timeout.
+        wait = budget.remaining(self.secondary_timeout)
         try:
-            await asyncio.wait_for(asyncio.shield(task), self.secondary_timeout)
+            await asyncio.wait_for(asyncio.shield(task), wait)
         except Exception as exc:  # no secondary failure, of any kind, may fail the request
-            if not isinstance(exc, (Conflict, NotFound)):  # the store answered those
+            cut = isinstance(exc, TimeoutError) and wait < self.secondary_timeout
+            # Not the store's fault: a budget cut short, or an answer (Conflict, NotFound).
+            if not cut and not isinstance(exc, (Conflict, NotFound)):
                 breaker.failure(f"{type(exc).__name__}: {exc}")
             log.bind(stage=stage.value, table=table, op=op, target=target).warning(
                 "secondary_write_failed",
@@ -350,7 +355,8 @@ class DualWriteStore:
     ) -> None:
         entries = [PendingWrite(target=target, table=table, record_id=i) for i in record_ids]
         try:
-            await self.journals[journal_role].add(entries)
+            with budget.exempt():  # the write landed: its entry gets the store's full timeout
+                await self.journals[journal_role].add(entries)
         except StranglerError as exc:
             # The authoritative store took the write a moment ago but not the journal entry.
             # The request still succeeds; verify/repair will find this record.

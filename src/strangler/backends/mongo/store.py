@@ -34,7 +34,7 @@ from strangler.backends.validation import (
     check_session,
     check_title,
 )
-from strangler.core import ids
+from strangler.core import budget, ids
 from strangler.core.errors import (
     CorruptRecord,
     InvalidInput,
@@ -207,8 +207,9 @@ class MongoStore:
         covers server selection, the pool's queue and every round trip, so a server that
         hangs mid-connection (not only one that refuses) fails it in time. Scans are not
         bounded as a whole (a long scan is not a hang); each of their reads is, by the
-        client's socket timeout."""
-        with translate_errors(op), pymongo.timeout(self._timeout):
+        client's socket timeout. Within a request, a call gets at most what is left of the
+        request's budget (``core.budget``)."""
+        with translate_errors(op), pymongo.timeout(budget.left(self._timeout, "mongo")):
             yield
 
     async def ensure_indexes(self) -> None:

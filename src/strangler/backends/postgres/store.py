@@ -29,7 +29,7 @@ from strangler.backends.validation import (
     check_session,
     check_title,
 )
-from strangler.core import ids
+from strangler.core import budget, ids
 from strangler.core.errors import (
     Conflict,
     CorruptRecord,
@@ -205,7 +205,8 @@ class PostgresStore:
         command timeout alone bounds one statement, and the release after it would wait
         again for a reset the hung server never answers. A connection whose use ended in
         anything but the server's own error answer is terminated, not reset, so giving it
-        back waits for nothing."""
+        back waits for nothing. Within a request, the use gets at most what is left of the
+        request's budget (``core.budget``)."""
         if self._pool is None:
             raise StoreUnavailable(
                 "postgres: store is not open; use `async with PostgresStore(...)`", store="postgres"
@@ -213,9 +214,11 @@ class PostgresStore:
         pool = self._pool
         with translate_errors(op):
             async with contextlib.AsyncExitStack() as deadline:
+                timeout = self._timeout
                 if bounded:
-                    await deadline.enter_async_context(asyncio.timeout(self._timeout))
-                conn = await pool.acquire(timeout=self._timeout)
+                    timeout = budget.left(self._timeout, "postgres")
+                    await deadline.enter_async_context(asyncio.timeout(timeout))
+                conn = await pool.acquire(timeout=timeout)
                 try:
                     yield conn
                 except BaseException as exc:
