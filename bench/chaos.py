@@ -33,7 +33,9 @@ authoritative store is down are expected (503) and reported by fault.
 
 ``--soak-seconds N`` repeats the walk until N seconds have passed and samples each
 instance's RSS and open file descriptors (sockets included) every few seconds: both must
-stay flat.
+stay flat. Only the first two walks kill an instance, so each instance's last process runs
+for the rest of the soak; ``--tracemalloc-dir`` has the instances write tracemalloc
+snapshots (compare them with ``bench/memdiff.py``).
 
     python bench/chaos.py [--dwell 6] [--clients 8] [--bypass-rate 10] [--soak-seconds 0]
 """
@@ -916,6 +918,12 @@ class Harness:
         1 (unless ``--hang-seconds 0``): each store hung while authoritative and while not,
         going up and coming back."""
         plan = self._faults(round_no)
+        if round_no >= 2:
+            # A soak's later walks kill no instance: each instance's process then runs for
+            # the rest of the soak, and its RSS is judged over that long life.
+            plan = {
+                pos: [f for f in fs if not f.name.startswith("sigkill")] for pos, fs in plan.items()
+            }
         if self.args.hang_seconds <= 0:
             plan = {
                 pos: [f for f in fs if not f.name.startswith("hang")] for pos, fs in plan.items()

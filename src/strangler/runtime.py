@@ -359,6 +359,7 @@ class Runtime:
             tombstones=tombstones,
             sender=MessageOutbox(new),
             pages=PostgresPages(new),
+            readers={"new": new, **({"old": old} if isinstance(old, MongoStore) else {})},
         )
         facade = build_facade(old, new, ports, options)
         counter = None

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from strangler.core.ports import (
+    BulkReader,
     ChatStore,
     DivergenceLog,
     HistoryRenderer,
@@ -54,6 +55,9 @@ class ControlPorts:
     tombstones: Tombstones | None = None
     sender: MessageSender | None = None
     pages: HistoryRenderer | None = None
+    #: The stores that read many records in one query: the replayer mirrors in bulk from
+    #: them.
+    readers: dict[Role, BulkReader] | None = None
 
 
 def build_facade(
@@ -92,6 +96,7 @@ def build_facade(
         tombstones=ports.tombstones,
         sender=ports.sender,
         pages=ports.pages,
+        readers=ports.readers,
     )
     shadow.on_divergence = DivergenceRecorder(
         metrics,

@@ -32,6 +32,7 @@ from strangler.core.errors import Conflict, NotFound, StranglerError
 from strangler.core.ids import IdLike
 from strangler.core.models import ChatSession, Message
 from strangler.core.ports import (
+    BulkReader,
     ChatStore,
     HistoryRenderer,
     MessageSender,
@@ -88,6 +89,7 @@ class DualWriteStore:
         pages: HistoryRenderer | None = None,
         breaker_failures: int = 5,
         breaker_probe_max: float = 1.0,
+        readers: dict[Role, BulkReader] | None = None,
     ) -> None:
         self.old = old
         self.new = new
@@ -120,6 +122,7 @@ class DualWriteStore:
             self.metrics,
             interval=replay_interval,
             breakers=self.breakers,
+            readers=readers,
         )
         #: Capabilities of the new store, where it has them (chosen by ``strangler.runtime``):
         #: tombstones for deletes made while it is secondary, a send that carries its event,

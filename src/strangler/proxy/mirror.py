@@ -1,4 +1,4 @@
-"""State-based replication of one record: make the target's copy equal the source's.
+"""State-based replication: make the target's copy of a record equal the source's.
 
 ``mirror`` reads the record from the source and writes that state (or its absence) to the
 target, then reads the source again; if the source changed meanwhile it goes round again.
@@ -10,11 +10,18 @@ copied, a replay can never create a write the source does not hold.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
-from strangler.core.errors import CorruptRecord, DivergenceError, NotFound
+from strangler.core.errors import (
+    CorruptRecord,
+    DivergenceError,
+    NotFound,
+    StoreUnavailable,
+    StranglerError,
+)
 from strangler.core.models import ChatSession, Message
-from strangler.core.ports import ChatStore
+from strangler.core.ports import BulkReader, ChatStore
 from strangler.core.records import Table
 
 MAX_ROUNDS = 5
@@ -77,3 +84,31 @@ async def mirror(
             return
         state = again
     raise DivergenceError(f"{table} {record_id} kept changing while it was mirrored")
+
+
+async def mirror_many(
+    source: BulkReader, target: ChatStore, table: Table, record_ids: Sequence[uuid.UUID]
+) -> list[uuid.UUID]:
+    """``mirror`` for many records of one table in three round trips, whatever their
+    number: the source read in one query, the records it holds written in one upsert, and
+    the source read again. Returns the ids this could not settle, for ``mirror`` one by
+    one: records the source does not hold (a delete), cannot read, or changed meanwhile,
+    and every id when the target refused the batch (a session missing there, a value it
+    rejects). Raises ``StoreUnavailable`` when either store is not answering."""
+    states = await source.read_many(table, record_ids)
+    held = {i: st for i, st in states.items() if not isinstance(st, CorruptRecord)}
+    rest = [i for i in record_ids if i not in held]
+    if not held:
+        return rest
+    try:
+        records = list(held.values())
+        if table == "chat_sessions":
+            await target.upsert_sessions([r for r in records if isinstance(r, ChatSession)])
+        else:
+            await target.upsert_messages([r for r in records if isinstance(r, Message)])
+    except StoreUnavailable:
+        raise
+    except StranglerError:  # one record refused: each goes on its own, to find which
+        return list(record_ids)
+    again = await source.read_many(table, list(held))
+    return rest + [i for i, st in held.items() if again.get(i) != st]

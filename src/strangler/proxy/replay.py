@@ -3,7 +3,8 @@
 One tracked background task per facade. It wakes every ``interval`` seconds, or at once
 when a write was journaled, takes the due entries for the stores the current stage writes
 to (entries for a store the stage does not use wait, parked, for the rollback that needs
-them), mirrors each record from the other store, and backs off exponentially on failure.
+them), mirrors the records from the other store (in bulk where the store reads in bulk),
+and backs off exponentially on failure.
 
 A store whose circuit breaker is open (``breaker.py``) is left alone: its entries wait,
 untried, until the breaker closes and makes them due at once. The replayer's own failures
@@ -18,24 +19,27 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import time
+import uuid
 from collections.abc import Callable
-from typing import Any
 
 import structlog
 
 from strangler.core.errors import CorruptRecord, StranglerError
-from strangler.core.ports import ChatStore, WriteJournal
-from strangler.core.records import PendingWrite
+from strangler.core.ports import BulkReader, ChatStore, WriteJournal
+from strangler.core.records import PendingWrite, Table
 from strangler.core.stages import Role, Stage, other
 from strangler.proxy.breaker import Breaker
 from strangler.proxy.metrics import FacadeMetrics
-from strangler.proxy.mirror import mirror
+from strangler.proxy.mirror import mirror, mirror_many
 
 log = structlog.get_logger(__name__)
 
 
 #: Records mirrored at once by one replay batch.
 CONCURRENCY = 16
+#: Seconds between counts of a journal's depth for the metric.
+DEPTH_EVERY = 1.0
 
 
 class Replayer:
@@ -50,8 +54,14 @@ class Replayer:
         batch: int = 200,
         max_backoff: float = 30.0,
         breakers: dict[Role, Breaker] | None = None,
+        readers: dict[Role, BulkReader] | None = None,
     ) -> None:
         self._stores = stores
+        #: The stores that read many records in one query (``mirror_many``'s sources).
+        self._readers = readers or {}
+        self._counted: dict[Role, float] = {}
+        #: (journal, target) -> entries, as last counted.
+        self._depths: dict[tuple[Role, Role], int] = {}
         self._breakers = breakers or {}
         self._journals = journals
         self._stage = stage
@@ -104,6 +114,7 @@ class Replayer:
         landed = 0
         for role, journal in self._journals.items():
             if stage.old_retired and role == "old":
+                self._depths = {k: n for k, n in self._depths.items() if k[0] != role}
                 continue  # MongoDB's own journal: MongoDB need not even be reachable
             try:
                 if stage.old_retired:
@@ -112,10 +123,18 @@ class Replayer:
                         log.warning("mongo_journal_dropped", journal=journal.name, count=dropped)
                 if targets:
                     landed += await self._drain(journal, targets)
-                for target in roles:
-                    self._metrics.queue_depth.labels(target).set(await journal.depth(target))
+                # Counting is not free (a scan of MongoDB's journal): once a second at most,
+                # not after every batch of a drain.
+                now = time.monotonic()
+                if now - self._counted.get(role, 0.0) >= DEPTH_EVERY:
+                    self._counted[role] = now
+                    for target in roles:
+                        self._depths[(role, target)] = await journal.depth(target)
             except StranglerError as exc:
                 log.debug("journal_unavailable", journal=role, error=str(exc))
+        for target in roles:  # both journals' entries for each store
+            depth = sum(n for (_, t), n in self._depths.items() if t == target)
+            self._metrics.queue_depth.labels(target).set(depth)
         return landed
 
     def _closed(self, role: Role) -> bool:
@@ -124,14 +143,37 @@ class Replayer:
 
     async def _drain(self, journal: WriteJournal, targets: list[Role]) -> int:
         """One batch: each record is mirrored once however many entries name it (mirroring
-        copies its current state), up to ``CONCURRENCY`` records at a time. Every mirror
-        runs to completion; none is cancelled."""
+        copies its current state). Where the source reads in bulk, each table's records go
+        in one ``mirror_many`` (sessions first, so their messages find them); what that
+        leaves, and everything elsewhere, is mirrored one by one, up to ``CONCURRENCY`` at
+        a time. Every mirror runs to completion; none is cancelled."""
         entries = await journal.due(targets, self._batch)
-        groups: dict[tuple[Role, str, Any], list[PendingWrite]] = {}
+        groups: dict[tuple[Role, Table, uuid.UUID], list[PendingWrite]] = {}
         for entry in entries:
             groups.setdefault((entry.target, entry.table, entry.record_id), []).append(entry)
         done: list[PendingWrite] = []
         dead: list[PendingWrite] = []
+        singles: list[list[PendingWrite]] = []
+        by_table: dict[tuple[Role, Table], list[uuid.UUID]] = {}
+        for target, table, record_id in sorted(groups, key=lambda k: k[1] != "chat_sessions"):
+            by_table.setdefault((target, table), []).append(record_id)
+        for (target, table), record_ids in by_table.items():
+            mine = [groups[(target, table, i)] for i in record_ids]
+            reader = self._readers.get(other(target))
+            if reader is None or len(record_ids) < 2:
+                singles += mine
+                continue
+            try:
+                left = set(await mirror_many(reader, self._stores[target], table, record_ids))
+            except StranglerError as exc:  # a store is not answering: all wait a while
+                for group in mine:
+                    await self._retry(journal, group, exc)
+                continue
+            for record_id, group in zip(record_ids, mine, strict=True):
+                if record_id in left:
+                    singles.append(group)
+                else:
+                    self._landed(group, done)
         gate = asyncio.Semaphore(CONCURRENCY)
 
         async def land(group: list[PendingWrite]) -> None:
@@ -159,25 +201,33 @@ class Replayer:
                     dead.extend(group)
                     return
                 except StranglerError as exc:
-                    breaker = self._breakers.get(entry.target)
-                    if breaker is not None:
-                        breaker.failure(f"{type(exc).__name__}: {exc}")
-                    self._metrics.repairs.labels("retry").inc(len(group))
-                    for e in group:
-                        delay = min(self._max_backoff, 0.5 * 2 ** min(e.attempts, 10))
-                        await journal.retry_later(e, f"{type(exc).__name__}: {exc}", delay)
+                    await self._retry(journal, group, exc)
                     return
-            done.extend(group)
-            breaker = self._breakers.get(entry.target)
-            if breaker is not None:
-                breaker.success()
-            self._metrics.repairs.labels("landed").inc(len(group))
-            now = dt.datetime.now(dt.UTC)
-            for e in group:
-                self._metrics.observe_lag((now - e.created_at).total_seconds())
+            self._landed(group, done)
 
-        await asyncio.gather(*(land(g) for g in groups.values()))
+        await asyncio.gather(*(land(g) for g in singles))
         await journal.done(done + dead)
         if done:
             log.info("secondary_writes_replayed", journal=journal.name, count=len(done))
         return len(done)
+
+    def _landed(self, group: list[PendingWrite], done: list[PendingWrite]) -> None:
+        done.extend(group)
+        breaker = self._breakers.get(group[0].target)
+        if breaker is not None:
+            breaker.success()
+        self._metrics.repairs.labels("landed").inc(len(group))
+        now = dt.datetime.now(dt.UTC)
+        for e in group:
+            self._metrics.observe_lag((now - e.created_at).total_seconds())
+
+    async def _retry(
+        self, journal: WriteJournal, group: list[PendingWrite], exc: StranglerError
+    ) -> None:
+        breaker = self._breakers.get(group[0].target)
+        if breaker is not None:
+            breaker.failure(f"{type(exc).__name__}: {exc}")
+        self._metrics.repairs.labels("retry").inc(len(group))
+        for e in group:
+            delay = min(self._max_backoff, 0.5 * 2 ** min(e.attempts, 10))
+            await journal.retry_later(e, f"{type(exc).__name__}: {exc}", delay)

@@ -7,6 +7,7 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
+from bson import ObjectId
 from pymongo import ASCENDING
 
 from strangler.backends.mongo.errors import translate_errors
@@ -15,6 +16,9 @@ from strangler.core.records import PendingWrite, Table
 from strangler.core.stages import Role
 
 COLLECTION = "strangler_pending_writes"
+#: How long a replayer holds the journal entries it took (``MongoJournal.due``), as in
+#: Postgres's journal.
+LEASE_SECONDS = 30.0
 
 
 class MongoJournal:
@@ -56,13 +60,34 @@ class MongoJournal:
             await self._coll().insert_many(docs, ordered=False)
 
     async def due(self, targets: Sequence[Role], limit: int) -> list[PendingWrite]:
+        """Up to ``limit`` due entries, claimed for ``LEASE_SECONDS``: another instance's
+        replayer skips them, and if this one dies they are due again when the lease ends.
+        MongoDB has no "update ... limit ... returning", so the claim takes three steps:
+        find the first due ids, claim those in their range still due under a token of this
+        call's own, and read back what the token holds (an entry two replayers raced for
+        goes to one)."""
         now = dt.datetime.now(dt.UTC)
+        token = ObjectId()
         with translate_errors("journal due"):
-            docs = await (
+            found = await (
                 self._coll()
-                .find({"target": {"$in": list(targets)}, "next_at": {"$lte": now}})
+                .find({"target": {"$in": list(targets)}, "next_at": {"$lte": now}}, {"_id": 1})
                 .sort("_id", ASCENDING)
                 .limit(limit)
+                .to_list(None)
+            )
+            if not found:
+                return []
+            # A range of _id, not an $in of them: the _id index serves it in one pass.
+            span = {"$gte": found[0]["_id"], "$lte": found[-1]["_id"]}
+            await self._coll().update_many(
+                {"_id": span, "target": {"$in": list(targets)}, "next_at": {"$lte": now}},
+                {"$set": {"next_at": now + dt.timedelta(seconds=LEASE_SECONDS), "claim": token}},
+            )
+            docs = await (
+                self._coll()
+                .find({"_id": span, "claim": token})
+                .sort("_id", ASCENDING)
                 .to_list(None)
             )
         return [
