@@ -1,0 +1,98 @@
+"""The replayer: bulk mirroring of journaled writes, and journals that hand each due
+entry to one replayer at a time (two instances never replay the same entries at once)."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import pytest
+
+from strangler.backends.mongo.journal import MongoJournal
+from strangler.backends.postgres.journal import PostgresJournal
+from strangler.core.errors import NotFound
+from strangler.core.models import ChatSession, Message
+from strangler.core.records import PendingWrite
+from strangler.proxy.mirror import mirror_many
+from tests.conftest import StoreFactory, assert_stores_equal
+
+
+def _message(session_id: uuid.UUID, text: str) -> Message:
+    return Message.new(
+        session_id=session_id, sender="user", content={"type": "conversation", "text": text}
+    )
+
+
+@pytest.mark.parametrize("kind", ["mongo", "postgres"])
+async def test_each_due_entry_goes_to_one_replayer(make_store: StoreFactory, kind: str) -> None:
+    async with make_store(kind) as store:
+        journal = MongoJournal(store) if kind == "mongo" else PostgresJournal(store)
+        ids = [uuid.uuid4() for _ in range(50)]
+        await journal.add([PendingWrite(target="new", table="messages", record_id=i) for i in ids])
+        # Two replayers (two instances) ask at the same moment.
+        a, b = await asyncio.gather(journal.due(["new"], 30), journal.due(["new"], 30))
+        got_a, got_b = {e.record_id for e in a}, {e.record_id for e in b}
+        assert not got_a & got_b, "two replayers were handed the same entries"
+        assert len(a) + len(b) >= 30
+        rest = await journal.due(["new"], 100)
+        assert got_a | got_b | {e.record_id for e in rest} == set(ids)
+        # Everything is claimed now: nothing is due until the leases end or work is done.
+        assert await journal.due(["new"], 100) == []
+        assert await journal.depth("new") == 50
+        await journal.done([*a, *b, *rest])
+        assert await journal.depth("new") == 0
+
+
+async def test_bulk_replay_lands_new_changed_and_deleted_records(
+    make_store: StoreFactory,
+) -> None:
+    async with make_store("facade:dualwrite") as f:
+        kept = await f.create_session(ChatSession.new(title="kept", user_id="u"))
+        gone = await f.create_session(ChatSession.new(title="gone", user_id="u"))
+        old_message = _message(kept.id, "before")
+        await f.add_message(old_message)
+        # Writes that reached MongoDB only (the secondary write failed): a new session
+        # with messages, a rename, a deleted session, a deleted message.
+        fresh = ChatSession.new(title="fresh", user_id="u")
+        await f.old.create_session(fresh)
+        messages = [_message(fresh.id, f"m{i}") for i in range(40)]
+        for m in messages:
+            await f.old.add_message(m)
+        await f.old.rename_session(kept.id, "renamed")
+        await f.old.delete_session(gone.id)
+        await f.old.delete_message(old_message.id)
+        entries = [
+            PendingWrite(target="new", table="messages", record_id=m.id) for m in messages
+        ] + [
+            PendingWrite(target="new", table="chat_sessions", record_id=i)
+            for i in (fresh.id, kept.id, gone.id)
+        ]
+        entries.append(PendingWrite(target="new", table="messages", record_id=old_message.id))
+        await f.journals["old"].add(entries)
+        # One pass: messages before their session in the journal, sessions go first.
+        landed = await f.replayer.run_once()
+        assert landed == len(entries)
+        assert await f.journals["old"].depth("new") == 0
+        assert (await f.new.get_session(kept.id)).title == "renamed"
+        with pytest.raises(NotFound):
+            await f.new.get_session(gone.id)
+        with pytest.raises(NotFound):
+            await f.new.get_message(old_message.id)
+        await assert_stores_equal(f)
+
+
+async def test_mirror_many_leaves_what_it_cannot_settle(make_store: StoreFactory) -> None:
+    """A message whose session the target lacks: the batch is refused and every id is
+    left for one-by-one mirroring, which brings the session first."""
+    async with make_store("mongo") as old, make_store("postgres") as new:
+        s = ChatSession.new(title="t", user_id="u")
+        await old.create_session(s)
+        ms = [_message(s.id, f"m{i}") for i in range(3)]
+        for m in ms:
+            await old.add_message(m)
+        absent = uuid.uuid4()
+        left = await mirror_many(old, new, "messages", [m.id for m in ms] + [absent])
+        assert set(left) == {m.id for m in ms} | {absent}
+        assert await mirror_many(old, new, "chat_sessions", [s.id, absent]) == [absent]
+        assert await mirror_many(old, new, "messages", [m.id for m in ms]) == []
+        assert [await new.get_message(m.id) for m in ms] == ms
