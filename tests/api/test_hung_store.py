@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from tests.api.conftest import ApiFactory, as_user
+from tests.api.conftest import ADMIN, ApiFactory, as_user
 from tests.pause import paused
 
 STORE_TIMEOUT = 1.0
@@ -53,9 +53,18 @@ async def test_every_request_is_answered_503_within_the_store_timeout(
             assert resp.status == 503, (method, path, problem)
             assert resp.headers["Retry-After"] == "1"
             assert problem["code"] == "store_unavailable", problem
+        # The status page answers while the store hangs, and says which one.
+        start = time.monotonic()
+        resp = await client.get("/admin/status", headers={"Authorization": f"Bearer {ADMIN}"})
+        status_took = time.monotonic() - start
+        assert resp.status == 200
+        backends = (await resp.json())["backends"]
+        role = "new" if hung == "pg" else "old"
+        assert not backends[role]["healthy"], backends[role]
     print(f"{hung} hung at {stage}: slowest {max(took.values()):.2f}s; {took}")
     # The target: store timeout + 0.5 s. PyMongo adds up to 0.5 s once, when it selects a
     # server it has just marked unknown; the slack is for a busy machine.
     assert max(took.values()) <= STORE_TIMEOUT + 0.75, took
+    assert status_took < 2.5, status_took  # 1 s for a ping, then 1 s for a count at most
     resp = await client.post(f"/sessions/{sid}/messages", json=message, headers=alice)
     assert resp.status == 201

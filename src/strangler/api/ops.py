@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import statistics
-from typing import Any
+from collections.abc import Awaitable
+from typing import Any, TypeVar
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
@@ -33,6 +34,8 @@ from strangler.core.errors import Conflict, StoreUnavailable, StranglerError
 from strangler.core.stages import Stage
 from strangler.proxy.facade import DualWriteStore
 from strangler.proxy.metrics import FacadeMetrics
+
+T = TypeVar("T")
 
 routes = web.RouteTableDef()
 
@@ -111,12 +114,14 @@ async def status(request: web.Request) -> web.Response:
     facade = request.app[FACADE]
     metrics = request.app[METRICS]
     lag = sorted(metrics.recent_lag)
+    # Side by side: a hung store delays the page by STATUS_WAIT_SECONDS once, not per ask.
+    old, new = await asyncio.gather(
+        backend_status(facade, metrics, "old"), backend_status(facade, metrics, "new")
+    )
     return json_response(
         {
             "stage": facade.stage.value,
-            "backends": {
-                role: await backend_status(facade, metrics, role) for role in ("old", "new")
-            },
+            "backends": {"old": old, "new": new},
             "consistency_rate": metrics.consistency_rate(),
             "followers": [f.status.json() for f in request.app.get(FOLLOWING, ())],
             "guard": request.app.get(GUARD),
@@ -134,21 +139,20 @@ async def status(request: web.Request) -> web.Response:
     )
 
 
-#: How long the status page waits for a store's ping (the ping itself goes on, bounded by
-#: the store's timeout, and is never cancelled).
-STATUS_PING_SECONDS = 1.0
+#: How long the status page waits for a store's ping or a journal count (the call itself
+#: goes on, bounded by the store's timeout, and is never cancelled).
+STATUS_WAIT_SECONDS = 1.0
 
 
-async def _ping(store: Any) -> float:
-    task = asyncio.get_running_loop().create_task(store.ping())
+async def _bounded(call: Awaitable[T], what: str) -> T:
+    """``call``'s result, or ``StoreUnavailable`` after ``STATUS_WAIT_SECONDS``: the status
+    page answers even while a store hangs."""
+    task = asyncio.ensure_future(call)
     task.add_done_callback(lambda t: t.cancelled() or t.exception())
     try:
-        latency: float = await asyncio.wait_for(asyncio.shield(task), STATUS_PING_SECONDS)
+        return await asyncio.wait_for(asyncio.shield(task), STATUS_WAIT_SECONDS)
     except TimeoutError:
-        raise StoreUnavailable(
-            f"{store.name}: no answer to a ping within {STATUS_PING_SECONDS:g}s"
-        ) from None
-    return latency
+        raise StoreUnavailable(f"{what}: no answer within {STATUS_WAIT_SECONDS:g}s") from None
 
 
 async def backend_status(
@@ -165,7 +169,7 @@ async def backend_status(
         healthy, error = False, f"circuit breaker {breaker.state.replace('_', ' ')}"
     elif not retired:  # once decommissioned, MongoDB is not asked (it may be gone)
         try:
-            latency = await _ping(store)
+            latency = await _bounded(store.ping(), f"{store.name} ping")
         except StranglerError as exc:
             healthy, error = False, str(exc)
     ops = errors = 0.0
@@ -178,7 +182,7 @@ async def backend_status(
             if s.name.endswith("_total") and s.labels.get("store") == store.name:
                 errors += s.value
     try:
-        pending: int | None = await facade.pending(role)
+        pending: int | None = await _bounded(facade.pending(role), "repair queue count")
     except StranglerError:
         pending = None
     return {
