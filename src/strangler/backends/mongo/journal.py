@@ -11,7 +11,7 @@ from bson import ObjectId
 from pymongo import ASCENDING
 
 from strangler.backends.mongo.errors import translate_errors
-from strangler.backends.mongo.store import MongoStore
+from strangler.backends.mongo.store import MongoStore, find_in, in_chunks
 from strangler.core.records import PendingWrite, Table
 from strangler.core.stages import Role
 
@@ -63,9 +63,8 @@ class MongoJournal:
         """Up to ``limit`` due entries, claimed for ``LEASE_SECONDS``: another instance's
         replayer skips them, and if this one dies they are due again when the lease ends.
         MongoDB has no "update ... limit ... returning", so the claim takes three steps:
-        find the first due ids, claim those in their range still due under a token of this
-        call's own, and read back what the token holds (an entry two replayers raced for
-        goes to one)."""
+        find due ids, claim those still due under a token of this call's own, and read back
+        what the token holds (an entry two replayers raced for goes to one)."""
         now = dt.datetime.now(dt.UTC)
         token = ObjectId()
         with translate_errors("journal due"):
@@ -78,18 +77,15 @@ class MongoJournal:
             )
             if not found:
                 return []
-            # A range of _id, not an $in of them: the _id index serves it in one pass.
-            span = {"$gte": found[0]["_id"], "$lte": found[-1]["_id"]}
-            await self._coll().update_many(
-                {"_id": span, "target": {"$in": list(targets)}, "next_at": {"$lte": now}},
-                {"$set": {"next_at": now + dt.timedelta(seconds=LEASE_SECONDS), "claim": token}},
-            )
-            docs = await (
-                self._coll()
-                .find({"_id": span, "claim": token})
-                .sort("_id", ASCENDING)
-                .to_list(None)
-            )
+            keys = [d["_id"] for d in found]
+            until = now + dt.timedelta(seconds=LEASE_SECONDS)
+            for chunk in in_chunks(keys):
+                await self._coll().update_many(
+                    {"_id": {"$in": chunk}, "next_at": {"$lte": now}},
+                    {"$set": {"next_at": until, "claim": token}},
+                )
+            docs = await find_in(self._coll(), "_id", keys, query={"claim": token})
+            docs.sort(key=lambda d: d["_id"])
         return [
             PendingWrite(
                 target=d["target"],
@@ -106,7 +102,8 @@ class MongoJournal:
     async def done(self, entries: Sequence[PendingWrite]) -> None:
         if entries:
             with translate_errors("journal done"):
-                await self._coll().delete_many({"_id": {"$in": [e.key for e in entries]}})
+                for chunk in in_chunks([e.key for e in entries]):
+                    await self._coll().delete_many({"_id": {"$in": chunk}})
 
     async def retry_later(self, entry: PendingWrite, error: str, delay: float) -> None:
         next_at = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=delay)
@@ -139,7 +136,7 @@ class MongoJournal:
     ) -> set[uuid.UUID]:
         if not record_ids:
             return set()
-        query = {"target": target, "table": table, "record_id": {"$in": list(record_ids)}}
+        query = {"target": target, "table": table}
         with translate_errors("journal lookup"):
-            docs = await self._coll().find(query, {"record_id": 1}).to_list(None)
+            docs = await find_in(self._coll(), "record_id", record_ids, {"record_id": 1}, query)
         return {d["record_id"] for d in docs}

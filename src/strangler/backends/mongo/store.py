@@ -55,6 +55,33 @@ _OBJECTID_TYPE = {"$type": "objectId"}
 _CLOSING: set[asyncio.Task[None]] = set()
 
 
+#: Values per ``$in``. SecantusDB's time for an ``$in`` grows with the square of its length
+#: (here: 100 values 29 ms, 600 values 0.62 s, 1,000 values 1.7 s); MongoDB's grows
+#: linearly. In chunks of this size both are quick.
+IN_CHUNK = 100
+
+
+def in_chunks(values: Sequence[Any]) -> Iterator[list[Any]]:
+    """``values`` in lists of at most ``IN_CHUNK``."""
+    for i in range(0, len(values), IN_CHUNK):
+        yield list(values[i : i + IN_CHUNK])
+
+
+async def find_in(
+    coll: Any,
+    field: str,
+    values: Sequence[Any],
+    projection: dict[str, Any] | None = None,
+    query: dict[str, Any] | None = None,
+) -> list[dict[str, Any]]:
+    """The documents of ``coll`` whose ``field`` is one of ``values`` (and that match
+    ``query``), asked ``IN_CHUNK`` values at a time."""
+    out: list[dict[str, Any]] = []
+    for chunk in in_chunks(values):
+        out += await coll.find({**(query or {}), field: {"$in": chunk}}, projection).to_list(None)
+    return out
+
+
 def _id_filter(value: uuid.UUID) -> dict[str, Any]:
     oid = ids.objectid_from_uuid(value)
     if oid is not None:
@@ -256,7 +283,7 @@ class MongoStore:
         candidates = [c for i in wanted for c in ids.legacy_candidates(i)]
         collection = SESSIONS if table == "chat_sessions" else MESSAGES
         with self._op(f"read {table}"):
-            docs = await self._coll(collection).find({"_id": {"$in": candidates}}).to_list(None)
+            docs = await find_in(self._coll(collection), "_id", candidates)
         decode = codec.decode_session if table == "chat_sessions" else codec.decode_message
         out: dict[uuid.UUID, ChatSession | Message | CorruptRecord] = {}
         for doc in docs:
@@ -434,7 +461,7 @@ class MongoStore:
             return {}
         wanted = [c for v in odd for c in ids.legacy_candidates(v)]
         with self._op("look up ids"):
-            docs = await self._coll(coll).find({"_id": {"$in": wanted}}, {"_id": 1}).to_list(None)
+            docs = await find_in(self._coll(coll), "_id", wanted, {"_id": 1})
         return {ids.legacy_to_uuid(d["_id"]): d["_id"] for d in docs}
 
     async def upsert_sessions(
@@ -456,9 +483,7 @@ class MongoStore:
         wanted = {m.session_id for m in messages}
         refs = [c for sid in wanted for c in ids.legacy_candidates(sid)]
         with self._op("check sessions"):
-            found = (
-                await self._coll(SESSIONS).find({"_id": {"$in": refs}}, {"_id": 1}).to_list(None)
-            )
+            found = await find_in(self._coll(SESSIONS), "_id", refs, {"_id": 1})
         missing = wanted - {ids.legacy_to_uuid(d["_id"]) for d in found}
         if missing:
             raise NotFound(f"sessions not found: {sorted(map(str, missing))[:5]}", store="mongo")
