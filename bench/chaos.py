@@ -913,12 +913,12 @@ class Harness:
         self.stale["repair"] = lines[1:]
         self.note("reset and repaired", repair=" | ".join(lines[1:]))
 
-    def faults(self, round_no: int) -> dict[int, list[Fault]]:
+    def faults(self, round_no: int, *, kills: bool = True) -> dict[int, list[Fault]]:
         """Which faults at which position of the walk, per round. The hangs come in round
         1 (unless ``--hang-seconds 0``): each store hung while authoritative and while not,
         going up and coming back."""
         plan = self._faults(round_no)
-        if round_no >= 2:
+        if not kills:
             # A soak's later walks kill no instance: each instance's process then runs for
             # the rest of the soak, and its RSS is judged over that long life.
             plan = {
@@ -969,8 +969,8 @@ class Harness:
             9: [Fault("mongo down (authoritative)", "dualwrite", True)],
         }
 
-    async def walk(self, round_no: int) -> None:
-        plan = self.faults(round_no)
+    async def walk(self, round_no: int, *, kills: bool = True) -> None:
+        plan = self.faults(round_no, kills=kills)
         for pos, stage in enumerate(WALK):
             if pos:
                 self.load.phase = f"stage change to {stage}"
@@ -1081,7 +1081,7 @@ class Harness:
             await asyncio.sleep(self.args.dwell / 2)
             while True:
                 self.bypass.round = rounds
-                await self.walk(rounds % 2)
+                await self.walk(rounds % 2, kills=rounds < 2)
                 rounds += 1
                 if rounds >= 2 and time.monotonic() - started >= self.args.soak_seconds:
                     break
