@@ -1227,7 +1227,8 @@ class Harness:
         soak = soak_summary(self.samples)
         if self.args.soak_seconds > 0:
             checks["soak: each instance's RSS within 10% from the second quarter to the last"] = (
-                all(x["flat"] for x in soak.values())
+                all(x["flat"] is not False for x in soak.values())
+                and any(x["flat"] for x in soak.values())
             )
         return {
             "hangs": hangs,
@@ -1281,11 +1282,16 @@ def by_kind(rows: list[dict[str, Any]]) -> dict[str, int]:
     return out
 
 
+#: The shortest process life whose RSS the soak judges.
+SOAK_MINUTES = 10
+
+
 def soak_summary(samples: list[dict[str, Any]]) -> dict[str, Any]:
     """Per instance, over its longest-lived process (a killed instance restarts with a new
     one): RSS, fds, sockets and asyncio tasks by quarter and at their peak. ``flat`` (the
     issue's target) when the last quarter's median RSS is within 10% of the second
-    quarter's (the first is warm-up: pools, caches and code objects fill up), the socket
+    quarter's (the first is warm-up: pools, caches and code objects fill up; a process
+    younger than ``SOAK_MINUTES`` is not judged), the socket
     count's peak grew by at most 12 (the pools' headroom), and the asyncio task count's
     floor by at most 20 (the floor: a leak raises it, while an outage only piles up
     requests for a while)."""
@@ -1299,6 +1305,7 @@ def soak_summary(samples: list[dict[str, Any]]) -> dict[str, Any]:
         if len(mine) < 8:
             out[name] = {"samples": len(mine), "flat": None}
             continue
+        minutes = (mine[-1]["t"] - mine[0]["t"]) / 60
         q = len(mine) // 4
         quarters = [mine[:q], mine[q : 2 * q], mine[2 * q : 3 * q], mine[-q:]]
         rss = [statistics.median(s["rss_kb"] for s in part) / 1024 for part in quarters]
@@ -1311,7 +1318,7 @@ def soak_summary(samples: list[dict[str, Any]]) -> dict[str, Any]:
         out[name] = {
             "samples": len(mine),
             "processes": len(by_pid),
-            "minutes": round((mine[-1]["t"] - mine[0]["t"]) / 60, 1),
+            "minutes": round(minutes, 1),
             "rss_mb_median_by_quarter": [round(r, 1) for r in rss],
             "rss_mb_peak": round(max(s["rss_kb"] for s in mine) / 1024, 1),
             "rss_growth_second_to_last_quarter": round(rss[3] / rss[1] - 1, 3),
@@ -1321,9 +1328,10 @@ def soak_summary(samples: list[dict[str, Any]]) -> dict[str, Any]:
             "asyncio_tasks_first_quarter_min": tasks0,
             "asyncio_tasks_last_quarter_min": tasks1,
             "asyncio_tasks_peak": max((s.get("tasks", 0) for s in mine), default=0),
-            "flat": abs(rss[3] / rss[1] - 1) <= 0.10
-            and sock1 <= sock0 + 12
-            and tasks1 <= tasks0 + 20,
+            # A process younger than SOAK_MINUTES is still warming up: not judged.
+            "flat": None
+            if minutes < SOAK_MINUTES
+            else abs(rss[3] / rss[1] - 1) <= 0.10 and sock1 <= sock0 + 12 and tasks1 <= tasks0 + 20,
         }
     return out
 
