@@ -816,12 +816,18 @@ class Harness:
         return out
 
     def hang_figures(self) -> list[dict[str, Any]]:
-        """Per hang: the requests that ended while it lasted, against the 10 s before."""
+        """Per hang: the requests that met it, against the 10 s before."""
         out = []
         timeline = self.load.timeline
         for h in self.hangs:
             before = sorted(t for at, t, _ in timeline if h["began"] - 10 <= at < h["began"])
-            during = [(at, t, bad) for at, t, bad in timeline if h["began"] <= at < h["resumed"]]
+            # Every request that met the hang: it ended after the hang began and started
+            # before the resume (one that waited across the resume counts too).
+            during = [
+                (at, t, bad)
+                for at, t, bad in timeline
+                if at >= h["began"] and at - t < h["resumed"]
+            ]
             lat = sorted(t for _, t, _ in during)
             # Once the breaker had a few seconds to open: the steady state of the hang.
             later = sorted(t for at, t, _ in during if at >= h["began"] + 5)
