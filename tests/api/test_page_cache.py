@@ -274,3 +274,47 @@ async def test_over_http_another_instances_new_session_shows_within_a_second(
     while await _titles(b) != ["two", "one"]:
         assert time.monotonic() < deadline, "instance b still serves the old list after 1 s"
         await asyncio.sleep(0.02)
+
+
+def test_expired_pages_and_old_generations_are_let_go(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The cache holds what is alive, not its budget's worth of expired pages; and a
+    scope's generation is forgotten a while after its last change, without letting a
+    fill that raced a change keep its page."""
+    from strangler.api import page_cache
+
+    clock = [1000.0]
+    monkeypatch.setattr(page_cache.time, "monotonic", lambda: clock[0])
+    cache, _ = _cache(ttl=10, max_bytes=1 << 20)
+    old = [uuid.uuid4() for _ in range(50)]
+    for sid in old:
+        assert _fill(cache, sid, b"x" * 100)
+        cache.invalidate(uuid.uuid4())  # another session changed
+    assert cache._bytes == 5000 and len(cache._generations) == 50
+    clock[0] += 11  # every page has expired
+    racing = cache.get(Stage.COMPLETE, old[0], PAGE)  # a fill begins...
+    assert isinstance(racing, Ticket)
+    cache.invalidate(old[0])  # ...and its session changes meanwhile
+    assert _fill(cache, uuid.uuid4(), b"y" * 100)
+    assert cache._bytes == 100 and len(cache._pages) == 1  # the expired 50 are gone
+    clock[0] += page_cache.GENERATION_SECONDS + 1
+    assert _fill(cache, uuid.uuid4(), b"z")
+    assert len(cache._generations) == 0  # all forgotten
+    assert not cache.put(racing, b"stale")  # the raced fill is still refused
+
+
+def test_owners_let_expired_entries_go(monkeypatch: pytest.MonkeyPatch) -> None:
+    from strangler.api import owners
+
+    clock = [1000.0]
+    monkeypatch.setattr(owners.time, "monotonic", lambda: clock[0])
+    cache = owners.Owners(ttl=30)
+    first = [uuid.uuid4() for _ in range(100)]
+    for sid in first:
+        cache.put(sid, "alice")
+    clock[0] += 20
+    cache.put(first[0], "alice")  # refreshed: it lives on
+    clock[0] += 15
+    latest = uuid.uuid4()
+    cache.put(latest, "bob")
+    assert cache.get(first[0]) == "alice" and cache.get(latest) == "bob"
+    assert len(cache._owners) == 2  # the 99 expired ones are gone

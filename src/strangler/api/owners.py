@@ -25,9 +25,18 @@ class Owners:
         return hit[0]
 
     def put(self, session_id: uuid.UUID, user_id: str) -> None:
+        now = time.monotonic()
+        # Oldest first (re-inserted last), so the expired ones are at the front: drop them.
+        # Without this, entries stayed until 100,000 of them (a soak's RSS crept up).
+        self._owners.pop(session_id, None)
+        while self._owners:
+            oldest = next(iter(self._owners))
+            if self._owners[oldest][1] > now:
+                break
+            del self._owners[oldest]
         if len(self._owners) >= self.size:
             self._owners.clear()  # crude but bounded; it refills from the store
-        self._owners[session_id] = (user_id, time.monotonic() + self.ttl)
+        self._owners[session_id] = (user_id, now + self.ttl)
 
     def forget(self, session_id: uuid.UUID) -> None:
         self._owners.pop(session_id, None)

@@ -41,6 +41,12 @@ from strangler.core.models import Message
 from strangler.core.records import Keyset, Page, Position, RenderedPage
 from strangler.core.stages import Stage
 
+#: How long a scope's generation is remembered after its last change, and how long a fill
+#: may take to be kept. Forgotten, a generation reads as 0 again: a fill that began since
+#: the change holds 1 or more and is refused (a miss, never a stale page), and one that
+#: began before the change is older than this, so it is refused too.
+GENERATION_SECONDS = 60.0
+
 #: Page parameters: ``(after cursor, before cursor, limit)`` as the request gave them.
 PageKey = tuple[str | None, str | None, int]
 
@@ -117,6 +123,9 @@ class Ticket:
     key: tuple[Stage, Hashable]
     generation: int
     epoch: int
+    #: When the miss was (``time.monotonic``): a fill older than ``GENERATION_SECONDS`` is
+    #: not kept, since its scope's generation may have been forgotten meanwhile.
+    issued: float
 
 
 _Entry = tuple[bytes, float, Span]
@@ -139,7 +148,8 @@ class PageCache:
         self._pages: OrderedDict[Hashable, dict[tuple[Stage, Hashable], _Entry]]
         self._pages = OrderedDict()
         self._bytes = 0
-        self._generations: dict[Hashable, int] = {}
+        #: scope -> (generation, when it was last bumped), oldest bump first.
+        self._generations: dict[Hashable, tuple[int, float]] = {}
         #: Bumped whenever everything is dropped (budget, reconnect): older fills are void.
         self._epoch = 0
         self._listen_epoch = -1
@@ -181,15 +191,17 @@ class PageCache:
             self.lookups.labels("hit").inc()
             return hit[0]
         self.lookups.labels("miss").inc()
-        return Ticket(scope, key, self._generations.get(scope, 0), self._epoch)
+        return Ticket(scope, key, self._generation(scope), self._epoch, time.monotonic())
 
     def put(self, ticket: Ticket, body: bytes, span: Span = EVERYTHING) -> bool:
         """Keep a page read after ``get`` gave ``ticket``, unless the scope changed (or
         the cache was emptied, or stopped being usable) since; returns whether it was kept.
         ``span`` says which later messages change this page (history pages only)."""
+        now = time.monotonic()
         if (
             ticket.epoch != self._epoch
-            or self._generations.get(ticket.scope, 0) != ticket.generation
+            or now - ticket.issued >= GENERATION_SECONDS
+            or self._generation(ticket.scope) != ticket.generation
             or not self.usable(ticket.key[0])
             or len(body) > self.max_bytes
         ):
@@ -198,19 +210,41 @@ class PageCache:
         old = pages.get(ticket.key)
         if old is not None:
             self._bytes -= len(old[0])
-        pages[ticket.key] = (body, time.monotonic() + self.ttl, span)
+        pages[ticket.key] = (body, now + self.ttl, span)
         self._bytes += len(body)
         self._pages.move_to_end(ticket.scope)
         while self._bytes > self.max_bytes and self._pages:
             _, evicted = self._pages.popitem(last=False)
             self._bytes -= sum(len(e[0]) for e in evicted.values())
+        self._prune(now)
         return True
+
+    def _prune(self, now: float) -> None:
+        """Drop expired pages from the least recently used end, so the cache holds what is
+        alive, not its budget's worth of pages nobody will be served (a soak showed RSS
+        creeping up until the budget was reached); and forget generations no fill in
+        flight can hold (bumped more than ``GENERATION_SECONDS`` ago)."""
+        while self._pages:
+            scope, pages = next(iter(self._pages.items()))
+            if any(e[1] > now for e in pages.values()):
+                break
+            del self._pages[scope]
+            self._bytes -= sum(len(e[0]) for e in pages.values())
+        while self._generations:
+            scope, (_, bumped) = next(iter(self._generations.items()))
+            if bumped > now - GENERATION_SECONDS:
+                break
+            del self._generations[scope]
 
     def invalidate(self, scope: Hashable, at: Position | None = None) -> None:
         """The scope changed: void the fills that began before now, and drop its pages;
         only those whose span holds ``at`` when the change is one message at ``at`` (a
         new message usually lands after every history page but the last)."""
-        self._generations[scope] = self._generations.get(scope, 0) + 1
+        now = time.monotonic()
+        generation = self._generation(scope) + 1
+        self._generations.pop(scope, None)  # re-inserted last: the order is by bump time
+        self._generations[scope] = (generation, now)
+        self._prune(now)
         pages = self._pages.get(scope)
         if not pages:
             return
@@ -221,6 +255,10 @@ class PageCache:
             del self._pages[scope]
         if len(self._generations) > 100_000:
             self.clear()  # bounded: the epoch voids every fill in flight
+
+    def _generation(self, scope: Hashable) -> int:
+        hit = self._generations.get(scope)
+        return 0 if hit is None else hit[0]
 
     def clear(self) -> None:
         self._pages.clear()
