@@ -72,7 +72,7 @@ class Settings(BaseSettings):
         "breaker: its writes are then journaled at once, untried, until a probe succeeds",
     )
     breaker_probe_max_seconds: float = Field(
-        default=1.0,
+        default=0.5,
         gt=0,
         description="the longest wait between an open breaker's probes (they start at 0.25 s "
         "and double); it bounds how long a store that answers again stays cut off",

@@ -41,7 +41,7 @@ class FacadeOptions:
     #: Secondary failures in a row that open a store's circuit breaker, and the longest
     #: wait between its probes (``proxy.breaker``).
     breaker_failures: int = 5
-    breaker_probe_max: float = 1.0
+    breaker_probe_max: float = 0.5
 
 
 @dataclass(frozen=True)

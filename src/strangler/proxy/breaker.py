@@ -6,8 +6,9 @@ on the request path until a probe shows it answers again.
 * **open**: secondary writes are journaled at once, with no wait; the replayer leaves that
   store's entries alone. A probe (the store's ``ping``, bounded by the probe timeout) runs
   after ``probe_initial`` seconds, then with the delay doubled after each failed probe, up
-  to ``probe_max`` (1 s by default: a ping a second costs a hung store nothing, and a store
-  that answers again is back within a second).
+  to ``probe_max`` (0.5 s by default: two pings a second cost a hung store nothing, and a
+  store that answers again is back within half a second, which the 2 s it has to settle
+  after a hang needs).
 * **half_open**: a probe is in flight. Success closes the breaker (and the caller wakes
   the replayer, which drains the journal); failure opens it again.
 
@@ -43,7 +44,7 @@ class Breaker:
         *,
         failures: int = 5,
         probe_initial: float = 0.25,
-        probe_max: float = 1.0,
+        probe_max: float = 0.5,
         probe_timeout: float = 2.0,
         on_change: Callable[[str, State], None] | None = None,
         on_close: Callable[[], None] | None = None,

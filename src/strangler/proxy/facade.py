@@ -88,7 +88,7 @@ class DualWriteStore:
         sender: MessageSender | None = None,
         pages: HistoryRenderer | None = None,
         breaker_failures: int = 5,
-        breaker_probe_max: float = 1.0,
+        breaker_probe_max: float = 0.5,
         readers: dict[Role, BulkReader] | None = None,
     ) -> None:
         self.old = old
