@@ -165,3 +165,43 @@ async def test_a_request_budget_bounds_every_call_a_request_makes_together(
         assert budgeted <= STORE_TIMEOUT + 0.75
         # The store's timeout is untouched outside a request.
         assert (await facade.get_session(s.id)).title == "warm"
+
+
+@pytest.mark.parametrize("kind", ["mongo", "postgres"])
+async def test_a_blackholed_store_fails_calls_within_its_timeout_and_recovers(
+    mongo_server: Any, pg_server: Any, clean_pg: str, mongo_db: str, kind: str
+) -> None:
+    """Through a TCP proxy that stops forwarding without closing anything (a network
+    partition): calls on open connections and on new ones fail within the timeout, and
+    once the proxy forwards again the store works again."""
+    from strangler.backends.mongo import MongoStore
+    from strangler.backends.postgres import PostgresStore
+    from tests.blackhole import Blackhole
+
+    server = mongo_server if kind == "mongo" else pg_server
+    hole = Blackhole(server.host, server.port)
+    async with hole.running():
+        if kind == "mongo":
+            uri = f"mongodb://127.0.0.1:{hole.port}/?directConnection=true"
+            store: Any = MongoStore(uri, database=mongo_db, timeout=STORE_TIMEOUT)
+        else:
+            dsn = clean_pg.replace(f":{pg_server.port}/", f":{hole.port}/")
+            store = PostgresStore(dsn, timeout=STORE_TIMEOUT)
+        async with store:
+            s = await store.create_session(ChatSession.new(title="t", user_id="u"))
+            hole.drop()
+            took = []
+            for _ in range(3):
+                t, error = await _timed(store.get_session(s.id))
+                assert error is not None, "a blackholed store answered"
+                took.append(t)
+            hole.restore()
+            print(f"{kind} blackholed: calls failed after {[round(t, 2) for t in took]} s")
+            assert max(took) <= STORE_TIMEOUT + 0.75, took
+            for _ in range(50):  # broken connections are replaced as they are found
+                with contextlib.suppress(StoreUnavailable):
+                    assert (await store.get_session(s.id)).title == "t"
+                    break
+                await asyncio.sleep(0.1)
+            else:
+                raise AssertionError(f"{kind} did not recover after the blackhole")
