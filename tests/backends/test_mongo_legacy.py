@@ -174,3 +174,28 @@ async def test_missing_times_are_derived_from_the_objectid(
     s = await mongo_store.get_session(sid)
     assert s.created_at == sid.generation_time
     assert s.title == ""
+
+
+async def test_bulk_reads_find_every_legacy_id_form(mongo_store: MongoStore, raw: Any) -> None:
+    """``read_many`` asks for each id's likely form first, then the other forms of the ids
+    not found: a string ObjectId, string and binary UUIDs, and ordinary ids all come back,
+    and an absent id is left out."""
+    oid, str_oid, u1, u2 = ObjectId(), ObjectId(), uuid.uuid4(), uuid.uuid4()
+    doc = {"created_at": NAIVE, "user_id": "u"}
+    await raw.chat_sessions.insert_many(
+        [
+            {"_id": oid, "title": "objectid", **doc},
+            {"_id": str(str_oid), "title": "string objectid", **doc},
+            {"_id": str(u1), "title": "string uuid", **doc},
+            {"_id": Binary.from_uuid(u2), "title": "binary uuid", **doc},
+        ]
+    )
+    wanted = [ids.legacy_to_uuid(oid), ids.legacy_to_uuid(str_oid), u1, u2, uuid.uuid4()]
+    got = await mongo_store.read_many("chat_sessions", wanted)
+    titles = {i: s.title for i, s in got.items() if isinstance(s, ChatSession)}
+    assert titles == {
+        wanted[0]: "objectid",
+        wanted[1]: "string objectid",
+        u1: "string uuid",
+        u2: "binary uuid",
+    }

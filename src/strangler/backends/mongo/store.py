@@ -278,12 +278,21 @@ class MongoStore:
     async def read_many(
         self, table: Table, record_ids: Sequence[uuid.UUID]
     ) -> dict[uuid.UUID, ChatSession | Message | CorruptRecord]:
-        """``BulkReader``: one ``$in`` over every legacy form of the ids."""
+        """``BulkReader``: an ``$in`` over each id's most likely ``_id`` form, then one over
+        the other forms of the ids not found (a deleted record, a legacy string ``_id``):
+        half the values of asking for every form at once, when most records are there."""
         wanted = set(record_ids)
-        candidates = [c for i in wanted for c in ids.legacy_candidates(i)]
         collection = SESSIONS if table == "chat_sessions" else MESSAGES
+        coll = self._coll(collection)
         with self._op(f"read {table}"):
-            docs = await find_in(self._coll(collection), "_id", candidates)
+            docs = await find_in(coll, "_id", [ids.legacy_candidates(i)[0] for i in wanted])
+            seen = set()
+            for doc in docs:
+                with contextlib.suppress(InvalidInput):
+                    seen.add(ids.legacy_to_uuid(doc["_id"]))
+            others = [c for i in wanted - seen for c in ids.legacy_candidates(i)[1:]]
+            if others:
+                docs += await find_in(coll, "_id", others)
         decode = codec.decode_session if table == "chat_sessions" else codec.decode_message
         out: dict[uuid.UUID, ChatSession | Message | CorruptRecord] = {}
         for doc in docs:
