@@ -37,6 +37,7 @@ class MongoJournal:
         if not self._indexed:
             with translate_errors("journal index"):
                 await self._coll().create_index([("target", ASCENDING), ("next_at", ASCENDING)])
+                await self._coll().create_index([("claim", ASCENDING)], sparse=True)
             self._indexed = True
 
     async def add(self, entries: Sequence[PendingWrite]) -> None:
@@ -65,6 +66,7 @@ class MongoJournal:
         MongoDB has no "update ... limit ... returning", so the claim takes three steps:
         find due ids, claim those still due under a token of this call's own, and read back
         what the token holds (an entry two replayers raced for goes to one)."""
+        await self._ensure_index()
         now = dt.datetime.now(dt.UTC)
         token = ObjectId()
         with translate_errors("journal due"):
@@ -84,8 +86,7 @@ class MongoJournal:
                     {"_id": {"$in": chunk}, "next_at": {"$lte": now}},
                     {"$set": {"next_at": until, "claim": token}},
                 )
-            docs = await find_in(self._coll(), "_id", keys, query={"claim": token})
-            docs.sort(key=lambda d: d["_id"])
+            docs = await self._coll().find({"claim": token}).sort("_id", ASCENDING).to_list(None)
         return [
             PendingWrite(
                 target=d["target"],
