@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import pytest
 
@@ -231,3 +232,16 @@ async def test_history_is_rendered_by_postgres_only_where_it_serves_unshadowed(
         assert page.has_more is records.has_more is True
         assert page.first == (records.items[0].timestamp, records.items[0].id)
         assert page.last == (records.items[-1].timestamp, records.items[-1].id)
+
+
+async def test_a_delete_at_live_leaves_a_tombstone_in_supabase(make_store: Any) -> None:
+    """At ``live`` the forward follower may still drain what MongoDB got before the move;
+    a tombstone keeps it from inserting again a record deleted in Supabase meanwhile."""
+    from strangler.backends.postgres.tombstones import PostgresTombstones
+    from strangler.core.models import ChatSession
+
+    async with make_store("facade:live") as f:
+        s = await f.create_session(ChatSession.new(title="t", user_id="u"))
+        await f.delete_session(s.id)
+        graves = PostgresTombstones(f.new)
+        assert s.id in await graves.tombstoned("chat_sessions", [s.id])

@@ -433,10 +433,21 @@ class DualWriteStore:
     async def _delete(self, table: Table, record_id: uuid.UUID) -> None:
         """Delete a session (with its messages) or a message, in the stage's stores."""
 
+        stage = self.stage
+
         def delete(st: ChatStore) -> Awaitable[None]:
             if table == "chat_sessions":
                 return st.delete_session(record_id)
             return st.delete_message(record_id)
+
+        async def primary(st: ChatStore) -> None:
+            if stage == Stage.LIVE:
+                # Supabase leads, and the forward follower may still be draining what
+                # MongoDB got before the move: a tombstone keeps it from inserting again
+                # a record deleted here meanwhile (MongoDB's delete comes after its cutoff).
+                # A 60-minute soak found one such session back at the end.
+                await self._tombstone(st, table, record_id)
+            await delete(st)
 
         async def secondary(auth: ChatStore, sec: ChatStore, _: None) -> None:
             await self._tombstone(sec, table, record_id)
@@ -444,7 +455,7 @@ class DualWriteStore:
                 await delete(sec)
 
         op = "delete_session" if table == "chat_sessions" else "delete_message"
-        await self._write(op, table, [record_id], delete, secondary)
+        await self._write(op, table, [record_id], primary, secondary, stage=stage)
 
     async def list_sessions(
         self,

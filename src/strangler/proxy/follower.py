@@ -734,6 +734,15 @@ class Follower:
         cannot be copied is reported, and only a store outage is raised."""
         d = self.direction
         assert change.record_id is not None
+        graves = self._tombstones if d.target == "new" else None
+        if (
+            known is not None  # a delete to copy goes ahead: it only agrees with the grave
+            and graves is not None
+            and await graves.tombstoned(change.table, [change.record_id])
+        ):
+            # Deleted in Supabase (by the facade, or a delete copied before): MongoDB may
+            # not have the delete yet, and copying its state would bring the record back.
+            return "same"
         try:
             await mirror(
                 self._stores[d.source],
