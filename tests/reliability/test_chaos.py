@@ -3,9 +3,10 @@ every acknowledged write, two walks ``off → complete → off`` with PostgreSQL
 stopped and restarted, a follower's leader SIGKILLed, a slow store, a rejected resume
 token, and writers that go around the facade into both stores. Slow: about 4 minutes.
 
-The hang faults (``--hang-seconds``) are not in this variant yet: with them, 2 of 4 runs
-found a write anomaly (README, "Reliability"). ``tests/proxy/test_hangs.py`` covers the
-bounded calls and the breaker on real servers instead."""
+The hang faults (``--hang-seconds``) are not in this variant yet: the full run does not
+meet two of their targets (README, "Reliability"). ``tests/proxy/test_hangs.py`` and
+``tests/api/test_hung_store.py`` cover the bounded calls, the request budget, a blackhole
+and the breaker on real servers instead."""
 
 from __future__ import annotations
 
