@@ -61,11 +61,17 @@ def exempt() -> Iterator[None]:
         _current.reset(token)
 
 
+def _mine() -> Budget | None:
+    """The budget that binds this task: the request's, if this task serves the request."""
+    budget = _current.get()
+    return budget if budget is not None and asyncio.current_task() is budget.owner else None
+
+
 def remaining(timeout: float) -> float:
     """``timeout``, or what is left of the request's budget if that is less (0 when it is
     used up): for a wait that may end early without failing the request."""
-    budget = _current.get()
-    if budget is None or budget.deadline is None or asyncio.current_task() is not budget.owner:
+    budget = _mine()
+    if budget is None or budget.deadline is None:
         return timeout
     return max(0.0, min(timeout, budget.deadline - time.monotonic()))
 
@@ -73,8 +79,8 @@ def remaining(timeout: float) -> float:
 def left(timeout: float, store: str) -> float:
     """How long a call to ``store`` may take: ``timeout``, or what is left of the
     request's budget if that is less. Raises ``StoreUnavailable`` when it is used up."""
-    budget = _current.get()
-    if budget is None or asyncio.current_task() is not budget.owner:
+    budget = _mine()
+    if budget is None:
         return timeout
     now = time.monotonic()
     if budget.deadline is None:

@@ -284,13 +284,14 @@ class MongoStore:
         wanted = set(record_ids)
         collection = SESSIONS if table == "chat_sessions" else MESSAGES
         coll = self._coll(collection)
+        forms = {i: ids.legacy_candidates(i) for i in wanted}
         with self._op(f"read {table}"):
-            docs = await find_in(coll, "_id", [ids.legacy_candidates(i)[0] for i in wanted])
+            docs = await find_in(coll, "_id", [f[0] for f in forms.values()])
             seen = set()
             for doc in docs:
                 with contextlib.suppress(InvalidInput):
                     seen.add(ids.legacy_to_uuid(doc["_id"]))
-            others = [c for i in wanted - seen for c in ids.legacy_candidates(i)[1:]]
+            others = [c for i in wanted - seen for c in forms[i][1:]]
             if others:
                 docs += await find_in(coll, "_id", others)
         decode = codec.decode_session if table == "chat_sessions" else codec.decode_message
