@@ -19,7 +19,7 @@ def _unsigned(user: str) -> str:
     def part(data: dict[str, Any]) -> str:
         return base64.urlsafe_b64encode(json.dumps(data).encode()).decode().rstrip("=")
 
-    claims = {"sub": user, "aud": "authenticated", "exp": int(time.time()) + 60}
+    claims = {"sub": user, "aud": "authenticated", "exp": int(time.time()) + 3600}
     return f"{part({'alg': 'none', 'typ': 'JWT'})}.{part(claims)}."
 
 
@@ -35,14 +35,14 @@ def _unsigned(user: str) -> str:
         (
             {
                 "Authorization": "Bearer "
-                + jwt.encode({"sub": "alice", "exp": int(time.time()) + 60}, SECRET, "HS256")
+                + jwt.encode({"sub": "alice", "exp": int(time.time()) + 3600}, SECRET, "HS256")
             },
             "invalid token",  # no audience
         ),
         (
             {
                 "Authorization": "Bearer "
-                + jwt.encode({"aud": "authenticated", "exp": int(time.time()) + 60}, SECRET)
+                + jwt.encode({"aud": "authenticated", "exp": int(time.time()) + 3600}, SECRET)
             },
             "invalid token",  # no subject
         ),
@@ -135,7 +135,7 @@ async def test_asymmetric_tokens_are_verified_against_the_jwks(
 ) -> None:
     url, key = jwks_url
     client = await make_api("dualwrite", supabase_jwt_secret=None, supabase_jwks_url=url)
-    claims = {"sub": "dana", "aud": "authenticated", "exp": int(time.time()) + 60}
+    claims = {"sub": "dana", "aud": "authenticated", "exp": int(time.time()) + 3600}
     good = jwt.encode(claims, key, algorithm="RS256", headers={"kid": "k1"})
     resp = await client.get("/sessions", headers={"Authorization": f"Bearer {good}"})
     assert resp.status == 200, await resp.text()

@@ -2,9 +2,10 @@
 
 Writes go to the authoritative store first; once it holds the write, the same write goes
 to the secondary store (``Stage.secondary``), inline and bounded by ``secondary_timeout``.
-If that fails, the record is journaled in the authoritative store's database and the
-replayer brings it over later, so the request still succeeds and no acknowledged write is
-lost. A write that fails on the authoritative store is never sent to the other one.
+If that fails, the record is journaled in the authoritative store's database (in the other
+store's if the authoritative one stops answering right after the write) and the replayer
+brings it over later, so the request still succeeds and no acknowledged write is lost. A
+write that fails on the authoritative store is never sent to the other one.
 
 Reads are served by the authoritative store; in ``shadow`` and ``live`` a sampled read of
 the other store is compared off the request path (``shadow.py``).
@@ -21,6 +22,7 @@ import contextlib
 import datetime as dt
 import time
 import uuid
+from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from types import TracebackType
 from typing import Any, Self, TypeVar
@@ -51,6 +53,9 @@ from strangler.proxy.shadow import ShadowReader
 
 log = structlog.get_logger(__name__)
 T = TypeVar("T")
+
+#: The least time a landed write's journal entry gets in each journal (``_journal``).
+JOURNAL_GRACE = 0.25
 
 
 def _retrieve(task: asyncio.Task[None]) -> None:
@@ -137,6 +142,8 @@ class DualWriteStore:
         #: follower copies them from the change log instead).
         self.park_at_complete = True
         self._background: set[asyncio.Task[None]] = set()
+        #: Entries no journal took in time, still being written by a background task.
+        self._unjournaled: Counter[Role] = Counter()
 
     # --- lifecycle -------------------------------------------------------------------
     @property
@@ -191,7 +198,7 @@ class DualWriteStore:
         journals = [
             j for r, j in self.journals.items() if not (self.stage.old_retired and r == "old")
         ]
-        total = sum([await j.depth(role) for j in journals])
+        total = sum([await j.depth(role) for j in journals]) + self._unjournaled[role]
         backlog = self.backlogs.get(role)
         return total + (await backlog() if backlog is not None else 0)
 
@@ -201,7 +208,7 @@ class DualWriteStore:
     # --- routing -----------------------------------------------------------------------
     async def _call(self, store: ChatStore, op: str, fn: Callable[[ChatStore], Awaitable[T]]) -> T:
         async with self.metrics.timed(store.name, op):
-            return await fn(store)
+            return await budget.bounded(lambda: fn(store), store.name)
 
     async def _read(self, op: str, fn: Callable[[ChatStore], Awaitable[T]]) -> T:
         return await self._call(self.store(self.stage.authoritative), op, fn)
@@ -356,24 +363,89 @@ class DualWriteStore:
         *,
         park: bool = False,
     ) -> None:
+        """Record that ``record_ids`` are still to land in ``target``. The write already
+        landed in the authoritative store, so the entry must not be lost, and the request
+        must still answer in time: the authoritative store's journal gets what is left of
+        the request's budget (at least ``JOURNAL_GRACE``), then the other store's journal
+        gets ``JOURNAL_GRACE``; if neither takes it, a background task keeps trying both
+        with their full timeouts and the request answers now. (A full run with 30 s hangs
+        had renames answer after 7 s: the rename landed, then Postgres hung, and its
+        journal entry waited out the store timeout on top of the secondary timeout.)"""
         entries = [PendingWrite(target=target, table=table, record_id=i) for i in record_ids]
+        order = self._journal_order(journal_role)
+        errors: list[str] = []
+        for role in order:
+            try:
+                with budget.grace(JOURNAL_GRACE):
+                    await self.journals[role].add(entries)
+            except StranglerError as exc:
+                errors.append(f"{self.journals[role].name}: {exc}")
+                continue
+            if role != journal_role:
+                log.warning(
+                    "journaled_elsewhere",
+                    journal=self.journals[role].name,
+                    target=target,
+                    table=table,
+                    error=errors[0],
+                )
+            if not park:
+                self.replayer.wake()
+            return
+        # Neither journal took it in time: keep trying without the request.
+        self._unjournaled[target] += len(entries)
+        task = asyncio.get_running_loop().create_task(
+            self._journal_later(order, target, entries, errors, park=park)
+        )
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    def _journal_order(self, journal_role: Role) -> list[Role]:
+        """The authoritative store's journal first, then the other store's (not MongoDB's
+        once it is retired)."""
+        others = [r for r in self.journals if r != journal_role]
+        if self.stage.old_retired:
+            others = [r for r in others if r != "old"]
+        return ([journal_role] if journal_role in self.journals else []) + others
+
+    async def _journal_later(
+        self,
+        order: list[Role],
+        target: Role,
+        entries: list[PendingWrite],
+        errors: list[str],
+        *,
+        park: bool,
+    ) -> None:
         try:
-            with budget.exempt():  # the write landed: its entry gets the store's full timeout
-                await self.journals[journal_role].add(entries)
-        except StranglerError as exc:
-            # The authoritative store took the write a moment ago but not the journal entry.
-            # The request still succeeds; verify/repair will find this record.
+            for role in order:
+                try:
+                    await self.journals[role].add(entries)
+                except StranglerError as exc:
+                    errors.append(f"{self.journals[role].name}: {exc}")
+                    continue
+                log.warning(
+                    "journaled_late",
+                    journal=self.journals[role].name,
+                    target=target,
+                    entries=len(entries),
+                )
+                if not park:
+                    self.replayer.wake()
+                return
+            # The authoritative store took the write but no journal took its entry. The
+            # request succeeded; verify/repair will find this record.
             log.error(
                 "journal_write_failed",
                 target=target,
-                table=table,
-                error=str(exc),
-                ids=[str(i) for i in record_ids[:20]],
+                table=entries[0].table,
+                errors=errors,
+                ids=[str(e.record_id) for e in entries[:20]],
                 parked=park,
+                action="run `strangler verify` then `strangler repair` once the stores answer",
             )
-            return
-        if not park:
-            self.replayer.wake()
+        finally:
+            self._unjournaled[target] -= len(entries)
 
     async def _tombstone(self, target: ChatStore, table: Table, record_id: uuid.UUID) -> None:
         """Before deleting from the new store while it is secondary (backfill time), leave a

@@ -12,6 +12,12 @@ fraction of a round trip. Nothing waits on a timer, so an idle instance sends at
 a batch fails on one message (a duplicate id, a session deleted meanwhile), its messages are
 sent one by one, so each caller gets its own answer.
 
+A send keeps its request's time budget (``core.budget``) though another task runs its
+statement: a statement may take until the earliest deadline among its sends, and a send
+whose deadline passes while it waits for a statement is answered unavailable, unsent. (A
+full chaos run with Postgres hung had sends answer 503 only after 6.7 s: they queued
+behind statements that each waited out the whole store timeout.)
+
 Event ids are drawn under a transaction-level advisory lock held until commit
 (``EVENTS_LOCK``), so they commit in order: a reader that has seen id N and reads
 ``id > N`` from then on can never miss a smaller id that commits later.
@@ -20,10 +26,12 @@ Event ids are drawn under a transaction-level advisory lock held until commit
 from __future__ import annotations
 
 import asyncio
+import time
 from dataclasses import dataclass
 from typing import Any
 
 from strangler.backends.postgres.store import MESSAGE_COLS, PostgresStore
+from strangler.core import budget
 from strangler.core.errors import StoreUnavailable, StranglerError
 from strangler.core.models import Message
 from strangler.core.records import EventDraft
@@ -64,6 +72,8 @@ class _Send:
     park: bool
     event: EventDraft | None
     done: asyncio.Future[None]
+    #: ``time.monotonic()`` by which its request must have its answer.
+    deadline: float
 
     def settle(self, error: BaseException | None = None) -> None:
         if self.done.done():  # its request went away meanwhile
@@ -98,7 +108,8 @@ class MessageOutbox:
         ``PostgresStore.add_message``."""
         row = self._store.message_row(message)  # the limits: this caller's error alone
         loop = asyncio.get_running_loop()
-        send = _Send(row, park, event, loop.create_future())
+        deadline = budget.deadline(self._store.timeout, "postgres")
+        send = _Send(row, park, event, loop.create_future(), deadline)
         self._waiting.append(send)
         if len(self._flushers) < self._in_flight:
             task = loop.create_task(self._flush())
@@ -110,8 +121,23 @@ class MessageOutbox:
         while self._waiting:
             batch = self._waiting[: self._max_batch]
             del self._waiting[: self._max_batch]
+            now = time.monotonic()
+            late = [s for s in batch if s.deadline <= now or s.done.done()]
+            batch = [s for s in batch if not (s.deadline <= now or s.done.done())]
+            for send in late:
+                send.settle(
+                    StoreUnavailable(
+                        "postgres: the message was not sent: its request's time "
+                        f"({self._store.timeout:g} s, STRANGLER_STORE_TIMEOUT) ran out while "
+                        "it waited for earlier sends; retry shortly",
+                        store="postgres",
+                    )
+                )
+            if not batch:
+                continue
             try:
-                await self._insert(batch)
+                with budget.request_budget(min(s.deadline for s in batch) - now):
+                    await self._insert(batch)
             except StoreUnavailable as exc:
                 for send in batch:
                     send.settle(exc)
@@ -121,7 +147,8 @@ class MessageOutbox:
                     continue
                 for send in batch:  # one of them is refused: find which, answer each
                     try:
-                        await self._insert([send])
+                        with budget.request_budget(send.deadline - time.monotonic()):
+                            await self._insert([send])
                     except StranglerError as one:
                         send.settle(one)
                     else:

@@ -228,6 +228,11 @@ class PostgresStore:
                 finally:
                     await pool.release(conn, timeout=self._timeout)
 
+    @property
+    def timeout(self) -> float:
+        """Seconds one use of a connection may take (``STRANGLER_STORE_TIMEOUT``)."""
+        return self._timeout
+
     async def ping(self) -> float:
         start = time.perf_counter()
         async with self._conn("ping") as conn:
