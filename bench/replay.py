@@ -1,0 +1,113 @@
+"""How fast the replayer drains a journal: the time to settle after a hung secondary.
+
+While the secondary store hangs, its breaker opens and each write becomes a journal entry;
+once the store answers, the replayer has to land them all (issue 18's target: breakers
+closed and journals empty within 2 s of the resume). This measures the drain alone, in
+entries per second, for both directions on the same servers in one run:
+
+* ``dualwrite``: MongoDB leads; entries in MongoDB's journal, records read from MongoDB
+  in bulk and upserted into Postgres;
+* ``live``: Postgres leads; entries in Postgres's journal, records read from Postgres and
+  upserted into MongoDB.
+
+Each direction gets ``--entries`` new messages written to the authoritative store only,
+journaled 20 to an entry write (as requests journal them), then replayed batch by batch.
+
+    python bench/replay.py [--entries 1200] [--rounds 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import sys
+import time
+from typing import Any
+
+from _common import conditions, save, servers
+from strangler import schema
+from strangler.backends.mongo import MongoStore
+from strangler.backends.postgres import PostgresStore
+from strangler.core.models import ChatSession, Message
+from strangler.core.records import PendingWrite
+from strangler.proxy import FacadeOptions, Stage
+from strangler.runtime import assemble
+
+
+async def drain(facade: Any, stage: Stage, entries: int) -> float:
+    """Journal ``entries`` messages written to the authoritative store only, then replay
+    them; returns entries per second."""
+    assert stage.secondary is not None
+    auth = facade.store(stage.authoritative)
+    session = ChatSession.new(title="replay", user_id="bench")
+    await facade.create_session(session)
+    messages = [
+        Message.new(
+            session_id=session.id,
+            sender="user",
+            content={"type": "conversation", "text": f"message {i}"},
+        )
+        for i in range(entries)
+    ]
+    await auth.upsert_messages(messages)
+    journal = facade.journals[stage.authoritative]
+    for i in range(0, entries, 20):
+        await journal.add(
+            [
+                PendingWrite(target=stage.secondary, table="messages", record_id=m.id)
+                for m in messages[i : i + 20]
+            ]
+        )
+    start = time.perf_counter()
+    landed = 0
+    while (n := await facade.replayer.run_once()) > 0:
+        landed += n
+    took = time.perf_counter() - start
+    if landed != entries or await journal.depth(stage.secondary):
+        raise SystemExit(f"{stage.value}: {landed} of {entries} entries landed")
+    return entries / took
+
+
+async def main(args: argparse.Namespace) -> dict[str, Any]:
+    rates: dict[str, list[float]] = {"dualwrite": [], "live": []}
+    with servers() as (mongo_server, pg_server):
+        await schema.apply(pg_server.dsn)
+        async with (
+            MongoStore(mongo_server.uri, database="bench") as old,
+            PostgresStore(pg_server.dsn, max_size=16) as new,
+            assemble(old, new, FacadeOptions(stage=Stage.DUALWRITE)) as dual,
+            assemble(old, new, FacadeOptions(stage=Stage.LIVE)) as live,
+        ):
+            await old.ensure_indexes()
+            await dual.replayer.stop()  # this bench drives the replayers itself
+            await live.replayer.stop()
+            for _ in range(args.rounds):  # interleaved, on the same servers
+                rates["dualwrite"].append(await drain(dual, Stage.DUALWRITE, args.entries))
+                rates["live"].append(await drain(live, Stage.LIVE, args.entries))
+    result = {
+        "entries": args.entries,
+        "rounds": args.rounds,
+        "entries_per_s": {k: round(statistics.median(v)) for k, v in rates.items()},
+        "all": {k: [round(x) for x in v] for k, v in rates.items()},
+        "conditions": conditions(),
+    }
+    for stage, rate in result["entries_per_s"].items():
+        print(
+            f"{stage:<10} {rate:>6} entries/s  ({args.entries} entries: "
+            f"{args.entries / rate:.2f} s to drain)"
+        )
+    print(f"saved {save('replay', result)}")
+    return result
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--entries", type=int, default=1200, help="journal entries per drain")
+    p.add_argument("--rounds", type=int, default=3, help="drains per direction (median)")
+    return p
+
+
+if __name__ == "__main__":
+    asyncio.run(main(parser().parse_args()))
+    sys.exit(0)
