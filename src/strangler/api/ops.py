@@ -52,7 +52,9 @@ async def readyz(request: web.Request) -> web.Response:
     try:
         latency = await facade.store(role).ping()
     except StranglerError as exc:
+        facade.metrics.ready.set(0)
         raise StoreUnavailable(f"not ready: the authoritative store is down ({exc})") from None
+    facade.metrics.ready.set(1)
     return json_response(
         {"status": "ready", "stage": facade.stage.value, "authoritative_ping_ms": latency * 1000}
     )

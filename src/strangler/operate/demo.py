@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from strangler.config import Settings
+from strangler.core.stages import Stage
 
 if TYPE_CHECKING:
     from strangler.operate.common import Subparsers
@@ -29,6 +30,27 @@ def add_parser(sub: Subparsers) -> None:
         default=Path(".strangler-demo"),
         metavar="DIR",
         help="where both servers keep their data (default: .strangler-demo)",
+    )
+    p.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="where the API listens (default 127.0.0.1; 0.0.0.0 for every interface)",
+    )
+    p.add_argument(
+        "--port",
+        type=int,
+        default=None,
+        help="the API's port (default 8080, or a free one if 8080 is taken; a --port that is "
+        "taken is an error)",
+    )
+    p.add_argument(
+        "--stage",
+        default="off",
+        metavar="STAGE",
+        help="start at this stage (default off): the demo moves there with 'strangler stage "
+        "set', running 'strangler backfill' before a stage that reads Supabase, and forces the "
+        "moves a fresh demo has no evidence for (recorded as forced). One of: "
+        + ", ".join(s.value for s in Stage),
     )
     p.add_argument("--sessions", type=int, default=2000, help="legacy sessions to seed")
     p.add_argument("--messages-per-session", type=int, default=5)
@@ -56,6 +78,10 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     return demo.run(
         demo.DemoOptions(
             data_dir=args.data_dir,
+            api_host=args.host,
+            api_port=8080 if args.port is None else args.port,
+            port_given=args.port is not None,
+            stage=Stage.parse(args.stage),
             sessions=args.sessions,
             messages_per_session=args.messages_per_session,
             exit_after_setup=args.exit_after_setup,

@@ -30,7 +30,7 @@ from typing import Any, Self, TypeVar
 import structlog
 
 from strangler.core import budget, ids
-from strangler.core.errors import Conflict, NotFound, StranglerError
+from strangler.core.errors import Conflict, NotFound, StoreUnavailable, StranglerError
 from strangler.core.ids import IdLike
 from strangler.core.models import ChatSession, Message
 from strangler.core.ports import (
@@ -207,8 +207,17 @@ class DualWriteStore:
 
     # --- routing -----------------------------------------------------------------------
     async def _call(self, store: ChatStore, op: str, fn: Callable[[ChatStore], Awaitable[T]]) -> T:
-        async with self.metrics.timed(store.name, op):
-            return await budget.bounded(lambda: fn(store), store.name)
+        authoritative = store is self.store(self.stage.authoritative)
+        try:
+            async with self.metrics.timed(store.name, op):
+                result = await budget.bounded(lambda: fn(store), store.name)
+        except StoreUnavailable:
+            if authoritative:
+                self.metrics.ready.set(0)
+            raise
+        if authoritative:
+            self.metrics.ready.set(1)
+        return result
 
     async def _read(self, op: str, fn: Callable[[ChatStore], Awaitable[T]]) -> T:
         return await self._call(self.store(self.stage.authoritative), op, fn)

@@ -27,6 +27,8 @@
   closed, 1 half open, 2 open (``proxy.breaker``)
 * ``strangler_breaker_skipped_total{store}``: secondary writes journaled at once, untried,
   because the store's breaker was open
+* ``strangler_ready``: 1 while the authoritative store answers this instance (its latest
+  call, or ``/readyz`` probe, did not find it unavailable), else 0
 """
 
 from __future__ import annotations
@@ -97,6 +99,12 @@ class FacadeMetrics:
             ["store"],
             registry=r,
         )
+        self.ready = Gauge(
+            "strangler_ready",
+            "1 while the authoritative store answers this instance, else 0",
+            registry=r,
+        )
+        self.ready.set(1)
         self.breaker_skipped = Counter(
             "strangler_breaker_skipped_total",
             "Secondary writes journaled untried because the store's breaker was open",
