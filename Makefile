@@ -57,7 +57,8 @@ promtool:  ## Debian's Prometheus, for promtool (CI checks deploy/prometheus/ wi
 	  else sudo apt-get update -qq && sudo apt-get install -y -qq --no-install-recommends prometheus; fi; }
 	@promtool --version | head -1
 
-lint: $(STAMP)  ## ruff (lint + format check), mypy --strict on src/, and the import contracts
+lint: $(STAMP)  ## ruff (lint + format check), mypy --strict on src/, the import contracts, uv.lock
+	$(UV) lock --check
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy

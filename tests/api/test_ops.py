@@ -129,3 +129,30 @@ async def test_a_connection_reset_while_the_client_is_connected_is_still_a_500()
             body = await resp.json(content_type=None)
     assert resp.status == 500 and body["code"] == "internal"
     assert [e["event"] for e in logs] == ["request_crashed"]
+
+
+async def test_every_metric_the_alerts_and_the_dashboard_name_is_on_metrics(
+    make_api: ApiFactory,
+) -> None:
+    """deploy/prometheus/alerts.yml and deploy/grafana/strangler.json name only metrics an
+    instance exposes (a renamed metric would leave an alert that never fires)."""
+    import re
+
+    from tests.test_deploy import metric_names_used
+
+    client = await make_api("dualwrite")
+    resp = await client.get("/metrics")
+    assert resp.status == 200
+    text = await resp.text()
+    exposed = set(re.findall(r"^# TYPE (\w+) (\w+)", text, re.M))
+    names = set()
+    for name, kind in exposed:
+        names.add(name)
+        if kind == "histogram":
+            names |= {f"{name}_bucket", f"{name}_sum", f"{name}_count"}
+        if kind == "counter":
+            names |= {f"{name}_total", f"{name}_created"}
+    for source, used in metric_names_used().items():
+        assert used, source
+        missing = used - names
+        assert not missing, f"{source} names metrics /metrics does not have: {missing}"
