@@ -20,7 +20,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 from prometheus_client import Gauge
 
-from strangler.api import chat, dashboard, openapi, ops, realtime
+from strangler.api import chat, dashboard, openapi, ops, realtime, telemetry
 from strangler.api.auth import Authenticator
 from strangler.api.events import Hub
 from strangler.api.invalidation import PageInvalidation
@@ -59,8 +59,9 @@ log = structlog.get_logger(__name__)
 def create_app(settings: Settings) -> web.Application:
     """The chat backend's HTTP API over the dual-write facade. Raises ``ConfigError`` when
     the settings cannot work (for example auth enabled without a way to verify tokens)."""
+    telemetry.configure()  # spans, if OpenTelemetry is installed and OTEL_* ask for it
     app = web.Application(
-        middlewares=[problems, budgeted(settings.store_timeout, chat.routes)],
+        middlewares=[telemetry.traced, problems, budgeted(settings.store_timeout, chat.routes)],
         client_max_size=settings.max_body_bytes,
     )
     app[SETTINGS] = settings

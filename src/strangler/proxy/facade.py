@@ -29,7 +29,7 @@ from typing import Any, Self, TypeVar
 
 import structlog
 
-from strangler.core import budget, ids
+from strangler.core import budget, ids, tracing
 from strangler.core.errors import Conflict, NotFound, StoreUnavailable, StranglerError
 from strangler.core.ids import IdLike
 from strangler.core.models import ChatSession, Message
@@ -209,8 +209,9 @@ class DualWriteStore:
     async def _call(self, store: ChatStore, op: str, fn: Callable[[ChatStore], Awaitable[T]]) -> T:
         authoritative = store is self.store(self.stage.authoritative)
         try:
-            async with self.metrics.timed(store.name, op):
-                result = await budget.bounded(lambda: fn(store), store.name)
+            with tracing.span(f"{store.name} {op}", {"db.system.name": store.name}):
+                async with self.metrics.timed(store.name, op):
+                    result = await budget.bounded(lambda: fn(store), store.name)
         except StoreUnavailable:
             if authoritative:
                 self.metrics.ready.set(0)
@@ -219,8 +220,24 @@ class DualWriteStore:
             self.metrics.ready.set(1)
         return result
 
-    async def _read(self, op: str, fn: Callable[[ChatStore], Awaitable[T]]) -> T:
-        return await self._call(self.store(self.stage.authoritative), op, fn)
+    async def _read(
+        self, op: str, fn: Callable[[ChatStore], Awaitable[T]], *, stage: Stage | None = None
+    ) -> T:
+        """``fn`` on the stage's authoritative store (the caller shadows it, if it does)."""
+        stage = stage or self.stage
+        with tracing.span(f"facade {op}", self._routing(stage)) as span:
+            if stage.shadow_reads:
+                span.set_attribute("strangler.shadow_read", True)
+            return await self._call(self.store(stage.authoritative), op, fn)
+
+    def _routing(self, stage: Stage) -> dict[str, Any]:
+        """The routing decision, as span attributes."""
+        secondary = stage.secondary
+        return {
+            "strangler.stage": stage.value,
+            "strangler.authoritative": self.store(stage.authoritative).name,
+            "strangler.secondary": "" if secondary is None else self.store(secondary).name,
+        }
 
     def _shadow(
         self,
@@ -254,7 +271,7 @@ class DualWriteStore:
     ) -> T:
         stage = self.stage
         try:
-            result = await self._call(self.store(stage.authoritative), f"get_{table}", fn)
+            result = await self._read(f"get_{table}", fn, stage=stage)
         except NotFound:
             self._shadow(stage, table, str(record_id), None, fn, diff_records)
             raise
@@ -274,27 +291,31 @@ class DualWriteStore:
     ) -> T:
         """``parked``: ``primary`` wrote the ids' journal entries for MongoDB itself."""
         stage = stage or self.stage
-        auth_role = stage.authoritative
-        auth = self.store(auth_role)
-        started = time.perf_counter()
-        result = await self._call(auth, op, primary)
-        target = stage.secondary
-        if target is None:
-            if stage == Stage.COMPLETE and not parked and self.park_at_complete:
-                # Park the ids for MongoDB, so a rollback from complete can catch it up.
-                await self._journal(auth_role, "old", table, record_ids, park=True)
+        with tracing.span(f"facade {op}", self._routing(stage)) as span:
+            auth_role = stage.authoritative
+            auth = self.store(auth_role)
+            started = time.perf_counter()
+            result = await self._call(auth, op, primary)
+            target = stage.secondary
+            if target is None:
+                if stage == Stage.COMPLETE and not parked and self.park_at_complete:
+                    # Park the ids for MongoDB, so a rollback from complete can catch it up.
+                    await self._journal(auth_role, "old", table, record_ids, park=True)
+                return result
+            outcome = await self._to_secondary(
+                stage,
+                op,
+                table,
+                record_ids,
+                auth,
+                self.store(target),
+                secondary,
+                result,
+                started=started,
+            )
+            span.set_attribute("strangler.secondary_write", outcome)
+            span.set_attribute("strangler.journaled", outcome != "ok")
             return result
-        return await self._to_secondary(
-            stage,
-            op,
-            table,
-            record_ids,
-            auth,
-            self.store(target),
-            secondary,
-            result,
-            started=started,
-        )
 
     async def _to_secondary(
         self,
@@ -308,11 +329,12 @@ class DualWriteStore:
         result: T,
         *,
         started: float | None = None,
-    ) -> T:
+    ) -> str:
         """The same write on the secondary store, bounded by ``secondary_timeout``; if it
-        fails or is late the ids are journaled instead. Never fails the request.
-        ``started``: when the authoritative write was sent (the second write trails it by
-        the time from then until it lands, which a follower's settle delay must cover)."""
+                fails or is late the ids are journaled instead. Never fails the request. Returns what
+        happened: ``ok``, ``journaled`` (failed or late) or ``breaker_open`` (journaled untried).
+                ``started``: when the authoritative write was sent (the second write trails it by
+                the time from then until it lands, which a follower's settle delay must cover)."""
         done_at = time.perf_counter()
         started = done_at if started is None else started
         target = stage.secondary
@@ -323,15 +345,16 @@ class DualWriteStore:
             self.metrics.breaker_skipped.labels(sec.name).inc()
             self.metrics.secondary_writes.labels("journaled").inc()
             await self._journal(stage.authoritative, target, table, record_ids)
-            return result
+            return "breaker_open"
         # The secondary write runs as a tracked task that is never cancelled: cancelling a
         # PyMongo operation mid-server-selection corrupts its topology lock. The request waits
         # at most secondary_timeout; past that the record is journaled and the task finishes
         # on its own, bounded by the store's own timeouts (replay is idempotent either way).
 
         async def timed_secondary() -> None:
-            async with self.metrics.timed(sec.name, op):
-                await secondary(auth, sec, result)
+            with tracing.span(f"{sec.name} {op}", {"db.system.name": sec.name}):
+                async with self.metrics.timed(sec.name, op):
+                    await secondary(auth, sec, result)
 
         task = asyncio.get_running_loop().create_task(timed_secondary())
         self._background.add(task)
@@ -355,13 +378,13 @@ class DualWriteStore:
             self.metrics.secondary_writes.labels("journaled").inc()
             self.metrics.observe_late(time.perf_counter() - started)
             await self._journal(stage.authoritative, target, table, record_ids)
-            return result
+            return "journaled"
         breaker.success()
         self.metrics.secondary_writes.labels("ok").inc()
         landed = time.perf_counter()
         self.metrics.observe_lag(landed - done_at)
         self.metrics.observe_trail(landed - started)
-        return result
+        return "ok"
 
     async def _journal(
         self,
@@ -560,7 +583,7 @@ class DualWriteStore:
                 after=after,
             )
 
-        page = await self._call(self.store(stage.authoritative), "list_sessions", fn)
+        page = await self._read("list_sessions", fn, stage=stage)
         self._shadow(stage, "chat_sessions", f"list:{user_id}", page, fn, diff_pages)
         return page
 
@@ -623,7 +646,7 @@ class DualWriteStore:
         def fn(st: ChatStore) -> Awaitable[Page[Message]]:
             return st.history(sid, limit=limit, after=after, before=before)
 
-        page = await self._call(self.store(stage.authoritative), "history", fn)
+        page = await self._read("history", fn, stage=stage)
         self._shadow(stage, "messages", f"history:{sid}", page, fn, diff_pages)
         return page
 
@@ -644,10 +667,10 @@ class DualWriteStore:
         if stage.authoritative != "new" or stage.shadow_reads or pages is None:
             return None
         sid = ids.parse_id(session_id, field="session_id")
-        return await self._call(
-            self.new,
+        return await self._read(
             "history",
             lambda _: pages.history_json(sid, limit=limit, after=after, before=before),
+            stage=stage,
         )
 
     # --- bulk and scans ---------------------------------------------------------------------
