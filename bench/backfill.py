@@ -5,6 +5,8 @@ Generates ``--sessions`` sessions with ``--messages`` messages in the legacy sha
 * file source → Postgres: ``strangler backfill`` on mongoexport JSON Lines, rows/s, against a
   raw ``COPY`` of the same already-transformed rows (target >= 0.6x), and the naive
   row-by-row INSERT the seed ticket suggests;
+* mongodump directory → Postgres: the same, from ``<db>/*.bson`` (target: at least the
+  files figure);
 * live MongoDB (SecantusDB) → Postgres: rows/s against a bare scan of the source (>= 0.8x);
 * peak RSS of the backfill process (<= 400 MB), measured on the real CLI in a subprocess;
 * verify of both stores: rows/s against the slower store's bare scan (>= 0.5x).
@@ -25,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+import bson
 from bson import json_util
 from pymongo import MongoClient
 
@@ -101,19 +104,25 @@ def _cli_backfill(source: str, dsn: str, workdir: Path) -> tuple[float, int, int
 
 
 def _generate(mongo_uri: str, work: Path, sessions: int, per: int) -> None:
-    """The same legacy data into MongoDB and into mongoexport JSON Lines files."""
+    """The same legacy data into MongoDB, into mongoexport JSON Lines files, and into a
+    mongodump directory (``work/dump/chat/*.bson``)."""
+    (work / "dump" / "chat").mkdir(parents=True)
     with (
         MongoClient(mongo_uri) as client,
         open(work / "chat_sessions.json", "w") as fs,
         open(work / "messages.json", "w") as fm,
+        open(work / "dump" / "chat" / "chat_sessions.bson", "wb") as ds,
+        open(work / "dump" / "chat" / "messages.bson", "wb") as dm,
     ):
         db = client.chat
         s_buf: list[Any] = []
         m_buf: list[Any] = []
         for s, msgs in generate(sessions, per, seed=5):
             fs.write(json_util.dumps(s, json_options=RELAXED) + "\n")
+            ds.write(bson.encode(s))
             for m in msgs:
                 fm.write(json_util.dumps(m, json_options=RELAXED) + "\n")
+                dm.write(bson.encode(m))
             s_buf.append(s)
             m_buf.extend(msgs)
             if len(m_buf) >= 20_000:  # big batches: SecantusDB commits (and syncs) per call
@@ -184,6 +193,11 @@ async def main(args: argparse.Namespace) -> int:
         file_rate = total / seconds
         print(f"  files: {file_rate:,.0f} rows/s, RSS {rss_files} MB / {tree_files} MB", flush=True)
 
+        await _reset(pg.dsn)
+        seconds, rss_dump, tree_dump = _cli_backfill(str(work / "dump"), pg.dsn, work)
+        dump_rate = total / seconds
+        print(f"  dump: {dump_rate:,.0f} rows/s, RSS {rss_dump} MB / {tree_dump} MB", flush=True)
+
         # Live MongoDB: the backfill against a bare scan of the source.
         await _reset(pg.dsn)
         with MongoClient(mongo.uri) as client:
@@ -219,11 +233,13 @@ async def main(args: argparse.Namespace) -> int:
         "naive_insert_rows_per_s": naive_rate,
         "file_backfill_rows_per_s": file_rate,
         "file_vs_copy": file_rate / copy_rate,
+        "dump_backfill_rows_per_s": dump_rate,
+        "dump_vs_copy": dump_rate / copy_rate,
         "live_backfill_rows_per_s": live_rate,
         "bare_scan_rows_per_s": scan_rate,
         "live_vs_scan": live_rate / scan_rate,
-        "peak_rss_mb": max(rss_files, rss_live),
-        "peak_rss_tree_mb": max(tree_files, tree_live),
+        "peak_rss_mb": max(rss_files, rss_dump, rss_live),
+        "peak_rss_tree_mb": max(tree_files, tree_dump, tree_live),
         "verify_rows_per_s": verify_rate,
         "slower_store_scan_rows_per_s": slower_scan,
         "verify_vs_scan": verify_rate / slower_scan,
@@ -235,6 +251,10 @@ async def main(args: argparse.Namespace) -> int:
     print(
         f"  backfill from files         {file_rate:>10,.0f} rows/s  {file_rate / copy_rate:5.2f}x "
         f"COPY  (target >= 0.6x)"
+    )
+    print(
+        f"  backfill from a mongodump   {dump_rate:>10,.0f} rows/s  {dump_rate / copy_rate:5.2f}x "
+        f"COPY  (target >= the files figure)"
     )
     print(f"  bare scan of MongoDB        {scan_rate:>10,.0f} rows/s")
     print(

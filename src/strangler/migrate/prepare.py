@@ -110,7 +110,7 @@ def _documents(
         try:
             docs = bson.decode_all(chunk.data, BSON_OPTIONS)
         except BSONError:
-            yield from enumerate(_bson_one_by_one(chunk.data))
+            yield from enumerate(_bson_one_by_one(chunk))
             return
         for position, doc in enumerate(docs):
             yield position, (doc, [])
@@ -125,9 +125,10 @@ def _documents(
             yield i, ((fast if fast is not None else parse_text(text, chunk.where(i))), [])
 
 
-def _bson_one_by_one(data: bytes) -> Iterator[tuple[Item, list[str]]]:
+def _bson_one_by_one(chunk: BsonChunk) -> Iterator[tuple[Item, list[str]]]:
     """A batch that does not decode as a whole: legacy drivers wrote invalid UTF-8, which
     is replaced by U+FFFD and reported; anything worse is reported as unreadable."""
+    data = chunk.data
     pos = 0
     while pos < len(data):
         size = int.from_bytes(data[pos : pos + 4], "little")
@@ -139,7 +140,7 @@ def _bson_one_by_one(data: bytes) -> Iterator[tuple[Item, list[str]]]:
             try:
                 yield bson.decode(raw, _REPLACING), ["invalid_utf8_replaced"]
             except BSONError as exc:
-                yield BadInput(f"BSON document at byte {pos - size}", raw.hex(), str(exc)), []
+                yield BadInput(chunk.where(pos - size), raw.hex(), str(exc)), []
 
 
 def prepare(collection: Collection, chunk: Chunk) -> Prepared:

@@ -114,10 +114,20 @@ class LinesChunk:
 
 @dataclass(frozen=True, slots=True)
 class BsonChunk:
-    """Documents as they came from MongoDB: ``count`` BSON documents back to back."""
+    """Documents as they came from MongoDB: ``count`` BSON documents back to back. From a
+    file (a mongodump), ``name`` and ``offset`` say where ``data`` starts in it, for the
+    report lines of documents that do not decode."""
 
     data: bytes
     count: int
+    name: str | None = None
+    offset: int = 0
+
+    def where(self, pos: int) -> str:
+        """Where the document at byte ``pos`` of ``data`` came from."""
+        if self.name is None:
+            return f"BSON document at byte {pos}"
+        return f"{self.name} at byte {self.offset + pos}"
 
     def __len__(self) -> int:
         return self.count

@@ -19,6 +19,7 @@ from strangler.core.errors import ConfigError, InvalidInput
 from strangler.core.stages import Stage
 from strangler.migrate.backfill import Backfill, Counts, Orphans, summary_table
 from strangler.migrate.checkpoint import Checkpoint
+from strangler.migrate.dump import DumpSource, is_archive, looks_like_dump, refuse_archive
 from strangler.migrate.report import Report
 from strangler.migrate.runs import recorded
 from strangler.migrate.sources import FileSource, MongoSource, Source
@@ -36,8 +37,8 @@ def add_parser(sub: Subparsers) -> None:
     p = sub.add_parser(
         "backfill",
         help="copy the legacy data into Supabase, reporting what it had to repair",
-        description="Copies chat_sessions, then messages, from a live MongoDB or from "
-        "mongoexport files into Supabase (SUPABASE_DB_URL). Rows are inserted, never "
+        description="Copies chat_sessions, then messages, from a live MongoDB, a mongodump "
+        "directory or mongoexport files into Supabase (SUPABASE_DB_URL). Rows are inserted, never "
         "overwritten, so it is safe during dualwrite. Every document is stored, or written to "
         "the report (JSON Lines) with its reasons and its original, or both when it was "
         "repaired. Progress goes to the log as JSON lines.",
@@ -45,8 +46,10 @@ def add_parser(sub: Subparsers) -> None:
     p.add_argument(
         "--source",
         metavar="SRC",
-        help="a MongoDB URI, or a directory with chat_sessions.json and "
-        "messages.json (JSON Lines or --jsonArray, optionally .gz); default MONGO_URI",
+        help="a MongoDB URI; a mongodump --out directory (<db>/chat_sessions.bson and "
+        "messages.bson, or .bson.gz from --gzip; --archive files are refused with how to dump "
+        "a directory); or a directory with mongoexport's chat_sessions.json and messages.json "
+        "(JSON Lines or --jsonArray, optionally .gz); default MONGO_URI",
     )
     p.add_argument(
         "--report",
@@ -214,14 +217,20 @@ async def _follow(settings: Settings, stack: contextlib.AsyncExitStack) -> None:
 
 
 async def _source(settings: Settings, src: str, stack: contextlib.AsyncExitStack) -> Source:
-    """``--source``: a directory of mongoexport files, or a MongoDB URI (opened on
-    ``stack``)."""
-    if Path(src).is_dir():  # noqa: ASYNC240 (one stat, once, before any I/O starts)
-        return FileSource(Path(src))
+    """``--source``: a mongodump directory, a directory of mongoexport files, or a MongoDB
+    URI (opened on ``stack``)."""
+    path = Path(src)
+    if path.is_dir():  # noqa: ASYNC240 (one stat, once, before any I/O starts)
+        return DumpSource(path) if looks_like_dump(path) else FileSource(path)
+    if path.is_file() and is_archive(path):  # noqa: ASYNC240
+        raise refuse_archive(path)
     if src.startswith(("mongodb://", "mongodb+srv://")):
         mongo = await stack.enter_async_context(mongo_store(settings, src, bulk=True))
         return MongoSource(mongo)
-    raise ConfigError(f"--source {src!r} is neither a MongoDB URI nor a directory")
+    raise ConfigError(
+        f"--source {src!r} is neither a MongoDB URI nor a directory (of mongodump or "
+        "mongoexport output)"
+    )
 
 
 async def backfill(

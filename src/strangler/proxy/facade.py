@@ -331,10 +331,11 @@ class DualWriteStore:
         started: float | None = None,
     ) -> str:
         """The same write on the secondary store, bounded by ``secondary_timeout``; if it
-                fails or is late the ids are journaled instead. Never fails the request. Returns what
-        happened: ``ok``, ``journaled`` (failed or late) or ``breaker_open`` (journaled untried).
-                ``started``: when the authoritative write was sent (the second write trails it by
-                the time from then until it lands, which a follower's settle delay must cover)."""
+        fails or is late the ids are journaled instead. Never fails the request. Returns
+        what happened: ``ok``, ``journaled`` (failed or late) or ``breaker_open``
+        (journaled untried). ``started``: when the authoritative write was sent (the second
+        write trails it by the time from then until it lands, which a follower's settle
+        delay must cover)."""
         done_at = time.perf_counter()
         started = done_at if started is None else started
         target = stage.secondary
