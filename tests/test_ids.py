@@ -107,3 +107,14 @@ def test_new_ids_are_objectid_born() -> None:
     oid, u = ids.new_objectid_uuid()
     assert ids.objectid_from_uuid(u) == oid
     assert ids.objectid_from_uuid(uuid.uuid4()) is None
+
+
+def test_one_way_ids_are_the_ones_the_uuid_cannot_give_back() -> None:
+    from bson import Int64
+
+    for value in ("legacy-7", "x", 42, Int64(7), "ABC"):
+        assert ids.one_way(value), value
+    oid = ObjectId()
+    for value in (oid, str(oid), str(uuid.uuid4()), uuid.uuid4(), True, 1.5):
+        assert not ids.one_way(value), value
+    assert ids.objectid_from_uuid(ids.legacy_to_uuid(str(oid))) == oid  # hex: reversible

@@ -111,3 +111,38 @@ def test_iso_z_formats_like_isoformat_truncated_to_milliseconds(value: dt.dateti
     except OverflowError:  # near datetime.min/max, the UTC shift leaves the range
         return
     assert iso_z(value) == expected
+
+
+def test_lossy_types_name_each_bson_type_json_cannot_carry() -> None:
+    import datetime as dt
+    import uuid
+
+    from bson import Binary, Decimal128, Int64, MaxKey, MinKey, ObjectId, Regex, Timestamp
+
+    from strangler.core.normalize import lossy_types
+
+    plain = {"type": "conversation", "text": "hi", "n": 2**53, "f": 1.5, "l": [1, None, True]}
+    assert lossy_types(plain) == set()
+    assert lossy_types({"audioFile": Binary(b"RIFF")}) == set()  # generic binary: base64
+    content = {
+        "a": [ObjectId(), dt.datetime(2024, 1, 1)],
+        "b": {"c": Decimal128("1.10"), "d": Int64(2**53 + 1), "e": -(2**60)},
+        "f": Regex("x", "i"),
+        "g": Timestamp(1, 2),
+        "h": [MinKey(), MaxKey()],
+        "i": Binary(b"x" * 16, 5),
+        "j": uuid.uuid4(),
+        "k": float("nan"),
+    }
+    assert lossy_types(content) == {
+        "content_lossy_objectid",
+        "content_lossy_date",
+        "content_lossy_decimal128",
+        "content_lossy_int_beyond_2_53",
+        "content_lossy_regex",
+        "content_lossy_timestamp",
+        "content_lossy_minmaxkey",
+        "content_lossy_binary_subtype",
+        "content_lossy_uuid",
+        "content_lossy_nonfinite_float",
+    }

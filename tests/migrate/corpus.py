@@ -8,7 +8,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from bson import Binary, Decimal128, Int64, ObjectId
+from bson import Binary, Decimal128, Int64, MaxKey, MinKey, ObjectId, Regex, Timestamp
 
 NAIVE = dt.datetime(2023, 5, 1, 12, 0, 0, 250000)
 EPOCH_MS = 1_700_000_000_123
@@ -43,10 +43,14 @@ def build() -> tuple[list[Case], list[Case]]:
         Case(
             "string-id",
             {"_id": "legacy-session-7", "title": "s", "created_at": NAIVE, "user_id": "u1"},
-            "ok",
+            "repaired",
+            "id_one_way",  # stored under uuid5 of the string, which cannot give it back
         ),
         Case(
-            "int64-id", {"_id": Int64(42), "title": "i", "created_at": NAIVE, "user_id": "u1"}, "ok"
+            "int64-id",
+            {"_id": Int64(42), "title": "i", "created_at": NAIVE, "user_id": "u1"},
+            "repaired",
+            "id_one_way",
         ),
         Case(
             "missing-title",
@@ -197,7 +201,8 @@ def build() -> tuple[list[Case], list[Case]]:
         ),
         msg(
             "nested-bson",
-            "ok",
+            "repaired",
+            "content_lossy_objectid",  # and _date, _decimal128: each one reported
             content={
                 "type": "conversation",
                 "text": "n",
@@ -214,6 +219,42 @@ def build() -> tuple[list[Case], list[Case]]:
             "repaired",
             "nul_replaced",
             content={"type": "conversation", "text": "a\x00b"},
+        ),
+        msg(
+            "int-beyond-2-53",
+            "repaired",
+            "content_lossy_int_beyond_2_53",
+            content={"type": "conversation", "text": "big", "n": Int64(2**60)},
+        ),
+        msg(
+            "regex-content",
+            "repaired",
+            "content_lossy_regex",
+            content={"type": "conversation", "text": "r", "match": Regex("^a.*", "i")},
+        ),
+        msg(
+            "timestamp-content",
+            "repaired",
+            "content_lossy_timestamp",
+            content={"type": "conversation", "text": "t", "ts": Timestamp(1700000000, 3)},
+        ),
+        msg(
+            "minkey-content",
+            "repaired",
+            "content_lossy_minmaxkey",
+            content={"type": "conversation", "text": "k", "lo": MinKey(), "hi": MaxKey()},
+        ),
+        msg(
+            "binary-subtype-5",
+            "repaired",
+            "content_lossy_binary_subtype",
+            content={"type": "conversation", "text": "md5", "sum": Binary(b"0123456789abcdef", 5)},
+        ),
+        msg(
+            "uuid-in-content",
+            "repaired",
+            "content_lossy_uuid",
+            content={"type": "conversation", "text": "u", "ref": Binary.from_uuid(uuid.uuid4())},
         ),
         msg("200k-text", "ok", content={"type": "conversation", "text": "ж" * 200_000}),
         msg("orphan", "quarantined", "orphan_session", session_id=str(ObjectId())),

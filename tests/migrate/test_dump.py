@@ -140,7 +140,7 @@ def test_a_damaged_dump_ends_with_one_report_line_after_the_documents_it_held(
 async def test_damage_is_reported_by_the_backfill_and_the_rest_lands(
     clean_pg: str, tmp_path: Path
 ) -> None:
-    sessions, messages = build()
+    sessions, _ = build()
     ok_sessions = [c for c in sessions if c.action == "ok"][:3]
     root = _dump(tmp_path / "dump", ok_sessions, [], gz=False)
     # A framed document whose contents do not decode (element type 0x7f does not exist),

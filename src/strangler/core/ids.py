@@ -77,6 +77,14 @@ def legacy_to_uuid(value: Any) -> uuid.UUID:
     raise InvalidInput(f"cannot map a legacy id of type {type(value).__name__} to a UUID")
 
 
+def one_way(value: Any) -> bool:
+    """True for a legacy id whose UUID cannot give it back (an arbitrary string or an
+    integer, mapped with uuid5): the record is stored, but under a new identity."""
+    if isinstance(value, str):
+        return not (_HEX24.fullmatch(value) or _CANONICAL_UUID.fullmatch(value))
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 @functools.lru_cache(maxsize=1 << 12)
 def _uuid_from_str(value: str) -> uuid.UUID:
     """Cached: a backfill maps each session reference once per message, and a session's

@@ -88,8 +88,58 @@ def to_json_value(value: Any) -> JsonValue:
     if isinstance(value, Timestamp):
         return {"t": value.time, "i": value.inc}
     if isinstance(value, Regex):
-        return {"pattern": value.pattern, "flags": str(value.flags)}
+        return {"pattern": value.pattern, "flags": str(int(value.flags))}
     return str(value)
+
+
+#: Integers past this lose precision in a JSON reader that uses doubles (JavaScript's).
+MAX_SAFE_INT = 2**53
+
+
+def lossy_types(value: Any, found: set[str] | None = None) -> set[str]:
+    """What ``to_json_value(value)`` loses: one reason code per BSON type it turns into
+    something else (``content_lossy_<type>``), so a backfill reports such a document
+    instead of storing the conversion silently. Plain JSON values, and generic (subtype 0)
+    binary as base64 (the legacy app's attachments, read back as such), lose nothing."""
+    found = set() if found is None else found
+    if value is None or isinstance(value, bool | str):
+        return found
+    if isinstance(value, int):
+        if not -MAX_SAFE_INT <= value <= MAX_SAFE_INT:
+            found.add("content_lossy_int_beyond_2_53")
+    elif isinstance(value, float):
+        if not math.isfinite(value):
+            found.add("content_lossy_nonfinite_float")
+    elif isinstance(value, Mapping):
+        for v in value.values():
+            lossy_types(v, found)
+    elif isinstance(value, list | tuple):
+        for v in value:
+            lossy_types(v, found)
+    elif isinstance(value, Binary):
+        if value.subtype == 4:
+            found.add("content_lossy_uuid")
+        elif value.subtype != 0:
+            found.add("content_lossy_binary_subtype")
+    elif isinstance(value, bytes | bytearray | memoryview):
+        return found
+    elif isinstance(value, ObjectId):
+        found.add("content_lossy_objectid")
+    elif isinstance(value, dt.datetime):
+        found.add("content_lossy_date")
+    elif isinstance(value, uuid.UUID):
+        found.add("content_lossy_uuid")
+    elif isinstance(value, Decimal128 | Decimal):
+        found.add("content_lossy_decimal128")
+    elif isinstance(value, Timestamp):
+        found.add("content_lossy_timestamp")
+    elif isinstance(value, Regex):
+        found.add("content_lossy_regex")
+    elif type(value).__name__ in ("MinKey", "MaxKey"):
+        found.add("content_lossy_minmaxkey")
+    else:
+        found.add("content_lossy_bson_type")
+    return found
 
 
 def _any_string(value: Any, test: Callable[[str], bool]) -> bool:

@@ -25,7 +25,7 @@ import orjson
 from bson import Int64, ObjectId
 
 from strangler.backends.mongo.codec import MESSAGE_FIELDS
-from strangler.core.normalize import b64, dump_json, utc_ms
+from strangler.core.normalize import MAX_SAFE_INT, b64, dump_json, utc_ms
 from strangler.migrate.ejson import BIG_FLOAT, HEX24, ISO_Z
 
 _MESSAGE_KEYS = frozenset({"_id", "session_id", "sender", "content", "timestamp"})
@@ -45,8 +45,12 @@ def _uuid_text(oid_hex: str) -> str:
 def _plain(value: Any) -> Any:
     """``to_json_value`` for the ordinary cases; ``_Unusual`` for the rest."""
     t = type(value)
-    if t is str or t is int or t is bool or value is None:
+    if t is str or t is bool or value is None:
         return value
+    if t is int:
+        if -MAX_SAFE_INT <= value <= MAX_SAFE_INT:
+            return value
+        raise _Unusual  # the general transform reports it
     if t is float:
         if math.isfinite(value):
             return value
@@ -57,7 +61,7 @@ def _plain(value: Any) -> Any:
         return [_plain(v) for v in value]
     if t is bytes:
         return b64(value)
-    if t is Int64:
+    if t is Int64 and -MAX_SAFE_INT <= value <= MAX_SAFE_INT:
         return int(value)
     raise _Unusual
 
@@ -114,8 +118,12 @@ def _ejson_plain(value: Any) -> Any:
     """Content as it will be stored, from orjson's reading of Extended JSON: plain values
     as they are, a subtype-0 ``$binary`` as canonical base64; ``_Unusual`` otherwise."""
     t = type(value)
-    if t is str or t is int or t is bool or value is None:
+    if t is str or t is bool or value is None:
         return value
+    if t is int:
+        if -MAX_SAFE_INT <= value <= MAX_SAFE_INT:
+            return value
+        raise _Unusual  # the general transform reports it
     if t is float:
         if -BIG_FLOAT < value < BIG_FLOAT:
             return value

@@ -24,7 +24,7 @@ from bson.datetime_ms import DatetimeMS
 from strangler.core import ids
 from strangler.core.errors import CorruptRecord, InvalidInput
 from strangler.core.models import SENDERS, ChatSession, Message, Sender, trusted
-from strangler.core.normalize import b64, to_json_value, utc_ms
+from strangler.core.normalize import b64, lossy_types, to_json_value, utc_ms
 
 SESSION_FIELDS = frozenset({"_id", "title", "created_at", "user_id"})
 MESSAGE_FIELDS = frozenset(
@@ -96,11 +96,15 @@ def _time_or_objectid(doc: dict[str, Any], field: str, repairs: list[str]) -> dt
     raise _Corrupt(f"{field}_missing")
 
 
-def _record_id(doc: dict[str, Any]) -> uuid.UUID:
+def _record_id(doc: dict[str, Any], repairs: list[str] | None) -> uuid.UUID:
+    value = doc.get("_id")
     try:
-        return ids.legacy_to_uuid(doc.get("_id"))
+        mapped = ids.legacy_to_uuid(value)
     except InvalidInput:
         raise _Corrupt("id_unmappable") from None
+    if repairs is not None and ids.one_way(value):
+        repairs.append("id_one_way")  # the UUID cannot give the original back
+    return mapped
 
 
 def _opt_text(doc: dict[str, Any], field: str, repairs: list[str]) -> str | None:
@@ -131,9 +135,10 @@ def decode_session(doc: dict[str, Any], repairs: list[str] | None = None) -> Cha
 
     Coercions go to ``repairs``; ``CorruptRecord`` (with ``.reasons``) when it cannot be done.
     """
+    tracked = repairs
     repairs = [] if repairs is None else repairs
     try:
-        sid = _record_id(doc)
+        sid = _record_id(doc, tracked)
         title = _required_text(doc, "title", repairs)
         user_id = _required_text(doc, "user_id", repairs)
         created_at = _time_or_objectid(doc, "created_at", repairs)
@@ -161,9 +166,10 @@ def read_sender(value: Any, repairs: list[str]) -> Sender:
 
 def decode_message(doc: dict[str, Any], repairs: list[str] | None = None) -> Message:
     """Present a legacy ``messages`` document as a ``Message`` (see :func:`decode_session`)."""
+    tracked = repairs
     repairs = [] if repairs is None else repairs
     try:
-        mid = _record_id(doc)
+        mid = _record_id(doc, tracked)
         ref = doc.get("session_id")
         if ref is None:
             raise _Corrupt("session_id_missing")
@@ -176,7 +182,10 @@ def decode_message(doc: dict[str, Any], repairs: list[str] | None = None) -> Mes
         sender = read_sender(doc.get("sender"), repairs)
         if "content" not in doc:
             repairs.append("content_missing")
-        content = to_json_value(doc.get("content"))
+        raw_content = doc.get("content")
+        content = to_json_value(raw_content)
+        if tracked is not None:  # a backfill's reading: every lossy conversion is reported
+            repairs.extend(sorted(lossy_types(raw_content)))
         timestamp = _time_or_objectid(doc, "timestamp", repairs)
         audio = _opt_text(doc, "audio", repairs)
         image = _opt_text(doc, "image", repairs)
