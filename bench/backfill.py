@@ -89,6 +89,7 @@ def _cli_backfill(source: str, dsn: str, workdir: Path) -> tuple[float, int, int
             str(workdir / "report.jsonl"),
             "--checkpoint",
             str(workdir / "cp.json"),
+            "--at-off",  # nothing writes meanwhile: a bench, not a migration
         ],
         env=env,
         stdout=subprocess.DEVNULL,
