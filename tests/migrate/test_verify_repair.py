@@ -231,3 +231,89 @@ async def test_verify_rereads_what_the_scans_found_different_before_reporting(
     settled = await settle(mongo_store, pg_store, sessions, delay=0)
     assert list(settled.different) == [drift.id] and settled.counts["different"] == 1
     assert settled.different[drift.id]["title"] == {"authoritative": "drift", "other": "drifted"}
+
+
+class _Stop(Exception):
+    pass
+
+
+async def test_an_interrupted_verify_resumes_after_its_last_checkpoint(
+    mongo_store: MongoStore,
+    pg_store: PostgresStore,
+    planted: dict[str, Any],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A verify stopped part way resumes from the saved state and ends with exactly the
+    full run's counts; the tables finished before are not read again."""
+    from strangler.migrate import verify
+
+    monkeypatch.setattr(verify, "EVERY", 2)
+    full = await diff_stores(mongo_store, pg_store)
+    saved: dict[str, Any] = {}
+
+    def checkpoint(table: str, state: dict[str, Any]) -> None:
+        saved[table] = state
+
+    def stop_in_messages(table: str, compared: int) -> None:
+        if table == "messages" and compared >= 4:
+            raise _Stop
+
+    with pytest.raises(_Stop):
+        await diff_stores(mongo_store, pg_store, checkpoint=checkpoint, progress=stop_in_messages)
+    assert saved["chat_sessions"]["done"] is True
+    assert saved["messages"]["done"] is False and saved["messages"]["after"] is not None
+    before_resume = saved["messages"]["compared"]
+    assert 0 < before_resume < full["messages"].compared
+
+    scanned: list[str] = []
+    original = verify._records
+
+    def spy(store: Any, table: Any, *args: Any) -> Any:
+        scanned.append(table)
+        return original(store, table, *args)
+
+    monkeypatch.setattr(verify, "_records", spy)
+    resumed = await diff_stores(mongo_store, pg_store, resume=json.loads(json.dumps(saved)))
+    assert set(scanned) == {"messages"}  # sessions were done: not read again
+    for table in ("chat_sessions", "messages"):
+        assert resumed[table].counts == full[table].counts, table
+        assert resumed[table].compared == full[table].compared, table
+    assert sorted(resumed["messages"].missing) == sorted(full["messages"].missing)
+
+
+async def test_a_throttled_verify_keeps_to_its_rate() -> None:
+    import time
+
+    from strangler.migrate.verify import Throttle
+
+    throttle = Throttle(1000)
+    start = time.monotonic()
+    for _ in range(4):
+        await throttle.take(100)
+    took = time.monotonic() - start
+    assert 0.3 <= took < 0.6, took  # 400 rows at 1,000/s: the first 100 are free
+
+
+def test_cli_verify_resume_says_when_there_is_nothing_to_resume(
+    mongo_server: Any, mongo_db: str, clean_pg: str, planted: dict[str, Any]
+) -> None:
+    env = {
+        **os.environ,
+        "MONGO_URI": mongo_server.uri
+        + ("&" if "?" in mongo_server.uri else "?")
+        + "readPreference=secondaryPreferred",
+        "MONGO_DB": mongo_db,
+        "SUPABASE_DB_URL": clean_pg,
+        "STRANGLER_STAGE": "dualwrite",
+        "STRANGLER_LOG_FORMAT": "json",
+    }
+    # A read preference in the URI is honoured (a single server serves it as a primary).
+    done = _cli(env, "verify", "--max-rows-per-second", "500")
+    assert done.returncode == 1, done.stderr
+    assert "extra in Supabase" in done.stdout
+    again = _cli(env, "verify", "--resume")
+    assert again.returncode == 2
+    assert "nothing to resume" in again.stderr and "without --resume" in again.stderr
+    bad = _cli(env, "verify", "--max-rows-per-second", "0")
+    assert bad.returncode == 2 and "more than 0" in bad.stderr
+    assert "Traceback" not in done.stderr + again.stderr + bad.stderr

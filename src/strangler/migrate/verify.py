@@ -13,12 +13,18 @@ legacy string the window cannot match, and that is a difference, not a missing r
 Under live traffic the two scans see slightly different moments, so every id they find
 different is re-read on both sides half a second later (``settle``) and reported only if it
 still differs: a message sent during the verify is not a false alarm.
+
+A long verify can be **resumed**: every 1,000 rows ``checkpoint`` receives each table's
+partial result and the last id compared (every id up to it is done on both sides), and
+``diff_stores(resume=...)`` starts each table after it, with the counts and samples found
+before. ``Throttle`` caps the rows compared per second, to spare a production MongoDB.
 """
 
 from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -33,6 +39,29 @@ from strangler.proxy.mirror import read_state
 SAMPLES = 20
 #: ``(table, rows compared so far)``
 Progress = Callable[[Table, int], None]
+#: ``(the table's partial result, the last id compared)``: what a resume needs.
+Checkpoint = Callable[["TableDiff", uuid.UUID], None]
+#: Rows between checkpoints and throttle checks.
+EVERY = 1000
+THROTTLE_EVERY = 100
+
+
+class Throttle:
+    """At most ``rate`` rows a second, on average since the first row."""
+
+    def __init__(self, rate: float) -> None:
+        self.rate = rate
+        self._start: float | None = None
+        self._taken = 0
+
+    async def take(self, rows: int) -> None:
+        now = time.monotonic()
+        if self._start is None:
+            self._start = now
+        self._taken += rows
+        ahead = self._taken / self.rate - (now - self._start)
+        if ahead > 0:
+            await asyncio.sleep(ahead)
 
 
 @dataclass
@@ -54,6 +83,28 @@ class TableDiff:
         """Every id that needs repair (as far as samples were kept: all, unless capped)."""
         return [*self.missing, *self.extra, *self.different]
 
+    def state(self, after: uuid.UUID | None, *, done: bool = False) -> dict[str, Any]:
+        """What a resumed verify starts from (JSON): the last id compared, the counts, and
+        the ids kept so far (at most ``SAMPLES`` of each kind)."""
+        return {
+            "after": None if after is None else str(after),
+            "done": done,
+            "compared": self.compared,
+            "counts": dict(self.counts),
+            "missing": [str(i) for i in self.missing[:SAMPLES]],
+            "extra": [str(i) for i in self.extra[:SAMPLES]],
+            "different": {str(k): v for k, v in list(self.different.items())[:SAMPLES]},
+        }
+
+    @classmethod
+    def from_state(cls, table: Table, state: dict[str, Any]) -> TableDiff:
+        out = cls(table, compared=int(state.get("compared", 0)))
+        out.counts.update({k: int(v) for k, v in state.get("counts", {}).items()})
+        out.missing = [uuid.UUID(i) for i in state.get("missing", [])]
+        out.extra = [uuid.UUID(i) for i in state.get("extra", [])]
+        out.different = {uuid.UUID(k): v for k, v in state.get("different", {}).items()}
+        return out
+
     def summary(self) -> dict[str, Any]:
         return {
             "table": self.table,
@@ -68,12 +119,16 @@ class TableDiff:
 
 
 async def _records(
-    store: ChatStore, table: Table, batch: int, since: dt.datetime | None
+    store: ChatStore,
+    table: Table,
+    batch: int,
+    since: dt.datetime | None,
+    after: uuid.UUID | None = None,
 ) -> AsyncIterator[Any]:
     chunks = (
-        store.scan_sessions(batch_size=batch, since=since)
+        store.scan_sessions(batch_size=batch, since=since, after=after)
         if table == "chat_sessions"
-        else store.scan_messages(batch_size=batch, since=since)
+        else store.scan_messages(batch_size=batch, since=since, after=after)
     )
     async for chunk in chunks:
         for record in chunk:
@@ -100,12 +155,18 @@ async def diff_table(
     keep: int | None = None,
     since: dt.datetime | None = None,
     progress: Progress | None = None,
+    start: TableDiff | None = None,
+    after: uuid.UUID | None = None,
+    checkpoint: Checkpoint | None = None,
+    throttle: Throttle | None = None,
 ) -> TableDiff:
     """Merge both scans by id. ``keep`` caps how many ids are kept per kind (None: all);
-    ``progress`` is called every 1,000 rows (and may raise to stop the diff)."""
-    result = TableDiff(table)
-    a_it = _records(authoritative, table, batch, since)
-    b_it = _records(other, table, batch, since)
+    ``progress`` is called every 1,000 rows (and may raise to stop the diff), and
+    ``checkpoint`` too. ``after`` and ``start``: resume past that id with that result so
+    far. ``throttle`` paces the rows compared."""
+    result = start or TableDiff(table)
+    a_it = _records(authoritative, table, batch, since, after)
+    b_it = _records(other, table, batch, since, after)
     a, b = await _next(a_it), await _next(b_it)
 
     def note(kind: str, record_id: uuid.UUID, diff: dict[str, Any] | None = None) -> None:
@@ -124,11 +185,18 @@ async def diff_table(
         if d:
             note("different", x.id, d)
 
+    last = after
     while a is not None or b is not None:
         result.compared += 1
-        if progress is not None and result.compared % 1000 == 0:
-            progress(table, result.compared)
+        if result.compared % EVERY == 0:
+            if progress is not None:
+                progress(table, result.compared)
+            if checkpoint is not None and last is not None:
+                checkpoint(result, last)
+        if throttle is not None and result.compared % THROTTLE_EVERY == 0:
+            await throttle.take(THROTTLE_EVERY)
         if b is None or (a is not None and a.id < b.id):
+            last = a.id
             twin = None if since is None else await _lookup(other, table, a.id)
             if twin is None:
                 note("missing", a.id)
@@ -136,6 +204,7 @@ async def diff_table(
                 compare(a, twin)
             a = await _next(a_it)
         elif a is None or b.id < a.id:
+            last = b.id
             twin = None if since is None else await _lookup(authoritative, table, b.id)
             if twin is None:
                 note("extra", b.id)
@@ -143,6 +212,7 @@ async def diff_table(
                 compare(twin, b)
             b = await _next(b_it)
         else:
+            last = a.id
             compare(a, b)
             a, b = await _next(a_it), await _next(b_it)
     return result
@@ -206,13 +276,43 @@ async def diff_stores(
     since: dt.datetime | None = None,
     progress: Progress | None = None,
     settle_seconds: float = SETTLE_SECONDS,
+    resume: dict[str, dict[str, Any]] | None = None,
+    checkpoint: Callable[[Table, dict[str, Any]], None] | None = None,
+    throttle: Throttle | None = None,
 ) -> dict[Table, TableDiff]:
     """Every table's diff; the stores are equal when every ``TableDiff.equal``. What the
-    scans find different is re-read after ``settle_seconds`` (:func:`settle`)."""
+    scans find different is re-read after ``settle_seconds`` (:func:`settle`).
+
+    ``checkpoint(table, state)`` receives each table's ``TableDiff.state`` every 1,000 rows
+    and when the table is done; ``resume`` (the last states, by table) skips the tables
+    that were done and starts the others after their last id."""
     out = {}
     for t in TABLES:
+        state = (resume or {}).get(t)
+        if state is not None and state.get("done"):
+            out[t] = TableDiff.from_state(t, state)
+            continue
+        start = None if state is None else TableDiff.from_state(t, state)
+        after = None if state is None or state.get("after") is None else uuid.UUID(state["after"])
+
+        def note(part: TableDiff, last: uuid.UUID, t: Table = t) -> None:
+            if checkpoint is not None:
+                checkpoint(t, part.state(last))
+
         scanned = await diff_table(
-            authoritative, other, t, batch=batch, keep=keep, since=since, progress=progress
+            authoritative,
+            other,
+            t,
+            batch=batch,
+            keep=keep,
+            since=since,
+            progress=progress,
+            start=start,
+            after=after,
+            checkpoint=note,
+            throttle=throttle,
         )
         out[t] = await settle(authoritative, other, scanned, delay=settle_seconds)
+        if checkpoint is not None:
+            checkpoint(t, out[t].state(None, done=True))
     return out

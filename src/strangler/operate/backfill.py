@@ -105,6 +105,12 @@ def add_parser(sub: Subparsers) -> None:
         "keeps its position afterwards, and 'strangler serve' goes on following from it",
     )
     p.add_argument(
+        "--ignore-oplog-window",
+        action="store_true",
+        help="with --follow from a live MongoDB: start even though the backfill is estimated "
+        "to outlast the oplog (how far back the change stream can resume)",
+    )
+    p.add_argument(
         "--at-off",
         action="store_true",
         help="copy even though the stage is off and --follow is not given: writes made "
@@ -129,6 +135,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             resume=args.resume,
             follow=args.follow,
             at_off=args.at_off,
+            ignore_oplog_window=args.ignore_oplog_window,
         )
     )
 
@@ -233,6 +240,57 @@ async def _source(settings: Settings, src: str, stack: contextlib.AsyncExitStack
     )
 
 
+#: The backfill's rate as a share of a bare scan of the source: bench/backfill.py measured
+#: 0.66-0.95x; the lower end, so the estimate errs long.
+SCAN_SHARE = 0.6
+#: Refuse when the estimate passes this share of the oplog window.
+WINDOW_MARGIN = 0.8
+
+
+def _hours(seconds: float) -> str:
+    return f"{seconds / 3600:.1f} h" if seconds >= 3600 else f"{seconds / 60:.0f} min"
+
+
+async def oplog_preflight(origin: MongoSource, *, ignore: bool) -> float | None:
+    """With --follow from a live MongoDB: estimate the backfill's duration (the documents
+    to read over a 2 s sample of the scan rate) and compare it with the oplog window, how
+    far back the change stream can resume. Refuse when it would not fit (unless
+    ``ignore``); warn when the server does not tell. Returns the estimate in seconds."""
+    store = origin.documents
+    counts = [await origin.estimate(c) for c in ("chat_sessions", "messages")]
+    rate = await store.sample_rate("messages")
+    if any(c is None for c in counts) or not rate:
+        log.info("oplog_preflight_skipped", reason="cannot estimate the backfill's duration")
+        return None
+    total = sum(c for c in counts if c is not None)
+    eta = total / (rate * SCAN_SHARE)
+    window = await store.oplog_window()
+    if window is None:
+        log.warning(
+            "oplog_window_unknown",
+            estimated_seconds=round(eta),
+            documents=total,
+            action="check that the oplog covers more than the estimate: "
+            "db.getReplicationInfo() in mongosh ('log length start to end')",
+        )
+        return eta
+    if eta <= window * WINDOW_MARGIN:
+        log.info("oplog_window_ok", estimated_seconds=round(eta), oplog_seconds=round(window))
+        return eta
+    message = (
+        f"the backfill is estimated to take about {_hours(eta)} ({total:,} documents at "
+        f"about {rate * SCAN_SHARE:,.0f}/s), but MongoDB's oplog holds only {_hours(window)} "
+        "of changes: if the follower falls that far behind, it cannot resume and changes "
+        "made during the backfill would need a verify and repair to find. Enlarge the oplog "
+        "first (replSetResizeOplog, or oplogMinRetentionHours), or backfill from a mongodump "
+        "directory taken after dual writes began, or pass --ignore-oplog-window"
+    )
+    if ignore:
+        log.warning("oplog_window_too_short", detail=message)
+        return eta
+    raise ConfigError(message)
+
+
 async def backfill(
     settings: Settings,
     *,
@@ -246,6 +304,7 @@ async def backfill(
     workers: int = 0,
     follow: bool = False,
     at_off: bool = False,
+    ignore_oplog_window: bool = False,
 ) -> int:
     src = source or settings.mongo_uri
     if not src:
@@ -258,6 +317,8 @@ async def backfill(
         if follow and not dry_run:
             await _follow(settings, stack)
         origin = await _source(settings, src, stack)
+        if follow and isinstance(origin, MongoSource):
+            await oplog_preflight(origin, ignore=ignore_oplog_window)
         saved = Checkpoint.load(checkpoint, origin.name) if resume else None
         jobs = await stack.enter_async_context(Jobs.open(settings))
         tombstones = jobs.tombstones

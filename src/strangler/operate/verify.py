@@ -6,12 +6,13 @@ import argparse
 import asyncio
 import datetime as dt
 import json
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from strangler.config import Settings
+from strangler.core.errors import ConfigError
 from strangler.core.normalize import iso_z
 from strangler.migrate.runs import recorded
-from strangler.migrate.verify import diff_stores
+from strangler.migrate.verify import Throttle, diff_stores
 from strangler.operate.common import SAMPLES_SHOWN, moment, pairs
 from strangler.runtime import Jobs, old_store
 
@@ -25,7 +26,10 @@ def add_parser(sub: Subparsers) -> None:
         help="diff the two stores table by table (exit 1 when they differ)",
         description="Streams both stores in id order and compares every row after "
         "normalisation: rows missing from the non-authoritative store, extra rows, and rows "
-        "that differ, with samples and field-level diffs. Exit 0: equal; 1: they differ.",
+        "that differ, with samples and field-level diffs. Exit 0: equal; 1: they differ. "
+        "A run saves where it is every 1,000 rows (in strangler.job_runs); --resume continues "
+        "an interrupted or crashed run from there. To read MongoDB from a secondary, put "
+        "readPreference=secondaryPreferred (or secondary) in MONGO_URI.",
     )
     p.add_argument("--json", action="store_true", help="print the full result as JSON")
     p.add_argument(
@@ -35,26 +39,122 @@ def add_parser(sub: Subparsers) -> None:
         help="compare only sessions created and messages sent at or after this moment "
         "(e.g. 2026-11-25T09:00:00Z), to check recent traffic every few minutes",
     )
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the last verify run, if it was interrupted (Ctrl-C, a crash): each "
+        "table from the last id it compared, with what it had found",
+    )
+    p.add_argument(
+        "--max-rows-per-second",
+        type=float,
+        default=None,
+        metavar="N",
+        help="compare at most N rows a second, to spare a production MongoDB (default: as "
+        "fast as the stores answer)",
+    )
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
-    return asyncio.run(verify(settings, as_json=args.json, since=args.since))
+    if args.max_rows_per_second is not None and args.max_rows_per_second <= 0:
+        raise ConfigError("--max-rows-per-second must be more than 0")
+    return asyncio.run(
+        verify(
+            settings,
+            as_json=args.json,
+            since=args.since,
+            resume=args.resume,
+            max_rows_per_second=args.max_rows_per_second,
+        )
+    )
 
 
-async def verify(settings: Settings, *, as_json: bool, since: dt.datetime | None = None) -> int:
+#: A run still marked running whose record has not moved for this long is taken for dead
+#: (SIGKILL, a lost machine): its progress record is flushed every 2 s.
+STALE_SECONDS = 30
+
+
+async def _resumable(jobs: Jobs, stage: str, window: str | None) -> dict[str, Any]:
+    """The saved state of the last verify run, if it can be resumed here; else why not."""
+    last = None if jobs.runs is None else await jobs.runs.latest("verify")
+    if last is None:
+        raise ConfigError("verify --resume: no verify has run yet; run it without --resume")
+    status = last["status"]
+    if status == "running":
+        updated = dt.datetime.fromisoformat(last["updated_at"])
+        if (dt.datetime.now(dt.UTC) - updated).total_seconds() < STALE_SECONDS:
+            raise ConfigError(
+                f"verify --resume: verify run {last['id']} is still running (updated "
+                f"{last['updated_at']}); wait for it, or stop it first"
+            )
+    elif status not in ("interrupted", "failed"):
+        raise ConfigError(
+            f"verify --resume: the last verify run ({last['id']}) finished ({status}); "
+            "nothing to resume. Run it without --resume"
+        )
+    state = last["progress"].get("resume")
+    params = last["params"]
+    if not state:
+        raise ConfigError(
+            f"verify --resume: verify run {last['id']} saved no position (it stopped in its "
+            "first 1,000 rows, or ran before resumable verifies); run it without --resume"
+        )
+    if params.get("stage") != stage or params.get("since") != window:
+        raise ConfigError(
+            f"verify --resume: verify run {last['id']} compared stage {params.get('stage')} "
+            f"since {params.get('since')}, not stage {stage} since {window}; run it without "
+            "--resume (or with the same --since)"
+        )
+    return dict(state)
+
+
+async def verify(
+    settings: Settings,
+    *,
+    as_json: bool,
+    since: dt.datetime | None = None,
+    resume: bool = False,
+    max_rows_per_second: float | None = None,
+) -> int:
     async with old_store(settings, bulk=True) as old, Jobs.open(settings) as jobs:
         new = jobs.new
         stage = await jobs.stage(settings)
         auth, other = (old, new) if stage.authoritative == "old" else (new, old)
         window = None if since is None else iso_z(since)
-        params = {"stage": stage.value, "since": window, "origin": "cli"}
+        state = await _resumable(jobs, stage.value, window) if resume else None
+        if state is not None and not as_json:
+            print(
+                "resuming: "
+                + ", ".join(
+                    f"{t} {'done' if s.get('done') else 'after ' + str(s.get('after'))} "
+                    f"({s.get('compared', 0):,} compared)"
+                    for t, s in state.items()
+                ),
+                flush=True,
+            )
+        params = {"stage": stage.value, "since": window, "origin": "cli", "resumed": resume}
         async with recorded(jobs.runs, "verify", params) as run:
+            saved: dict[str, Any] = dict(state or {})
+            run.progress["resume"] = saved
 
             def progress(table: str, compared: int) -> None:
                 run.progress[table] = compared
 
-            diffs = await diff_stores(auth, other, keep=1000, since=since, progress=progress)
+            def checkpoint(table: str, table_state: dict[str, Any]) -> None:
+                saved[table] = table_state
+
+            throttle = None if max_rows_per_second is None else Throttle(max_rows_per_second)
+            diffs = await diff_stores(
+                auth,
+                other,
+                keep=1000,
+                since=since,
+                progress=progress,
+                resume=state,
+                checkpoint=checkpoint,
+                throttle=throttle,
+            )
             run.result = {
                 "equal": all(d.equal for d in diffs.values()),
                 "tables": [d.summary() for d in diffs.values()],
