@@ -103,7 +103,9 @@ async def test_dualwrite_keeps_both_stores_consistent(
     [
         ("post", "/sessions", {"title": "bad\u0000title"}, 422, "invalid_input"),
         ("post", "/sessions", {"title": 5}, 422, "invalid_input"),
-        ("get", "/sessions/not-an-id", None, 400, "invalid_id"),
+        ("get", "/sessions/not-an-id", None, 404, "not_found"),  # could be a legacy id
+        ("get", "/sessions/" + "x" * 513, None, 400, "invalid_id"),
+        ("get", "/sessions/a%01b", None, 400, "invalid_id"),
         ("get", "/sessions?limit=0", None, 400, "invalid_parameter"),
         ("get", "/sessions?cursor=%%%", None, 400, "invalid_cursor"),
         ("get", "/sessions?created_from=yesterday", None, 400, "invalid_parameter"),

@@ -22,16 +22,21 @@ def json_response(data: Any, status: int = 200) -> web.Response:
     return web.Response(body=orjson.dumps(data), status=status, content_type="application/json")
 
 
-def path_id(request: web.Request, name: str) -> uuid.UUID:
+def path_ids(request: web.Request, name: str) -> list[uuid.UUID]:
+    """The ids the path parameter ``name`` may stand for (``ids.path_candidates``): one for
+    a UUID or a 24-hex ObjectId; for a legacy string or integer ``_id`` (stored under a
+    UUID that cannot give it back), the UUIDs it maps to, so such a record is still
+    reachable by its old id. 400 for what cannot be an id at all."""
     raw = request.match_info[name]
     try:
-        return ids.parse_id(raw, field=name)
+        return ids.path_candidates(raw, field=name)
     except InvalidInput:
         raise Problem(
             400,
             "invalid_id",
-            f"{name} {raw[:60]!r} is neither a UUID nor a 24-hex legacy id",
-            errors=[{"loc": ["path", name], "msg": "not a UUID or ObjectId", "type": "id"}],
+            f"{name} {raw[:60]!r} is neither a UUID, a 24-hex ObjectId nor a legacy id "
+            f"(1 to {ids.MAX_LEGACY_ID} characters, no control characters)",
+            errors=[{"loc": ["path", name], "msg": "not an id", "type": "id"}],
         ) from None
 
 

@@ -116,6 +116,27 @@ def parse_id(value: Any, *, field: str = "id") -> uuid.UUID:
     )
 
 
+_INT = re.compile(r"-?(0|[1-9][0-9]{0,18})")
+#: The longest legacy string id a path may carry.
+MAX_LEGACY_ID = 512
+
+
+def path_candidates(value: str, *, field: str = "id") -> list[uuid.UUID]:
+    """The UUIDs an id given in a URL path may stand for, most likely first: a UUID or a
+    24-hex ObjectId (one), or a legacy id that maps one way, an arbitrary string (its
+    uuid5) and, when it reads as an integer, that integer's too: ``/sessions/42`` may be
+    the string ``"42"`` or the integer 42. ``InvalidInput`` for what no legacy id can be
+    (empty, control characters, longer than ``MAX_LEGACY_ID``)."""
+    if _HEX24.fullmatch(value) or _CANONICAL_UUID.fullmatch(value):
+        return [legacy_to_uuid(value)]
+    if not value or len(value) > MAX_LEGACY_ID or any(ord(c) < 32 for c in value):
+        parse_id(value, field=field)  # raises, saying what an id looks like
+    out = [_uuid_from_str(value)]
+    if _INT.fullmatch(value) and -(2**63) <= int(value) < 2**63:
+        out.append(uuid.uuid5(NS, "int:" + str(int(value))))
+    return out
+
+
 def new_objectid_uuid() -> tuple[ObjectId, uuid.UUID]:
     """A fresh identity for a new record: an ObjectId (for MongoDB) and its UUID."""
     oid = ObjectId()

@@ -40,10 +40,11 @@ ERRORS: Json = {
 
 
 def record_id(name: str) -> Json:
-    """The path parameter ``name``: a record id, which ``chat.path_id`` takes in either form."""
+    """The path parameter ``name``: a record id, which ``http.path_ids`` takes in any form."""
     return {
         "name": name,
-        "description": "a UUID, or the legacy 24-hex ObjectId form",
+        "description": "a UUID, the legacy 24-hex ObjectId form, or a legacy string or "
+        "integer id (a record whose MongoDB _id was one is found by it)",
         "schema": TEXT,
         "required": True,
         "in": "path",
