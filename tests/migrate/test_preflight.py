@@ -12,7 +12,7 @@ from strangler.backends.mongo import MongoStore
 from strangler.core.errors import ConfigError
 from strangler.embedded.legacy_data import generate
 from strangler.migrate.sources import MongoSource
-from strangler.operate.backfill import oplog_preflight
+from strangler.operate.backfill import oplog_preflight, sample_rate
 
 
 @pytest.fixture
@@ -34,7 +34,7 @@ async def test_a_backfill_that_would_outlast_the_oplog_is_refused_saying_what_to
     assert await legacy.oplog_window() is None
     eta = await oplog_preflight(source, ignore=False)
     assert eta is not None and eta > 0
-    assert await legacy.sample_rate("messages", 0.5) > 0
+    assert await sample_rate(source, "messages", 0.5) > 0  # type: ignore[operator]
 
     async def short(self: MongoStore) -> float:
         return eta / 10  # type: ignore[operator]

@@ -221,10 +221,6 @@ class RawDocuments(Protocol):
         """How far back, in seconds, a change stream can resume; None if not told."""
         ...
 
-    async def sample_rate(self, collection: str, seconds: float = 2.0) -> float | None:
-        """Documents a second a raw scan reads (sampled for up to ``seconds``)."""
-        ...
-
 
 class MessageSender(Protocol):
     """A send with what goes along with it, in one statement (a transactional outbox)."""

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from strangler.config import Settings
-from strangler.core.errors import ConfigError, InvalidInput
+from strangler.core.errors import ConfigError, InvalidInput, StranglerError
 from strangler.core.stages import Stage
 from strangler.migrate.backfill import Backfill, Counts, Orphans, summary_table
 from strangler.migrate.checkpoint import Checkpoint
@@ -251,6 +251,22 @@ def _hours(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h" if seconds >= 3600 else f"{seconds / 60:.0f} min"
 
 
+async def sample_rate(origin: MongoSource, collection: str, seconds: float = 2.0) -> float | None:
+    """Documents a second a raw scan of ``collection`` reads, over up to ``seconds`` (the
+    backfill's ceiling); None if it is empty or unreadable."""
+    start = time.perf_counter()
+    count = 0
+    try:
+        async for chunk in origin.chunks(collection, 2000):
+            count += len(chunk)
+            if time.perf_counter() - start >= seconds:
+                break
+    except StranglerError:
+        return None
+    took = time.perf_counter() - start
+    return count / took if count and took > 0 else None
+
+
 async def oplog_preflight(origin: MongoSource, *, ignore: bool) -> float | None:
     """With --follow from a live MongoDB: estimate the backfill's duration (the documents
     to read over a 2 s sample of the scan rate) and compare it with the oplog window, how
@@ -258,7 +274,7 @@ async def oplog_preflight(origin: MongoSource, *, ignore: bool) -> float | None:
     ``ignore``); warn when the server does not tell. Returns the estimate in seconds."""
     store = origin.documents
     counts = [await origin.estimate(c) for c in ("chat_sessions", "messages")]
-    rate = await store.sample_rate("messages")
+    rate = await sample_rate(origin, "messages")
     if any(c is None for c in counts) or not rate:
         log.info("oplog_preflight_skipped", reason="cannot estimate the backfill's duration")
         return None

@@ -47,15 +47,6 @@ from strangler.core.records import Keyset, Page, StoreLimits, Table
 log = structlog.get_logger(__name__)
 
 
-def _bson_count(data: bytes) -> int:
-    """How many BSON documents lie back to back in ``data``."""
-    n = pos = 0
-    while pos < len(data):
-        pos += int.from_bytes(data[pos : pos + 4], "little")
-        n += 1
-    return n
-
-
 #: MongoDB's error code for a duplicate key.
 DUPLICATE_KEY = 11000
 
@@ -224,21 +215,6 @@ class MongoStore:
         if not first or not last or "ts" not in first or "ts" not in last:
             return None
         return float(last["ts"].time - first["ts"].time)
-
-    async def sample_rate(self, collection: str, seconds: float = 2.0) -> float | None:
-        """Documents a second a raw scan of ``collection`` reads, over up to ``seconds``
-        (the backfill's ceiling); None if the collection is empty or unreadable."""
-        start = time.perf_counter()
-        count = 0
-        try:
-            async for data in self.raw_batches(collection, 2000):
-                count += _bson_count(data)
-                if time.perf_counter() - start >= seconds:
-                    break
-        except StranglerError:
-            return None
-        took = time.perf_counter() - start
-        return count / took if count and took > 0 else None
 
     async def present_ids(self, collection: str, legacy_ids: list[Any]) -> set[Any]:
         """Which of ``legacy_ids`` the collection still holds.
