@@ -19,6 +19,7 @@ commands that make a directory instead.
 from __future__ import annotations
 
 import gzip
+import struct
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import BinaryIO
@@ -41,6 +42,7 @@ GZIP_MAGIC = b"\x1f\x8b"
 MAX_DOCUMENT = 16 * 1024 * 1024
 MIN_DOCUMENT = 5
 _READ = 4 << 20
+_LENGTH = struct.Struct("<i")
 
 
 def is_archive(path: Path) -> bool:
@@ -136,14 +138,15 @@ def bson_chunks(handle: BinaryIO, name: str, batch: int, skip: int = 0) -> Itera
     eof = False
     problem: str | None = None
     while True:
+        end = len(buf)
         while True:  # cut every whole document the buffer holds
-            if len(buf) - pos < 4:
+            if end - pos < 4:
                 break
-            size = int.from_bytes(buf[pos : pos + 4], "little", signed=True)
+            (size,) = _LENGTH.unpack_from(buf, pos)
             if not MIN_DOCUMENT <= size <= MAX_DOCUMENT:
                 problem = f"a document length of {size} bytes, which no BSON document has"
                 break
-            if len(buf) - pos < size:
+            if end - pos < size:
                 break
             if buf[pos + size - 1] != 0:
                 problem = f"the {size}-byte document there does not end with a NUL byte"
