@@ -187,12 +187,12 @@ async def diff_table(
 
     last = after
     while a is not None or b is not None:
+        # Every row compared so far has an id up to ``last``: a resume starts after it.
+        if checkpoint is not None and last is not None and result.compared % EVERY == 0:
+            checkpoint(result, last)
         result.compared += 1
-        if result.compared % EVERY == 0:
-            if progress is not None:
-                progress(table, result.compared)
-            if checkpoint is not None and last is not None:
-                checkpoint(result, last)
+        if progress is not None and result.compared % EVERY == 0:
+            progress(table, result.compared)
         if throttle is not None and result.compared % THROTTLE_EVERY == 0:
             await throttle.take(THROTTLE_EVERY)
         if b is None or (a is not None and a.id < b.id):

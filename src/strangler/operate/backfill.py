@@ -245,9 +245,14 @@ async def _source(settings: Settings, src: str, stack: contextlib.AsyncExitStack
 SCAN_SHARE = 0.6
 #: Refuse when the estimate passes this share of the oplog window.
 WINDOW_MARGIN = 0.8
+#: A backfill estimated under this many seconds is never refused: no working oplog holds
+#: less (a young one's window is only its age, and it has not filled yet).
+SHORT_BACKFILL = 300.0
 
 
 def _hours(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f} s"
     return f"{seconds / 3600:.1f} h" if seconds >= 3600 else f"{seconds / 60:.0f} min"
 
 
@@ -290,7 +295,7 @@ async def oplog_preflight(origin: MongoSource, *, ignore: bool) -> float | None:
             "db.getReplicationInfo() in mongosh ('log length start to end')",
         )
         return eta
-    if eta <= window * WINDOW_MARGIN:
+    if eta <= max(window * WINDOW_MARGIN, SHORT_BACKFILL):
         log.info("oplog_window_ok", estimated_seconds=round(eta), oplog_seconds=round(window))
         return eta
     message = (

@@ -200,21 +200,32 @@ class MongoStore:
         return n
 
     async def oplog_window(self) -> float | None:
-        """Seconds between the oldest and the newest entry of the oplog (how far back a
-        change stream can resume), where the server tells; None where it does not (no
-        replica set, no right to read ``local``, a server without an oplog)."""
+        """Seconds of changes the oplog holds, i.e. how far back a change stream can
+        resume, where the server tells; None where it does not (no replica set, no right
+        to read ``local``). The span from its oldest entry to its newest, and while the
+        oplog is not yet full (its data size under 90% of its cap), that span scaled to
+        the cap at the same write rate: a young oplog's span is only its age."""
         if self._client is None:
             return None
         try:
             with pymongo.timeout(5):
-                oplog = self._client["local"]["oplog.rs"]
+                local = self._client["local"]
+                oplog = local["oplog.rs"]
                 first = await oplog.find_one({}, {"ts": 1}, sort=[("$natural", 1)])
                 last = await oplog.find_one({}, {"ts": 1}, sort=[("$natural", -1)])
+                try:
+                    stats = await local.command("collStats", "oplog.rs")
+                except PyMongoError:
+                    stats = {}
         except PyMongoError:
             return None
         if not first or not last or "ts" not in first or "ts" not in last:
             return None
-        return float(last["ts"].time - first["ts"].time)
+        span = float(last["ts"].time - first["ts"].time)
+        size, cap = stats.get("size"), stats.get("maxSize")
+        if isinstance(size, int | float) and isinstance(cap, int | float) and 0 < size < 0.9 * cap:
+            return span * cap / size
+        return span
 
     async def present_ids(self, collection: str, legacy_ids: list[Any]) -> set[Any]:
         """Which of ``legacy_ids`` the collection still holds.
