@@ -225,10 +225,17 @@ class DualWriteStore:
     ) -> T:
         """``fn`` on the stage's authoritative store (the caller shadows it, if it does)."""
         stage = stage or self.stage
-        with tracing.span(f"facade {op}", self._routing(stage)) as span:
+        with self._span(op, stage) as span:
             if stage.shadow_reads:
                 span.set_attribute("strangler.shadow_read", True)
             return await self._call(self.store(stage.authoritative), op, fn)
+
+    def _span(self, op: str, stage: Stage) -> Any:
+        """The facade's span for ``op``: the routing decision as its attributes (built only
+        when tracing is on: this runs for every call)."""
+        if not tracing.enabled():
+            return tracing.NO_SPAN
+        return tracing.span(f"facade {op}", self._routing(stage))
 
     def _routing(self, stage: Stage) -> dict[str, Any]:
         """The routing decision, as span attributes."""
@@ -291,7 +298,7 @@ class DualWriteStore:
     ) -> T:
         """``parked``: ``primary`` wrote the ids' journal entries for MongoDB itself."""
         stage = stage or self.stage
-        with tracing.span(f"facade {op}", self._routing(stage)) as span:
+        with self._span(op, stage) as span:
             auth_role = stage.authoritative
             auth = self.store(auth_role)
             started = time.perf_counter()
