@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -41,11 +42,25 @@ def signal_all(server: Any, sig: int) -> None:
             os.kill(pid, sig)
 
 
+def _state(pid: int) -> str | None:
+    try:
+        return (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return None
+
+
 @contextlib.contextmanager
 def paused(server: Any) -> Iterator[None]:
-    """The server hangs until the block ends."""
+    """The server hangs until the block ends. Returns only once the server's main process
+    is stopped (a signal is delivered asynchronously); fails, saying so, if it never is."""
     signal_all(server, signal.SIGSTOP)
     try:
+        main = server_pids(server)[0]
+        deadline = time.monotonic() + 2
+        while _state(main) != "T" and time.monotonic() < deadline:
+            time.sleep(0.005)
+        if _state(main) != "T":
+            pytest.fail(f"pausing the server did not stop its process {main} ({_state(main)})")
         yield
     finally:
         signal_all(server, signal.SIGCONT)
