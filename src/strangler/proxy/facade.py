@@ -414,13 +414,8 @@ class DualWriteStore:
         entries = [PendingWrite(target=target, table=table, record_id=i) for i in record_ids]
         order = self._journal_order(journal_role)
         errors: list[str] = []
-        for role in order:
-            try:
-                with budget.grace(JOURNAL_GRACE):
-                    await self.journals[role].add(entries)
-            except StranglerError as exc:
-                errors.append(f"{self.journals[role].name}: {exc}")
-                continue
+        role = await self._add_to_first(order, entries, errors)
+        if role is not None:
             if role != journal_role:
                 log.warning(
                     "journaled_elsewhere",
@@ -448,6 +443,22 @@ class DualWriteStore:
             others = [r for r in others if r != "old"]
         return ([journal_role] if journal_role in self.journals else []) + others
 
+    async def _add_to_first(
+        self, order: list[Role], entries: list[PendingWrite], errors: list[str]
+    ) -> Role | None:
+        """Add ``entries`` to the first journal in ``order`` that takes them; the role, or
+        None (each refusal appended to ``errors``). Within a request each journal gets what
+        is left of its budget, at least ``JOURNAL_GRACE``; elsewhere, its full timeout."""
+        for role in order:
+            try:
+                with budget.grace(JOURNAL_GRACE):
+                    await self.journals[role].add(entries)
+            except StranglerError as exc:
+                errors.append(f"{self.journals[role].name}: {exc}")
+                continue
+            return role
+        return None
+
     async def _journal_later(
         self,
         order: list[Role],
@@ -458,12 +469,8 @@ class DualWriteStore:
         park: bool,
     ) -> None:
         try:
-            for role in order:
-                try:
-                    await self.journals[role].add(entries)
-                except StranglerError as exc:
-                    errors.append(f"{self.journals[role].name}: {exc}")
-                    continue
+            role = await self._add_to_first(order, entries, errors)
+            if role is not None:
                 log.warning(
                     "journaled_late",
                     journal=self.journals[role].name,

@@ -122,8 +122,11 @@ class MessageOutbox:
             batch = self._waiting[: self._max_batch]
             del self._waiting[: self._max_batch]
             now = time.monotonic()
-            late = [s for s in batch if s.deadline <= now or s.done.done()]
-            batch = [s for s in batch if not (s.deadline <= now or s.done.done())]
+            late: list[_Send] = []
+            live: list[_Send] = []
+            for send in batch:
+                (late if send.deadline <= now or send.done.done() else live).append(send)
+            batch = live
             for send in late:
                 send.settle(
                     StoreUnavailable(
