@@ -45,9 +45,11 @@ from strangler.backends.postgres import (
     PostgresDivergenceLog,
     PostgresEventLog,
     PostgresFollowerState,
+    PostgresIdSampler,
     PostgresJobRuns,
     PostgresJournal,
     PostgresPages,
+    PostgresPartitionPlans,
     PostgresQuotas,
     PostgresStageStore,
     PostgresStore,
@@ -64,7 +66,9 @@ from strangler.core.ports import (
     DivergenceLog,
     EventLog,
     FollowerState,
+    IdSampler,
     JobRuns,
+    PartitionPlans,
     Quotas,
     StageStore,
     Tombstones,
@@ -607,6 +611,9 @@ class Jobs:
     runs: JobRuns | None
     tombstones: Tombstones | None
     stages: StageStore | None
+    #: Partition plans (``--partition``), and a sampler of the new store's ids for them.
+    plans: PartitionPlans | None = None
+    sampler: IdSampler | None = None
 
     @classmethod
     @contextlib.asynccontextmanager
@@ -614,7 +621,12 @@ class Jobs:
         async with new_chat_store(settings, bulk=True) as new:
             if isinstance(new, PostgresStore):
                 yield cls(
-                    new, PostgresJobRuns(new), PostgresTombstones(new), PostgresStageStore(new)
+                    new,
+                    PostgresJobRuns(new),
+                    PostgresTombstones(new),
+                    PostgresStageStore(new),
+                    PostgresPartitionPlans(new),
+                    PostgresIdSampler(new),
                 )
             else:
                 yield cls(new, None, None, None)

@@ -205,8 +205,15 @@ class RawDocuments(Protocol):
     @property
     def database(self) -> str: ...
 
-    def raw_batches(self, collection: str, batch: int, skip: int = 0) -> AsyncIterator[bytes]:
-        """BSON batches of up to ``batch`` documents in ``_id`` order, after ``skip``."""
+    def raw_batches(
+        self, collection: str, batch: int, skip: int = 0, where: dict[str, Any] | None = None
+    ) -> AsyncIterator[bytes]:
+        """BSON batches of up to ``batch`` documents in ``_id`` order, after ``skip``; with
+        ``where`` (a query), only the documents it matches (a partition's slice)."""
+        ...
+
+    async def sample_ids(self, collection: str, size: int) -> list[Any]:
+        """About ``size`` ``_id`` values picked at random (a partition plan's sample)."""
         ...
 
     async def estimated_count(self, collection: str) -> int | None:
@@ -406,6 +413,27 @@ class JobRuns(Protocol):
     ) -> None: ...
 
     async def latest(self, kind: JobKind) -> dict[str, Any] | None: ...
+
+
+class PartitionPlans(Protocol):
+    """The split points the processes of a partitioned job share (``core.partition``)."""
+
+    async def plan(self, scope: str, partitions: int) -> list[Any] | None:
+        """The stored points (JSON values) of ``scope`` split in ``partitions``, if any."""
+        ...
+
+    async def propose(
+        self, scope: str, partitions: int, points: list[Any], sampled: int
+    ) -> list[Any]:
+        """Store ``points`` unless a plan exists already; the plan that is stored either way
+        (the first process's: every process then splits alike)."""
+        ...
+
+
+class IdSampler(Protocol):
+    """A random sample of a table's ids, for a plan in UUID order (verify, repair)."""
+
+    async def sample_uuids(self, table: Table, size: int) -> list[uuid.UUID]: ...
 
 
 class Quotas(Protocol):

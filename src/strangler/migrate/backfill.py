@@ -35,6 +35,7 @@ from strangler.core.pgcopy import CopyRows, RowWriter
 from strangler.core.ports import ChatStore
 from strangler.core.records import Table
 from strangler.migrate.checkpoint import Checkpoint
+from strangler.migrate.partitions import InSlice
 from strangler.migrate.prepare import Note, Prepared, prepare
 from strangler.migrate.report import Report, describe
 from strangler.migrate.sources import BadInput, Chunk, Item, MongoSource, Source, decode_chunk
@@ -172,6 +173,8 @@ class Backfill:
         tombstones: Tombstones | None = None,
         any_tombstones: Callable[[str], Awaitable[bool]] | None = None,
         stop: asyncio.Event | None = None,
+        keep: dict[Collection, InSlice] | None = None,
+        known_sessions: set[bytes] | None = None,
     ) -> None:
         #: Set (by Ctrl-C) to stop after the batch in hand, its checkpoint saved: the run
         #: then raises ``KeyboardInterrupt``. A flag, not a cancel, so no database call is
@@ -192,15 +195,21 @@ class Backfill:
         #: Ids stored in this run (16 bytes each): a second document mapping to one of them
         #: is a duplicate.
         self._seen: dict[Collection, set[bytes]] = {"chat_sessions": set(), "messages": set()}
-        self._sessions: set[bytes] = set()
+        #: Sessions known to be in the target (16-byte ids): a partitioned run starts with
+        #: those of the pass that loaded every session.
+        self.sessions: set[bytes] = set() if known_sessions is None else known_sessions
+        #: A file source's partition: each collection's slice, kept by the workers.
+        self.keep = keep or {}
         self.checkpoint = checkpoint or Checkpoint(source=source.name)
         self.checkpoint_path = checkpoint_path
         for name, saved in self.checkpoint.counts.items():
             self.result.counts[name] = Counts(**saved)  # type: ignore[index]
 
-    async def run(self) -> BackfillResult:
+    async def run(
+        self, collections: tuple[Collection, ...] = ("chat_sessions", "messages")
+    ) -> BackfillResult:
+        """Load ``collections`` (in that order), from the checkpoint on."""
         start = time.monotonic()
-        collections: tuple[Collection, Collection] = ("chat_sessions", "messages")
         cp = self.checkpoint
         if cp.done:
             return self.result
@@ -230,9 +239,10 @@ class Backfill:
         reads ahead and hands each chunk to a worker, up to two chunks per worker in
         flight, which bounds memory. The reader is stopped between reads, never cancelled
         in the middle of one (an async MongoDB read must not be cancelled)."""
+        keep = self.keep.get(collection)
         if pool is None:
             async for chunk in self.source.chunks(collection, self.batch_size, skip):
-                yield _Batch(collection, chunk, prepare(collection, chunk))
+                yield _Batch(collection, chunk, prepare(collection, chunk, keep))
             return
         loop = asyncio.get_running_loop()
         ahead: asyncio.Queue[tuple[Chunk, asyncio.Future[Prepared]] | BaseException | None]
@@ -242,7 +252,9 @@ class Backfill:
         async def read() -> None:
             try:
                 async for chunk in self.source.chunks(collection, self.batch_size, skip):
-                    await ahead.put((chunk, loop.run_in_executor(pool, prepare, collection, chunk)))
+                    await ahead.put(
+                        (chunk, loop.run_in_executor(pool, prepare, collection, chunk, keep))
+                    )
                     if stop.is_set():
                         return
                 await ahead.put(None)
@@ -300,7 +312,7 @@ class Backfill:
                     await self._messages_without_session(batch)
             await self._undo_deleted(batch)
         if collection == "chat_sessions":
-            self._sessions.update(batch.rows.ids[i] for i, _ in batch.stored())
+            self.sessions.update(batch.rows.ids[i] for i, _ in batch.stored())
         self._account(batch)
 
     def _account(self, batch: _Batch) -> None:
@@ -328,25 +340,25 @@ class Backfill:
     async def _orphans(self, batch: _Batch) -> None:
         """Messages whose session is neither in the source nor in the target."""
         refs = batch.rows.refs or []
-        unknown = set(refs).difference(self._sessions)
+        unknown = set(refs).difference(self.sessions)
         if not unknown:
             return
         for sid in unknown:
             with contextlib.suppress(NotFound):
                 await self.target.get_session(uuid.UUID(bytes=sid))
-                self._sessions.add(sid)  # created in the new store (by the facade)
+                self.sessions.add(sid)  # created in the new store (by the facade)
         adopted = RowWriter("chat_sessions")
         rows = batch.rows
 
         def keep(i: int, position: int) -> bool:
-            if refs[i] in self._sessions:
+            if refs[i] in self.sessions:
                 return True
             if self.orphans == "quarantine":
                 batch.note(position, "orphan_session", quarantine=True)
                 return False
             sid = str(uuid.UUID(bytes=refs[i]))
             adopted.session(sid, "(recovered session)", rows.timestamp(i), "")
-            self._sessions.add(refs[i])
+            self.sessions.add(refs[i])
             batch.note(position, "orphan_adopted", quarantine=False)
             return True
 

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import bson
+from bson import ObjectId
 from bson.errors import BSONError
 
 from strangler.core.models import ChatSession, Message
@@ -29,6 +30,7 @@ from strangler.migrate.fastpath import (
     fast_session_row,
     fast_text_message_fields,
 )
+from strangler.migrate.partitions import InSlice
 from strangler.migrate.report import describe
 from strangler.migrate.sources import (
     BSON_OPTIONS,
@@ -103,26 +105,34 @@ def _documents(
     chunk: TextChunk | BsonChunk,
     text_fast: Callable[[bytes], tuple[Any, ...] | None] | None,
     fast_row: Callable[[int, tuple[Any, ...]], bool],
-) -> Iterator[tuple[int, tuple[Item, list[str]]]]:
+    keep: InSlice | None = None,
+) -> Iterator[tuple[int, tuple[Item, list[str]] | None]]:
     """Each document of the chunk, by position, with the repairs decoding it needed; lines
-    that ``text_fast`` reads and ``fast_row`` takes are not yielded."""
+    that ``text_fast`` reads and ``fast_row`` takes are not yielded, nor documents that
+    ``keep`` (a partition's slice) leaves to another partition. Yields ``(position, None)``
+    for those, so they can be counted."""
     if isinstance(chunk, BsonChunk):
         try:
             docs = bson.decode_all(chunk.data, BSON_OPTIONS)
         except BSONError:
-            yield from enumerate(_bson_one_by_one(chunk))
+            for position, decoded in enumerate(_bson_one_by_one(chunk)):
+                yield position, (decoded if keep is None or keep(decoded[0]) else None)
             return
         for position, doc in enumerate(docs):
-            yield position, (doc, [])
+            yield position, ((doc, []) if keep is None or keep(doc) else None)
         return
     for i, text in enumerate(chunk.texts):
         if isinstance(text, BadInput):
-            yield i, (text, [])
+            yield i, ((text, []) if keep is None or keep.first else None)
             continue
         row = None if text_fast is None else text_fast(text)
+        if row is not None and keep is not None and not keep.has_id(ObjectId(row[0])):
+            yield i, None
+            continue
         if row is None or not fast_row(i, row):
             fast = fast_loads(text)
-            yield i, ((fast if fast is not None else parse_text(text, chunk.where(i))), [])
+            parsed = fast if fast is not None else parse_text(text, chunk.where(i))
+            yield i, ((parsed, []) if keep is None or keep(parsed) else None)
 
 
 def _bson_one_by_one(chunk: BsonChunk) -> Iterator[tuple[Item, list[str]]]:
@@ -143,8 +153,9 @@ def _bson_one_by_one(chunk: BsonChunk) -> Iterator[tuple[Item, list[str]]]:
                 yield BadInput(chunk.where(pos - size), raw.hex(), str(exc)), []
 
 
-def prepare(collection: Collection, chunk: Chunk) -> Prepared:
-    """Transform every document of ``chunk`` and encode the rows (the worker's whole job)."""
+def prepare(collection: Collection, chunk: Chunk, keep: InSlice | None = None) -> Prepared:
+    """Transform every document of ``chunk`` and encode the rows (the worker's whole job).
+    With ``keep``, only the documents of a partition's slice: the others are not read."""
     docs: TextChunk | BsonChunk = chunk.texts() if isinstance(chunk, LinesChunk) else chunk
     sessions = collection == "chat_sessions"
     transform = transform_session if sessions else transform_message
@@ -169,7 +180,12 @@ def prepare(collection: Collection, chunk: Chunk) -> Prepared:
         return add
 
     add = adder(writer.session if sessions else writer.message)
-    for position, (item, decoded_with) in _documents(docs, text_fast, adder(writer.message_oids)):
+    elsewhere = 0
+    for position, document in _documents(docs, text_fast, adder(writer.message_oids), keep):
+        if document is None:
+            elsewhere += 1
+            continue
+        item, decoded_with = document
         if isinstance(item, BadInput):
             source_id, original = describe(item)
             notes[position] = Note(position, ["unparseable"], source_id, original)
@@ -184,4 +200,4 @@ def prepare(collection: Collection, chunk: Chunk) -> Prepared:
         if reasons:
             source_id, original = describe(item)
             notes[position] = Note(position, reasons, source_id, original)
-    return Prepared(collection, len(docs), writer.done(), positions, notes)
+    return Prepared(collection, len(docs) - elsewhere, writer.done(), positions, notes)

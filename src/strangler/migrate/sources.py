@@ -180,16 +180,21 @@ class Source(Protocol):
 class MongoSource:
     """Raw documents from the app's MongoDB, in ``_id`` order."""
 
-    def __init__(self, documents: RawDocuments) -> None:
+    def __init__(
+        self, documents: RawDocuments, where: dict[str, dict[str, Any]] | None = None
+    ) -> None:
         self.documents = documents
         self.name = f"mongodb database {documents.database!r}"
+        #: A partition's slice of each collection, as a query (``core.partition``).
+        self.where = where or {}
 
     async def estimate(self, collection: str) -> int | None:
         return await self.documents.estimated_count(collection)
 
     async def chunks(self, collection: str, batch: int, skip: int = 0) -> AsyncIterator[Chunk]:
         """Raw BSON batches: the documents are decoded by the backfill's workers."""
-        async for data in self.documents.raw_batches(collection, batch, skip):
+        where = self.where.get(collection)
+        async for data in self.documents.raw_batches(collection, batch, skip, where):
             yield BsonChunk(data, _count_bson(data))
 
 

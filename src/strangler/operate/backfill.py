@@ -9,6 +9,7 @@ import contextlib
 import os
 import sys
 import time
+from collections.abc import Awaitable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -16,14 +17,17 @@ import structlog
 
 from strangler.config import Settings
 from strangler.core.errors import ConfigError, InvalidInput, StranglerError
+from strangler.core.partition import Part, mongo_slice
 from strangler.core.stages import Stage
 from strangler.migrate.backfill import Backfill, Counts, Orphans, summary_table
 from strangler.migrate.checkpoint import Checkpoint
 from strangler.migrate.dump import DumpSource, is_archive, looks_like_dump, refuse_archive
+from strangler.migrate.partitions import InSlice, Slice, legacy_slice, sample_source
 from strangler.migrate.report import Report
 from strangler.migrate.runs import recorded
 from strangler.migrate.sources import FileSource, MongoSource, Source
-from strangler.operate.common import non_negative, positive, stop_on_ctrl_c
+from strangler.migrate.transform import Collection
+from strangler.operate.common import non_negative, partition, positive, stop_on_ctrl_c
 from strangler.proxy.follower import FORWARD
 from strangler.runtime import Jobs, Runtime, follow_options, mongo_store
 
@@ -31,6 +35,7 @@ if TYPE_CHECKING:
     from strangler.operate.common import Subparsers
 
 log = structlog.get_logger(__name__)
+COLLECTIONS: tuple[Collection, Collection] = ("chat_sessions", "messages")
 
 
 def add_parser(sub: Subparsers) -> None:
@@ -111,6 +116,17 @@ def add_parser(sub: Subparsers) -> None:
         "to outlast the oplog (how far back the change stream can resume)",
     )
     p.add_argument(
+        "--partition",
+        type=partition,
+        metavar="K/N",
+        help="load only slice K of N (1 <= K <= N), split by _id at points sampled from the "
+        "data, so N processes on N hosts share the work: together they load exactly what one "
+        "run would. Each first loads every session (few; never overwritten), then its slices "
+        "of both collections; each keeps its own checkpoint and record. The first process "
+        "stores the split points in strangler.partition_plans and the others use them. In a "
+        "Kubernetes Indexed Job: --partition $((JOB_COMPLETION_INDEX + 1))/N",
+    )
+    p.add_argument(
         "--at-off",
         action="store_true",
         help="copy even though the stage is off and --follow is not given: writes made "
@@ -136,6 +152,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             follow=args.follow,
             at_off=args.at_off,
             ignore_oplog_window=args.ignore_oplog_window,
+            part=args.partition,
         )
     )
 
@@ -183,6 +200,69 @@ class Progress:
             rows_per_s=round(rate),
             eta_s=None if eta is None else round(eta),
         )
+
+
+async def _slice(
+    origin: Source, part: Part, jobs: Jobs
+) -> tuple[Source, dict[Collection, InSlice] | None]:
+    """The source as partition ``part`` reads it, and the filter the workers keep its
+    documents with: a live MongoDB selects the slice on the server (and every aliasing
+    string id, few, which the filter sorts out); a file or dump source is read whole."""
+    slices: dict[Collection, Slice] = {}
+    for c in COLLECTIONS:
+
+        def sample(size: int, c: Collection = c) -> Awaitable[list[Any]]:
+            return sample_source(origin, c, size)
+
+        s = await legacy_slice(jobs.plans, f"backfill:{c}:{origin.name}", part, sample)
+        slices[c] = s
+        log.info("backfill_partition", collection=c, slice=s.describe())
+    keep = {c: InSlice(part, s.lo, s.hi) for c, s in slices.items()}
+    if isinstance(origin, MongoSource):
+        where: dict[str, dict[str, Any]] = {c: mongo_slice(s.lo, s.hi) for c, s in slices.items()}
+        sliced = MongoSource(origin.documents, where)
+        sliced.name = f"{origin.name} partition {part}"
+        return sliced, keep
+    return _Named(origin, f"{origin.name} partition {part}"), keep
+
+
+class _Named:
+    """A source under another name (a partition's checkpoint names its slice)."""
+
+    def __init__(self, source: Source, name: str) -> None:
+        self._source = source
+        self.name = name
+        self.chunks = source.chunks
+        self.estimate = source.estimate
+
+
+async def _every_session(
+    origin: Source, jobs: Jobs, dry_run: bool, batch_size: int, workers: int, stop: Any
+) -> set[bytes]:
+    """A partition's first pass: every session, inserted if absent and not counted (the
+    partition that owns each one counts and reports it), so that this partition's messages
+    find theirs. Returns the ids of the sessions now in the target."""
+    tombstones = jobs.tombstones
+    loader = Backfill(
+        origin,
+        jobs.new,
+        Report(None),
+        dry_run=dry_run,
+        batch_size=batch_size,
+        workers=workers,
+        tombstones=None if tombstones is None else tombstones.tombstoned,
+        any_tombstones=None if tombstones is None else tombstones.any_tombstones,
+        stop=stop,
+    )
+    started = time.monotonic()
+    await loader.run(("chat_sessions",))
+    log.info(
+        "backfill_sessions_loaded",
+        detail="every session, for this partition's messages (counted by their own partition)",
+        sessions=len(loader.sessions),
+        seconds=round(time.monotonic() - started, 1),
+    )
+    return loader.sessions
 
 
 async def _refuse_at_off(settings: Settings, jobs: Jobs) -> None:
@@ -326,6 +406,7 @@ async def backfill(
     follow: bool = False,
     at_off: bool = False,
     ignore_oplog_window: bool = False,
+    part: Part | None = None,
 ) -> int:
     src = source or settings.mongo_uri
     if not src:
@@ -340,8 +421,13 @@ async def backfill(
         origin = await _source(settings, src, stack)
         if follow and isinstance(origin, MongoSource):
             await oplog_preflight(origin, ignore=ignore_oplog_window)
-        saved = Checkpoint.load(checkpoint, origin.name) if resume else None
         jobs = await stack.enter_async_context(Jobs.open(settings))
+        whole = origin
+        keep = None
+        if part is not None:
+            origin, keep = await _slice(origin, part, jobs)
+            checkpoint = checkpoint.with_name(f"{checkpoint.name}.{part.k}-of-{part.n}")
+        saved = Checkpoint.load(checkpoint, origin.name) if resume else None
         tombstones = jobs.tombstones
         if tombstones is None and isinstance(origin, FileSource):
             log.warning(
@@ -355,13 +441,23 @@ async def backfill(
         rep = stack.enter_context(Report(report, append=resume))
         for name in ("chat_sessions", "messages"):
             progress.totals[name] = await origin.estimate(name)
-        params = {"source": origin.name, "resume": resume, "orphans": orphans, "follow": follow}
+        params: dict[str, Any] = {
+            "source": whole.name,
+            "resume": resume,
+            "orphans": orphans,
+            "follow": follow,
+        }
+        if part is not None:
+            params["partition"] = {"k": part.k, "n": part.n}
         run = await stack.enter_async_context(
             # A dry run writes nothing, not even its own record.
             recorded(None if dry_run else jobs.runs, "backfill", params)
         )
         run.progress["collections"] = progress.shown
         stop = stack.enter_context(stop_on_ctrl_c("backfill"))
+        known = None
+        if part is not None and not (saved is not None and saved.done):
+            known = await _every_session(whole, jobs, dry_run, batch_size, workers, stop)
         result = await Backfill(
             origin,
             jobs.new,
@@ -376,6 +472,8 @@ async def backfill(
             tombstones=None if tombstones is None else tombstones.tombstoned,
             any_tombstones=None if tombstones is None else tombstones.any_tombstones,
             stop=stop,
+            keep=keep,
+            known_sessions=known,
         ).run()
         run.result = {
             "seconds": round(result.seconds, 1),

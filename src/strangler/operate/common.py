@@ -16,6 +16,9 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
+from strangler.core.errors import InvalidInput
+from strangler.core.partition import Part
+
 log = structlog.get_logger(__name__)
 
 #: Samples of each kind a text report shows (``--json`` has them all).
@@ -55,6 +58,14 @@ def days(text: str) -> float:
     if not value >= 0:
         raise argparse.ArgumentTypeError("must be zero or more days")
     return value
+
+
+def partition(text: str) -> Part:
+    """``--partition K/N``."""
+    try:
+        return Part.parse(text)
+    except InvalidInput as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def positive(text: str) -> int:

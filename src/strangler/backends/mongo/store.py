@@ -177,18 +177,38 @@ class MongoStore:
         return self._coll(name)
 
     # --- RawDocuments: the backfill's live source ------------------------------------------
-    async def raw_batches(self, collection: str, batch: int, skip: int = 0) -> AsyncIterator[bytes]:
-        """BSON batches straight off the wire, in ``_id`` order (the workers decode them)."""
+    async def raw_batches(
+        self, collection: str, batch: int, skip: int = 0, where: dict[str, Any] | None = None
+    ) -> AsyncIterator[bytes]:
+        """BSON batches straight off the wire, in ``_id`` order (the workers decode them);
+        with ``where``, only the documents it selects."""
         with translate_errors(f"read {collection}"):
             cursor = (
                 self._coll(collection)
-                .find_raw_batches({})
+                .find_raw_batches(where or {})
                 .sort("_id", ASCENDING)
                 .skip(skip)
                 .batch_size(batch)
             )
             async for data in cursor:
                 yield data
+
+    async def sample_ids(self, collection: str, size: int) -> list[Any]:
+        """``$sample`` of ``_id``s: a random cursor on a large collection, a scan on a small
+        one (the server chooses)."""
+        with translate_errors(f"sample {collection}"):
+            cursor = await self._coll(collection).aggregate(
+                [{"$sample": {"size": size}}, {"$project": {"_id": 1}}]
+            )
+            return [doc["_id"] async for doc in cursor]
+
+    async def sample_uuids(self, table: Table, size: int) -> list[uuid.UUID]:
+        """A sample of the table's ids as UUIDs (ids with no UUID are left out)."""
+        out = []
+        for value in await self.sample_ids(table, size):
+            with contextlib.suppress(InvalidInput):
+                out.append(ids.legacy_to_uuid(value))
+        return out
 
     async def estimated_count(self, collection: str) -> int | None:
         """From collection metadata; None if even that is slow (an ETA is only a nicety)."""

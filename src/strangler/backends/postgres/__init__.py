@@ -8,6 +8,7 @@ from strangler.backends.postgres.followers import PostgresFollowerState
 from strangler.backends.postgres.journal import PostgresJournal
 from strangler.backends.postgres.outbox import MessageOutbox
 from strangler.backends.postgres.pages import PostgresPages
+from strangler.backends.postgres.plans import PostgresIdSampler, PostgresPartitionPlans
 from strangler.backends.postgres.quotas import PostgresQuotas, QuotaPlan
 from strangler.backends.postgres.runs import PostgresJobRuns
 from strangler.backends.postgres.stage import PostgresStageStore
@@ -20,9 +21,11 @@ __all__ = [
     "PostgresDivergenceLog",
     "PostgresEventLog",
     "PostgresFollowerState",
+    "PostgresIdSampler",
     "PostgresJobRuns",
     "PostgresJournal",
     "PostgresPages",
+    "PostgresPartitionPlans",
     "PostgresQuotas",
     "PostgresStageStore",
     "PostgresStore",

@@ -1,0 +1,189 @@
+"""Partitioned backfill, verify and repair on real servers: N partitions load, compare and
+mend exactly what one run does, from a live MongoDB, export files and a dump."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+from bson import ObjectId
+
+from strangler.backends.postgres import PostgresStore
+from strangler.config import Settings
+from strangler.core.errors import ConfigError
+from strangler.core.partition import Part
+from strangler.migrate.backfill import BackfillResult, Counts
+from strangler.operate.backfill import backfill
+from tests.migrate.corpus import NAIVE, Case, build
+from tests.migrate.test_backfill import _check_accounting, _export, _insert, _report
+from tests.migrate.test_dump import _dump
+
+N = 3
+
+
+def _settings(mongo_uri: str, mongo_db: str, pg: str) -> Settings:
+    return Settings(
+        _env_file=None,  # type: ignore[call-arg]
+        mongo_uri=mongo_uri,
+        mongo_db=mongo_db,
+        supabase_db_url=pg,
+    )
+
+
+def _more(n: int) -> tuple[list[Case], list[Case]]:
+    """The hostile corpus, plus ``n`` ordinary sessions with a message each, so every
+    slice has work."""
+    sessions, messages = build()
+    for i in range(n):
+        sid = ObjectId()
+        sessions.append(
+            Case(
+                f"plain-session-{i}",
+                {"_id": sid, "title": f"t{i}", "created_at": NAIVE, "user_id": "u"},
+                "ok",
+            )
+        )
+        messages.append(
+            Case(
+                f"plain-message-{i}",
+                {
+                    "_id": ObjectId(),
+                    "session_id": str(sid),
+                    "sender": "user",
+                    "content": {"type": "conversation", "text": str(i)},
+                    "timestamp": NAIVE,
+                },
+                "ok",
+            )
+        )
+    return sessions, messages
+
+
+async def _runs(dsn: str, kind: str) -> list[dict[str, Any]]:
+    conn = await asyncpg.connect(dsn)
+    try:
+        rows = await conn.fetch(
+            "SELECT params::text, result::text, status FROM strangler.job_runs"
+            " WHERE kind = $1 ORDER BY id",
+            kind,
+        )
+    finally:
+        await conn.close()
+    return [
+        {"params": json.loads(r[0]), "result": json.loads(r[1] or "null"), "status": r[2]}
+        for r in rows
+    ]
+
+
+def _summed(runs: list[dict[str, Any]]) -> BackfillResult:
+    total = BackfillResult()
+    for run in runs:
+        for name, counts in run["result"]["counts"].items():
+            into = total.counts[name]
+            for field, value in counts.items():
+                setattr(into, field, getattr(into, field) + value)
+    return total
+
+
+@pytest.mark.parametrize(
+    ("source", "workers"),
+    [("live", 0), ("files", 2), ("dump", 0)],
+    ids=["live-mongodb", "mongoexport-2-workers", "mongodump"],
+)
+async def test_n_partitions_load_exactly_what_one_run_loads(
+    mongo_server: Any,
+    mongo_db: str,
+    clean_pg: str,
+    tmp_path: Path,
+    source: str,
+    workers: int,
+) -> None:
+    """The hostile corpus (ids of every type, duplicates, orphans, lossy values) split in
+    three: every document is stored or reported exactly once over the three runs, each
+    counted by its own partition, and the three share one stored plan."""
+    sessions, messages = _more(40)
+    if source == "live":
+        await _insert(mongo_server.uri, mongo_db, sessions, messages)
+        src = mongo_server.uri.replace("/?", f"/{mongo_db}?")
+    elif source == "files":
+        _export(tmp_path, sessions, messages)
+        src = str(tmp_path)
+    else:
+        src = str(_dump(tmp_path / "dump", sessions, messages, gz=True))
+    settings = _settings(mongo_server.uri, mongo_db, clean_pg)
+    lines: list[dict[str, Any]] = []
+
+    async def one(k: int) -> None:
+        report = tmp_path / f"report-{k}.jsonl"
+        code = await backfill(
+            settings,
+            source=src,
+            report=report,
+            orphans="quarantine",
+            dry_run=False,
+            batch_size=7,
+            checkpoint=tmp_path / "cp.json",
+            resume=False,
+            workers=workers,
+            at_off=True,
+            part=Part(k, N),
+        )
+        assert code == 0
+        lines.extend(_report(report))
+
+    # Two start together (they race to store the plan), the third after.
+    await asyncio.gather(one(1), one(2))
+    await one(3)
+    runs = await _runs(clean_pg, "backfill")
+    assert [r["params"]["partition"] for r in runs][-1] == {"k": 3, "n": N}
+    assert all(r["status"] == "done" for r in runs)
+    for run in runs:
+        assert run["result"]["counts"]["messages"]["read"] > 0, "every slice has work"
+    async with PostgresStore(clean_pg) as pg:
+        await _check_accounting(_summed(runs), lines, pg, sessions, messages)
+    conn = await asyncpg.connect(clean_pg)
+    try:
+        plans = await conn.fetch("SELECT scope, partitions FROM strangler.partition_plans")
+    finally:
+        await conn.close()
+    assert sorted(p["scope"].split(":")[1] for p in plans) == ["chat_sessions", "messages"]
+    assert {p["partitions"] for p in plans} == {N}
+    for k in range(1, N + 1):
+        assert (tmp_path / f"cp.json.{k}-of-{N}").exists(), "a checkpoint per partition"
+
+
+async def test_partitions_need_the_direct_database(tmp_path: Path) -> None:
+    """Over the REST API the shared plan cannot be stored: refused, saying what to set."""
+    sessions, messages = _more(2)
+    _export(tmp_path, sessions, messages)
+    settings = Settings(
+        _env_file=None,  # type: ignore[call-arg]
+        supabase_url="http://127.0.0.1:9",
+        supabase_key="k",
+        stage="dualwrite",
+    )
+    with pytest.raises(ConfigError, match="SUPABASE_DB_URL"):
+        await backfill(
+            settings,
+            source=str(tmp_path),
+            report=tmp_path / "r.jsonl",
+            orphans="quarantine",
+            dry_run=False,
+            batch_size=7,
+            checkpoint=tmp_path / "cp.json",
+            resume=False,
+            part=Part(1, 2),
+        )
+
+
+def test_counts_add_up() -> None:
+    """The helper that sums partitions' counts is itself checked."""
+    runs = [
+        {"result": {"counts": {"messages": {"read": 2, "written": 1}}}},
+        {"result": {"counts": {"messages": {"read": 3, "written": 3}}}},
+    ]
+    assert _summed(runs).counts["messages"] == Counts(read=5, written=4)
