@@ -4,6 +4,7 @@ mend exactly what one run does, from a live MongoDB, export files and a dump."""
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import json
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,10 @@ from strangler.config import Settings
 from strangler.core.errors import ConfigError
 from strangler.core.partition import Part
 from strangler.migrate.backfill import BackfillResult, Counts
+from strangler.backends.postgres.evidence import PostgresEvidence
 from strangler.operate.backfill import backfill
+from strangler.operate.repair import run_repair
+from strangler.operate.verify import verify
 from tests.migrate.corpus import NAIVE, Case, build
 from tests.migrate.test_backfill import _check_accounting, _export, _insert, _report
 from tests.migrate.test_dump import _dump
@@ -38,6 +42,14 @@ def _more(n: int) -> tuple[list[Case], list[Case]]:
     """The hostile corpus, plus ``n`` ordinary sessions with a message each, so every
     slice has work."""
     sessions, messages = build()
+    plain_sessions, plain_messages = _plain(n)
+    return sessions + plain_sessions, messages + plain_messages
+
+
+def _plain(n: int) -> tuple[list[Case], list[Case]]:
+    """``n`` ordinary sessions with a message each."""
+    sessions: list[Case] = []
+    messages: list[Case] = []
     for i in range(n):
         sid = ObjectId()
         sessions.append(
@@ -77,6 +89,11 @@ async def _runs(dsn: str, kind: str) -> list[dict[str, Any]]:
         {"params": json.loads(r[0]), "result": json.loads(r[1] or "null"), "status": r[2]}
         for r in rows
     ]
+
+
+def _printed(out: str) -> Any:
+    """The JSON a command printed (log lines may come before it)."""
+    return json.loads(out[out.index("{\n") :])
 
 
 def _summed(runs: list[dict[str, Any]]) -> BackfillResult:
@@ -187,3 +204,86 @@ def test_counts_add_up() -> None:
         {"result": {"counts": {"messages": {"read": 3, "written": 3}}}},
     ]
     assert _summed(runs).counts["messages"] == Counts(read=5, written=4)
+
+
+async def test_partitioned_verify_and_repair_cover_what_one_run_does(
+    mongo_server: Any, mongo_db: str, clean_pg: str, tmp_path: Path, capsys: Any
+) -> None:
+    """Supabase is damaged (rows missing, changed, extra). Three verify partitions find
+    together exactly what one verify finds, three repair partitions mend it all, and a
+    stage move's evidence counts the partitioned verify only once all three are done."""
+    sessions, messages = _plain(90)
+    await _insert(mongo_server.uri, mongo_db, sessions, messages)
+    settings = _settings(mongo_server.uri, mongo_db, clean_pg)
+    code = await backfill(
+        settings,
+        source=None,
+        report=tmp_path / "r.jsonl",
+        orphans="quarantine",
+        dry_run=False,
+        batch_size=50,
+        checkpoint=tmp_path / "cp.json",
+        resume=False,
+        at_off=True,
+    )
+    assert code == 0
+    capsys.readouterr()
+    conn = await asyncpg.connect(clean_pg)
+    try:
+        await conn.execute(
+            "DELETE FROM messages WHERE id IN (SELECT id FROM messages ORDER BY id LIMIT 9)"
+        )
+        await conn.execute(
+            "UPDATE chat_sessions SET title = 'changed'"
+            " WHERE id IN (SELECT id FROM chat_sessions ORDER BY id DESC LIMIT 7)"
+        )
+        await conn.execute(
+            "INSERT INTO chat_sessions (id, title, created_at, user_id)"
+            " SELECT gen_random_uuid(), 'extra', now(), 'x' FROM generate_series(1, 5)"
+        )
+    finally:
+        await conn.close()
+
+    assert await verify(settings, as_json=True) == 1
+    whole = _printed(capsys.readouterr().out)
+    parts = []
+    for k in range(1, N + 1):
+        code = await verify(settings, as_json=True, part=Part(k, N))
+        parts.append(_printed(capsys.readouterr().out))
+        assert code == (0 if parts[-1]["equal"] else 1)
+        if k == 2:
+            async with PostgresStore(clean_pg) as pg:
+                facts = await PostgresEvidence(pg).gather(dt.datetime.now(dt.UTC))
+            # Two of three slices: the whole verify before them is still the latest.
+            assert facts.verify is not None and not facts.verify.clean
+    assert [p["equal"] for p in parts].count(False) >= 2, "the damage spans slices"
+    for i, table in enumerate(whole["tables"]):
+        for field in ("compared", "missing", "extra", "different"):
+            assert sum(p["tables"][i][field] for p in parts) == table[field], (table, field)
+        assert all(p["tables"][i]["compared"] > 0 for p in parts), "every slice has rows"
+    assert whole["tables"][0]["different"] == 7 and whole["tables"][0]["extra"] == 5
+    assert whole["tables"][1]["missing"] == 9
+    async with PostgresStore(clean_pg) as pg:
+        facts = await PostgresEvidence(pg).gather(dt.datetime.now(dt.UTC))
+    assert facts.verify is not None and not facts.verify.clean  # all three done, not equal
+
+    for k in range(1, N + 1):
+        assert await run_repair(settings, dry_run=False, part=Part(k, N)) == 0
+    capsys.readouterr()
+    for k in range(1, N + 1):
+        assert await verify(settings, as_json=True, part=Part(k, N)) == 0
+    async with PostgresStore(clean_pg) as pg:
+        facts = await PostgresEvidence(pg).gather(dt.datetime.now(dt.UTC))
+    assert facts.verify is not None and facts.verify.clean
+    first = await _runs(clean_pg, "verify")
+    assert facts.verify.started_at <= facts.verify.finished_at
+    assert len([r for r in first if r["params"].get("partition")]) == 2 * N
+    assert await verify(settings, as_json=True) == 0
+
+
+async def test_verify_resume_finds_its_own_partition(
+    mongo_server: Any, mongo_db: str, clean_pg: str
+) -> None:
+    settings = _settings(mongo_server.uri, mongo_db, clean_pg)
+    with pytest.raises(ConfigError, match="no verify of partition 2/3"):
+        await verify(settings, as_json=True, resume=True, part=Part(2, 3))

@@ -311,6 +311,11 @@ async def overview(request: web.Request) -> web.Response:
             "runs": {
                 kind: await _safe(runs.latest(kind)) for kind in ("backfill", "verify", "repair")
             },
+            # The latest partitioned run of each kind, partition by partition.
+            "partitions": {
+                kind: await _safe(runs.partitions(kind), [])
+                for kind in ("backfill", "verify", "repair")
+            },
             "verify_job": jobs[-1].json() if jobs else None,
             "divergences": [_divergence(r) for r in divergences],
             "followers": await _followers(app),

@@ -412,7 +412,16 @@ class JobRuns(Protocol):
         result: dict[str, Any] | None = None,
     ) -> None: ...
 
-    async def latest(self, kind: JobKind) -> dict[str, Any] | None: ...
+    async def latest(
+        self, kind: JobKind, *, partition: dict[str, int] | None = None, exact: bool = False
+    ) -> dict[str, Any] | None:
+        """The latest run of ``kind``; with ``exact``, the latest of that partition only
+        (``partition=None``: of the runs that were not partitioned)."""
+        ...
+
+    async def partitions(self, kind: JobKind) -> list[dict[str, Any]]:
+        """The latest run of each partition of the latest partitioned run (by K)."""
+        ...
 
 
 class PartitionPlans(Protocol):

@@ -124,7 +124,10 @@ async def _records(
     batch: int,
     since: dt.datetime | None,
     after: uuid.UUID | None = None,
+    before: uuid.UUID | None = None,
 ) -> AsyncIterator[Any]:
+    """The table's records in id order, after ``after`` and before ``before`` (a
+    partition's end: the scan stops at the first id past it)."""
     chunks = (
         store.scan_sessions(batch_size=batch, since=since, after=after)
         if table == "chat_sessions"
@@ -132,7 +135,17 @@ async def _records(
     )
     async for chunk in chunks:
         for record in chunk:
+            if before is not None and record.id >= before:
+                return
             yield record
+
+
+def start_after(lo: uuid.UUID | None, resumed: uuid.UUID | None) -> uuid.UUID | None:
+    """Where a scan of ``[lo, …)`` starts (``after`` is exclusive), or a resumed one."""
+    first = None if lo is None or lo.int == 0 else uuid.UUID(int=lo.int - 1)
+    if resumed is None or (first is not None and resumed < first):
+        return first
+    return resumed
 
 
 async def _next(it: AsyncIterator[Any]) -> Any:
@@ -159,14 +172,15 @@ async def diff_table(
     after: uuid.UUID | None = None,
     checkpoint: Checkpoint | None = None,
     throttle: Throttle | None = None,
+    before: uuid.UUID | None = None,
 ) -> TableDiff:
     """Merge both scans by id. ``keep`` caps how many ids are kept per kind (None: all);
     ``progress`` is called every 1,000 rows (and may raise to stop the diff), and
     ``checkpoint`` too. ``after`` and ``start``: resume past that id with that result so
-    far. ``throttle`` paces the rows compared."""
+    far. ``throttle`` paces the rows compared. ``before``: stop there (a partition)."""
     result = start or TableDiff(table)
-    a_it = _records(authoritative, table, batch, since, after)
-    b_it = _records(other, table, batch, since, after)
+    a_it = _records(authoritative, table, batch, since, after, before)
+    b_it = _records(other, table, batch, since, after, before)
     a, b = await _next(a_it), await _next(b_it)
 
     def note(kind: str, record_id: uuid.UUID, diff: dict[str, Any] | None = None) -> None:
@@ -279,13 +293,15 @@ async def diff_stores(
     resume: dict[str, dict[str, Any]] | None = None,
     checkpoint: Callable[[Table, dict[str, Any]], None] | None = None,
     throttle: Throttle | None = None,
+    bounds: dict[Table, tuple[uuid.UUID | None, uuid.UUID | None]] | None = None,
 ) -> dict[Table, TableDiff]:
     """Every table's diff; the stores are equal when every ``TableDiff.equal``. What the
     scans find different is re-read after ``settle_seconds`` (:func:`settle`).
 
     ``checkpoint(table, state)`` receives each table's ``TableDiff.state`` every 1,000 rows
     and when the table is done; ``resume`` (the last states, by table) skips the tables
-    that were done and starts the others after their last id."""
+    that were done and starts the others after their last id. ``bounds``: compare only
+    ``[lo, hi)`` of each table's ids (a partition)."""
     out = {}
     for t in TABLES:
         state = (resume or {}).get(t)
@@ -293,7 +309,9 @@ async def diff_stores(
             out[t] = TableDiff.from_state(t, state)
             continue
         start = None if state is None else TableDiff.from_state(t, state)
-        after = None if state is None or state.get("after") is None else uuid.UUID(state["after"])
+        resumed = None if state is None or state.get("after") is None else uuid.UUID(state["after"])
+        lo, hi = (bounds or {}).get(t, (None, None))
+        after = start_after(lo, resumed)
 
         def note(part: TableDiff, last: uuid.UUID, t: Table = t) -> None:
             if checkpoint is not None:
@@ -311,6 +329,7 @@ async def diff_stores(
             after=after,
             checkpoint=note,
             throttle=throttle,
+            before=hi,
         )
         out[t] = await settle(authoritative, other, scanned, delay=settle_seconds)
         if checkpoint is not None:

@@ -6,13 +6,15 @@ import argparse
 import asyncio
 import datetime as dt
 import sys
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from strangler.config import Settings
+from strangler.core.partition import Part
 from strangler.migrate.repair import repair
 from strangler.migrate.runs import recorded
 from strangler.migrate.verify import diff_stores
-from strangler.operate.common import SAMPLES_SHOWN, moment
+from strangler.operate.common import SAMPLES_SHOWN, moment, partition
+from strangler.operate.verify import uuid_bounds
 from strangler.runtime import Jobs, old_store
 
 if TYPE_CHECKING:
@@ -35,21 +37,39 @@ def add_parser(sub: Subparsers) -> None:
         metavar="ISO8601",
         help="repair only rows created or sent at or after this moment (as verify --since)",
     )
+    p.add_argument(
+        "--partition",
+        type=partition,
+        metavar="K/N",
+        help="repair only slice K of N of each table's ids (the slices 'verify --partition' "
+        "uses), so N processes on N hosts share the work",
+    )
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
-    return asyncio.run(run_repair(settings, dry_run=args.dry_run, since=args.since))
+    return asyncio.run(
+        run_repair(settings, dry_run=args.dry_run, since=args.since, part=args.partition)
+    )
 
 
-async def run_repair(settings: Settings, *, dry_run: bool, since: dt.datetime | None = None) -> int:
+async def run_repair(
+    settings: Settings,
+    *,
+    dry_run: bool,
+    since: dt.datetime | None = None,
+    part: Part | None = None,
+) -> int:
     async with old_store(settings, bulk=True) as old, Jobs.open(settings) as jobs:
         new = jobs.new
         stage = await jobs.stage(settings)
         auth, other = (old, new) if stage.authoritative == "old" else (new, old)
-        params = {"stage": stage.value, "dry_run": dry_run, "origin": "cli"}
+        bounds = None if part is None else await uuid_bounds(jobs, old, part)
+        params: dict[str, Any] = {"stage": stage.value, "dry_run": dry_run, "origin": "cli"}
+        if part is not None:
+            params["partition"] = {"k": part.k, "n": part.n}
         async with recorded(jobs.runs, "repair", params) as run:
-            diffs = await diff_stores(auth, other, since=since)
+            diffs = await diff_stores(auth, other, since=since, bounds=bounds)
             results = await repair(auth, other, diffs, dry_run=dry_run)
             run.result = {
                 "tables": [
@@ -65,7 +85,11 @@ async def run_repair(settings: Settings, *, dry_run: bool, since: dt.datetime | 
             }
     behind = "Supabase" if auth is old else "MongoDB"
     verb = "would" if dry_run else ""
-    print(f"stage {stage.value}: making {behind} match" + (" (dry run)" if dry_run else ""))
+    print(
+        f"stage {stage.value}: making {behind} match"
+        + ("" if part is None else f", partition {part} of the ids")
+        + (" (dry run)" if dry_run else "")
+    )
     failed = 0
     for r in results:
         print(

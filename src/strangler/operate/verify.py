@@ -6,14 +6,19 @@ import argparse
 import asyncio
 import datetime as dt
 import json
-from typing import TYPE_CHECKING, Any
+import uuid
+from typing import TYPE_CHECKING, Any, cast
 
 from strangler.config import Settings
 from strangler.core.errors import ConfigError
 from strangler.core.normalize import iso_z
+from strangler.core.partition import Part
+from strangler.core.ports import IdSampler
+from strangler.core.records import TABLES, Table
+from strangler.migrate.partitions import NO_PLANS, uuid_slice
 from strangler.migrate.runs import recorded
 from strangler.migrate.verify import Throttle, diff_stores
-from strangler.operate.common import SAMPLES_SHOWN, moment, pairs
+from strangler.operate.common import SAMPLES_SHOWN, moment, pairs, partition
 from strangler.runtime import Jobs, old_store
 
 if TYPE_CHECKING:
@@ -46,6 +51,15 @@ def add_parser(sub: Subparsers) -> None:
         "table from the last id it compared, with what it had found",
     )
     p.add_argument(
+        "--partition",
+        type=partition,
+        metavar="K/N",
+        help="compare only slice K of N of each table's ids (1 <= K <= N), so N processes "
+        "on N hosts share a verify; the split points are sampled once and kept in "
+        "strangler.partition_plans, and 'repair --partition K/N' mends the same slice. Stage "
+        "moves take a partitioned verify as evidence once every slice has finished",
+    )
+    p.add_argument(
         "--max-rows-per-second",
         type=float,
         default=None,
@@ -66,8 +80,24 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             since=args.since,
             resume=args.resume,
             max_rows_per_second=args.max_rows_per_second,
+            part=args.partition,
         )
     )
+
+
+async def uuid_bounds(
+    jobs: Jobs, old: object, part: Part
+) -> dict[Table, tuple[uuid.UUID | None, uuid.UUID | None]]:
+    """Each table's ``[lo, hi)`` for partition ``part`` (verify and repair share them).
+    The plan samples MongoDB's ids when it is there, else Supabase's."""
+    sampler = cast(IdSampler, old) if hasattr(old, "sample_uuids") else jobs.sampler
+    if sampler is None:
+        raise ConfigError(NO_PLANS)
+    out = {}
+    for table in TABLES:
+        s = await uuid_slice(jobs.plans, table, part, sampler)
+        out[table] = (s.lo, s.hi)
+    return out
 
 
 #: A run still marked running whose record has not moved for this long is taken for dead
@@ -75,11 +105,17 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 STALE_SECONDS = 30
 
 
-async def _resumable(jobs: Jobs, stage: str, window: str | None) -> dict[str, Any]:
-    """The saved state of the last verify run, if it can be resumed here; else why not."""
-    last = None if jobs.runs is None else await jobs.runs.latest("verify")
+async def _resumable(
+    jobs: Jobs, stage: str, window: str | None, part: dict[str, int] | None = None
+) -> dict[str, Any]:
+    """The saved state of the last verify run (of this partition), if it can be resumed
+    here; else why not."""
+    last = (
+        None if jobs.runs is None else await jobs.runs.latest("verify", partition=part, exact=True)
+    )
     if last is None:
-        raise ConfigError("verify --resume: no verify has run yet; run it without --resume")
+        which = "" if part is None else f" of partition {part['k']}/{part['n']}"
+        raise ConfigError(f"verify --resume: no verify{which} has run yet; run it without --resume")
     status = last["status"]
     if status == "running":
         updated = dt.datetime.fromisoformat(last["updated_at"])
@@ -116,13 +152,16 @@ async def verify(
     since: dt.datetime | None = None,
     resume: bool = False,
     max_rows_per_second: float | None = None,
+    part: Part | None = None,
 ) -> int:
     async with old_store(settings, bulk=True) as old, Jobs.open(settings) as jobs:
         new = jobs.new
         stage = await jobs.stage(settings)
         auth, other = (old, new) if stage.authoritative == "old" else (new, old)
         window = None if since is None else iso_z(since)
-        state = await _resumable(jobs, stage.value, window) if resume else None
+        bounds = None if part is None else await uuid_bounds(jobs, old, part)
+        tag = None if part is None else {"k": part.k, "n": part.n}
+        state = await _resumable(jobs, stage.value, window, tag) if resume else None
         if state is not None and not as_json:
             print(
                 "resuming: "
@@ -133,7 +172,14 @@ async def verify(
                 ),
                 flush=True,
             )
-        params = {"stage": stage.value, "since": window, "origin": "cli", "resumed": resume}
+        params: dict[str, Any] = {
+            "stage": stage.value,
+            "since": window,
+            "origin": "cli",
+            "resumed": resume,
+        }
+        if tag is not None:
+            params["partition"] = tag
         async with recorded(jobs.runs, "verify", params) as run:
             saved: dict[str, Any] = dict(state or {})
             run.progress["resume"] = saved
@@ -154,6 +200,7 @@ async def verify(
                 resume=state,
                 checkpoint=checkpoint,
                 throttle=throttle,
+                bounds=bounds,
             )
             run.result = {
                 "equal": all(d.equal for d in diffs.values()),
@@ -177,6 +224,7 @@ async def verify(
     print(
         f"stage {stage.value}: {auth_name} is authoritative"
         + (f"; rows since {window} only" if window else "")
+        + ("" if part is None else f"; partition {part} of the ids only")
     )
     for d in diffs.values():
         c = d.counts

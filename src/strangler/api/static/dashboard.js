@@ -209,6 +209,40 @@ function renderBackfill(run) {
   }
 }
 
+// A partitioned run (--partition K/N): one row per partition, and the total.
+function partitionRows(kind, parts) {
+  const rowsOf = (r) => {
+    if (kind === "backfill") {
+      const c = (r.result && r.result.counts) || Object.fromEntries(
+        Object.entries((r.progress || {}).collections || {}));
+      return Object.values(c).reduce((n, x) => n + (x.read || 0), 0);
+    }
+    if (r.result && r.result.tables) return r.result.tables.reduce((n, t) => n + (t.compared || 0), 0);
+    return Object.entries(r.progress || {}).filter(([k]) => k !== "resume")
+      .reduce((n, [, v]) => n + (typeof v === "number" ? v : 0), 0);
+  };
+  const n = parts.length ? parts[0].params.partition.n : 0;
+  const table = el("table", { "data-testid": `${kind}-partitions` },
+    el("tr", {}, el("th", {}, "partition"), el("th", {}, "status"), el("th", {}, "rows"), el("th", {}, "by")));
+  let total = 0, done = 0, clean = true;
+  for (const r of parts) {
+    const rows = rowsOf(r);
+    total += rows;
+    done += r.status === "done" ? 1 : 0;
+    if (kind === "verify" && r.result && !r.result.equal) clean = false;
+    table.append(el("tr", { class: r.status === "failed" ? "bad" : "" },
+      el("td", {}, `${r.params.partition.k}/${n}`), el("td", {}, r.status),
+      el("td", {}, fmt.n(rows)), el("td", {}, r.origin)));
+  }
+  table.append(el("tr", { "data-testid": `${kind}-partitions-total` },
+    el("th", {}, "total"), el("th", {}, `${done} of ${n} done`), el("th", {}, fmt.n(total)), el("th", {}, "")));
+  const out = [el("h3", {}, `partitions (${n})`), table];
+  if (kind === "verify" && done === n && n) {
+    out.push(el("p", { class: clean ? "ok" : "bad" }, clean ? "every slice equal" : "some slices differ: run strangler repair --partition K/N"));
+  }
+  return out;
+}
+
 function renderVerify(run, job) {
   const box = $("verify");
   box.replaceChildren(kv(runRows(run)));
@@ -223,6 +257,13 @@ function renderVerify(run, job) {
   if (job && job.status === "running") {
     const done = Object.entries(job.progress || {}).map(([k, v]) => `${k} ${fmt.n(v)}`).join(", ");
     box.append(el("p", { "data-testid": "verify-running" }, `verify running on this instance: ${done || "starting"}`));
+  }
+}
+
+function renderPartitions(parts) {
+  for (const kind of ["backfill", "verify"]) {
+    const list = parts[kind] || [];
+    if (list.length) $(kind).append(...partitionRows(kind, list));
   }
 }
 
@@ -319,7 +360,8 @@ async function refresh() {
   // One panel that cannot render must not blank the others.
   const panels = [
     () => renderStage(o), () => renderBackends(o), () => renderBackfill(o.runs.backfill),
-    () => renderVerify(o.runs.verify, o.verify_job), () => renderQuotas(o.quotas),
+    () => renderVerify(o.runs.verify, o.verify_job),
+    () => renderPartitions(o.partitions || {}), () => renderQuotas(o.quotas),
     () => renderDivergences(o.divergences), () => renderTransitions(o.transitions),
     () => renderFollowers(o.followers), () => renderGuard(o.guard), () => renderBypass(o.bypass_writes),
   ];

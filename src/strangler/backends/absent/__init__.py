@@ -283,8 +283,13 @@ class NoJobRuns:
     ) -> None:
         raise NotConfigured(NEEDS_DB_URL)
 
-    async def latest(self, kind: JobKind) -> dict[str, Any] | None:
+    async def latest(
+        self, kind: JobKind, *, partition: dict[str, int] | None = None, exact: bool = False
+    ) -> dict[str, Any] | None:
         return None
+
+    async def partitions(self, kind: JobKind) -> list[dict[str, Any]]:
+        return []
 
 
 class NoQuotas:

@@ -23,8 +23,22 @@ SELECT
 
 _LATEST = (
     "SELECT started_at, updated_at, params::text, result::text FROM strangler.job_runs"
-    " WHERE kind = $1 AND status = 'done' ORDER BY id DESC LIMIT 1"
+    " WHERE kind = $1 AND status = 'done' AND NOT params ? 'partition'"
+    " ORDER BY id DESC LIMIT 1"
 )
+#: The latest finished run of each partition of the latest partitioned run: evidence once
+#: every partition has one.
+_PARTS = """
+WITH last AS (
+    SELECT params->'partition'->'n' AS n FROM strangler.job_runs
+    WHERE kind = $1 AND params ? 'partition' ORDER BY id DESC LIMIT 1
+)
+SELECT DISTINCT ON ((params->'partition'->>'k')::int)
+    started_at, updated_at, params::text, result::text
+FROM strangler.job_runs, last
+WHERE kind = $1 AND status = 'done' AND params->'partition'->'n' = last.n
+ORDER BY (params->'partition'->>'k')::int, id DESC
+"""
 
 
 class PostgresEvidence:
@@ -34,14 +48,20 @@ class PostgresEvidence:
     async def gather(self, now: dt.datetime) -> Facts:
         async with self._store.connection("gather stage evidence") as conn:
             moves = await conn.fetchrow(_MOVES)
-            backfill = await conn.fetchrow(_LATEST, "backfill")
-            verify = await conn.fetchrow(_LATEST, "verify")
+            backfill = _newer(
+                _job(await conn.fetchrow(_LATEST, "backfill"), "backfill"),
+                _whole(await conn.fetch(_PARTS, "backfill"), "backfill"),
+            )
+            verify = _newer(
+                _job(await conn.fetchrow(_LATEST, "verify"), "verify"),
+                _whole(await conn.fetch(_PARTS, "verify"), "verify"),
+            )
             diverged = 0
             if verify is not None:
                 diverged = await conn.fetchval(
                     "SELECT count(*) FROM strangler.divergences"
                     " WHERE at >= $1 AND kind <> ALL($2::text[])",
-                    verify["started_at"],
+                    verify.started_at,
                     sorted(HARMLESS_KINDS),
                 )
             followers = await conn.fetch(
@@ -72,8 +92,8 @@ class PostgresEvidence:
             dualwrite_since=dualwrite_since,
             shadow_since=shadow_since,
             live_since=moves["live_since"],
-            backfill=_job(backfill, "backfill"),
-            verify=_job(verify, "verify"),
+            backfill=backfill,
+            verify=verify,
             divergences_since_verify=int(diverged),
             forward=by_name.get("forward"),
             reverse=by_name.get("reverse"),
@@ -113,3 +133,28 @@ def _job(row: Any, kind: str) -> JobFact | None:
         clean=True,  # done: what it could not load is in its report, and verify finds it
         follow=bool(params.get("follow")),
     )
+
+
+def _whole(rows: list[Any], kind: str) -> JobFact | None:
+    """A partitioned run as one, once every partition has finished: from the first start
+    to the last end, clean only if every slice was (each slice's verify compared it after
+    the first start, so the divergences counted since then cover them all)."""
+    if not rows:
+        return None
+    n = int(orjson.loads(rows[0][2])["partition"]["n"])
+    if len(rows) < n:
+        return None
+    parts = [f for f in (_job(r, kind) for r in rows) if f is not None]
+    return JobFact(
+        started_at=min(f.started_at for f in parts),
+        finished_at=max(f.finished_at for f in parts),
+        clean=all(f.clean for f in parts),
+        full=all(f.full for f in parts),
+        follow=all(f.follow for f in parts),
+    )
+
+
+def _newer(a: JobFact | None, b: JobFact | None) -> JobFact | None:
+    if a is None or b is None:
+        return a or b
+    return a if a.finished_at >= b.finished_at else b

@@ -53,27 +53,55 @@ class PostgresJobRuns:
                 None if result is None else orjson.dumps(result).decode(),
             )
 
-    async def latest(self, kind: JobKind) -> dict[str, Any] | None:
+    async def latest(
+        self, kind: JobKind, *, partition: dict[str, int] | None = None, exact: bool = False
+    ) -> dict[str, Any] | None:
+        where = "kind = $1"
+        args: list[Any] = [kind]
+        if exact:
+            where += " AND params->'partition' IS NOT DISTINCT FROM $2::text::jsonb"
+            args.append(None if partition is None else orjson.dumps(partition).decode())
         async with self._store.connection("latest job run") as conn:
             row = await conn.fetchrow(
-                "SELECT id, kind, origin, started_at, updated_at, status,"
-                " params::text, progress::text, result::text"
-                " FROM strangler.job_runs WHERE kind = $1 ORDER BY id DESC LIMIT 1",
-                kind,
+                f"SELECT {_COLUMNS} FROM strangler.job_runs WHERE {where} ORDER BY id DESC LIMIT 1",
+                *args,
             )
-        if row is None:
-            return None
-        return {
-            "id": row["id"],
-            "kind": row["kind"],
-            "origin": row["origin"],
-            "started_at": _iso(row["started_at"]),
-            "updated_at": _iso(row["updated_at"]),
-            "status": row["status"],
-            "params": orjson.loads(row["params"]),
-            "progress": orjson.loads(row["progress"]),
-            "result": None if row["result"] is None else orjson.loads(row["result"]),
-        }
+        return None if row is None else _run(row)
+
+    async def partitions(self, kind: JobKind) -> list[dict[str, Any]]:
+        async with self._store.connection("partitioned job runs") as conn:
+            rows = await conn.fetch(_PARTITIONS, kind)
+        return [_run(r) for r in rows]
+
+
+_COLUMNS = (
+    "id, kind, origin, started_at, updated_at, status, params::text, progress::text, result::text"
+)
+#: The latest run of each partition of the latest partitioned run (of its N).
+_PARTITIONS = f"""
+WITH last AS (
+    SELECT params->'partition'->'n' AS n FROM strangler.job_runs
+    WHERE kind = $1 AND params ? 'partition' ORDER BY id DESC LIMIT 1
+)
+SELECT DISTINCT ON ((params->'partition'->>'k')::int) {_COLUMNS}
+FROM strangler.job_runs, last
+WHERE kind = $1 AND params->'partition'->'n' = last.n
+ORDER BY (params->'partition'->>'k')::int, id DESC
+"""
+
+
+def _run(row: Any) -> dict[str, Any]:
+    return {
+        "id": row["id"],
+        "kind": row["kind"],
+        "origin": row["origin"],
+        "started_at": _iso(row["started_at"]),
+        "updated_at": _iso(row["updated_at"]),
+        "status": row["status"],
+        "params": orjson.loads(row["params"]),
+        "progress": orjson.loads(row["progress"]),
+        "result": None if row["result"] is None else orjson.loads(row["result"]),
+    }
 
 
 def _iso(value: dt.datetime) -> str:
