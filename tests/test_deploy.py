@@ -162,6 +162,29 @@ def test_the_kubernetes_manifests_validate_against_the_schemas() -> None:
         assert (DEPLOY / "k8s" / template).exists(), name
 
 
+def test_the_backfill_job_runs_one_partition_per_index() -> None:
+    """The Indexed Job maps JOB_COMPLETION_INDEX (from 0) to --partition K/N (from 1), with
+    N the number of completions, and resumes a retried index from its checkpoint."""
+    job = next(d for d in _manifests() if d["kind"] == "Job")
+    spec = job["spec"]
+    assert spec["completionMode"] == "Indexed"
+    (container,) = spec["template"]["spec"]["containers"]
+    env = {e["name"]: e["value"] for e in container["env"]}
+    assert int(env["PARTITIONS"]) == spec["completions"]
+    script = container["args"][0]
+    assert "K=$((JOB_COMPLETION_INDEX + 1))" in script
+    assert '--partition "$K/$PARTITIONS"' in script and "--resume" in script
+    for k in (0, 7):
+        out = subprocess.run(
+            ["sh", "-c", "K=$((JOB_COMPLETION_INDEX + 1)); echo $K/$PARTITIONS"],
+            env={"JOB_COMPLETION_INDEX": str(k), "PARTITIONS": env["PARTITIONS"]},
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        assert out.stdout.strip() == f"{k + 1}/{spec['completions']}"
+
+
 def test_the_deployment_probes_drains_and_runs_unprivileged() -> None:
     by_kind = {d["kind"]: d for d in _manifests()}
     pod = by_kind["Deployment"]["spec"]["template"]["spec"]

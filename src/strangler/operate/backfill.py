@@ -122,9 +122,10 @@ def add_parser(sub: Subparsers) -> None:
         help="load only slice K of N (1 <= K <= N), split by _id at points sampled from the "
         "data, so N processes on N hosts share the work: together they load exactly what one "
         "run would. Each first loads every session (few; never overwritten), then its slices "
-        "of both collections; each keeps its own checkpoint and record. The first process "
-        "stores the split points in strangler.partition_plans and the others use them. In a "
-        "Kubernetes Indexed Job: --partition $((JOB_COMPLETION_INDEX + 1))/N",
+        "of both collections; each keeps its own checkpoint (PATH.K-of-N) and record. The "
+        "first process stores the split points in strangler.partition_plans and the others "
+        "use them. In a Kubernetes Indexed Job: --partition $((JOB_COMPLETION_INDEX + 1))/N "
+        "(deploy/k8s/backfill-job.yaml)",
     )
     p.add_argument(
         "--at-off",
