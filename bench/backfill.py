@@ -9,7 +9,9 @@ Generates ``--sessions`` sessions with ``--messages`` messages in the legacy sha
   files figure);
 * live MongoDB (SecantusDB) → Postgres: rows/s against a bare scan of the source (>= 0.8x);
 * peak RSS of the backfill process (<= 400 MB), measured on the real CLI in a subprocess;
-* verify of both stores: rows/s against the slower store's bare scan (>= 0.5x).
+* verify of both stores: rows/s against the slower store's bare scan (>= 0.5x);
+* partitions: ``--partitions`` N processes side by side (``--partition K/N``), for the
+  live backfill and the CLI verify, against one run; the rows they load must be one run's.
 
     python bench/backfill.py [--sessions 20000] [--messages 1000000]
 """
@@ -59,6 +61,32 @@ def _tree_peaks_kb(pid: int, peaks: dict[int, int]) -> int:
         except (OSError, IndexError, ValueError):
             continue
     return total
+
+
+def _cli_parallel(commands: list[list[str]], env: dict[str, str]) -> float:
+    """Run the CLI commands side by side (N partitions as N processes); returns the wall
+    time until the last one ends."""
+    start = time.perf_counter()
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "strangler.cli", *c], env=env, stdout=subprocess.DEVNULL
+        )
+        for c in commands
+    ]
+    codes = [p.wait() for p in procs]
+    seconds = time.perf_counter() - start
+    if any(c not in (0, 1) for c in codes):  # verify exits 1 when the stores differ
+        raise SystemExit(f"a partition failed: exit codes {codes}")
+    return seconds
+
+
+async def _count(dsn: str) -> int:
+    conn = await asyncpg.connect(dsn)
+    n: int = await conn.fetchval(
+        "SELECT (SELECT count(*) FROM chat_sessions) + (SELECT count(*) FROM messages)"
+    )
+    await conn.close()
+    return n
 
 
 def _cli_backfill(source: str, dsn: str, workdir: Path) -> tuple[float, int, int]:
@@ -216,6 +244,52 @@ async def main(args: argparse.Namespace) -> int:
             flush=True,
         )
 
+        # Partitions: N processes side by side on this machine, each --partition K/N (one
+        # worker each, so N loaders and N workers share the 2 cores), against one run.
+        n_parts = args.partitions
+        env = {
+            **os.environ,
+            "SUPABASE_DB_URL": pg.dsn,
+            "MONGO_URI": mongo.uri,
+            "MONGO_DB": "chat",
+            "STRANGLER_LOG_FORMAT": "json",
+            "STRANGLER_LOG_LEVEL": "warning",
+        }
+        await _reset(pg.dsn)
+        part_seconds = _cli_parallel(
+            [
+                [
+                    "backfill",
+                    "--partition",
+                    f"{k}/{n_parts}",
+                    "--workers",
+                    "1",
+                    "--at-off",
+                    "--report",
+                    str(work / f"report-{k}.jsonl"),
+                    "--checkpoint",
+                    str(work / "cp-part.json"),
+                ]
+                for k in range(1, n_parts + 1)
+            ],
+            env,
+        )
+        part_rows = await _count(pg.dsn)
+        part_rate = part_rows / part_seconds
+        print(
+            f"  live, {n_parts} partitions: {part_rate:,.0f} rows/s, {part_rows:,} rows "
+            f"(one run: {total:,})",
+            flush=True,
+        )
+        verify_one = _cli_parallel([["verify"]], env)
+        verify_parts = _cli_parallel(
+            [["verify", "--partition", f"{k}/{n_parts}"] for k in range(1, n_parts + 1)], env
+        )
+        print(
+            f"  verify CLI: one run {verify_one:.1f} s, {n_parts} partitions {verify_parts:.1f} s",
+            flush=True,
+        )
+
         async with (
             MongoStore(mongo.uri, database="chat", timeout=BULK_TIMEOUT) as m,
             PostgresStore(pg.dsn, timeout=BULK_TIMEOUT) as p,
@@ -245,6 +319,12 @@ async def main(args: argparse.Namespace) -> int:
         "slower_store_scan_rows_per_s": slower_scan,
         "verify_vs_scan": verify_rate / slower_scan,
         "verify_equal": equal,
+        "partitions": n_parts,
+        "partitioned_live_rows_per_s": part_rate,
+        "partitioned_live_rows": part_rows,
+        "partitioned_vs_one_live_run": part_rate / live_rate,
+        "verify_cli_one_run_s": verify_one,
+        "verify_cli_partitioned_s": verify_parts,
     }
     print(f"\n{total:,} rows ({args.sessions:,} sessions, {args.sessions * per:,} messages)")
     print(f"  raw COPY ceiling            {copy_rate:>10,.0f} rows/s")
@@ -269,6 +349,14 @@ async def main(args: argparse.Namespace) -> int:
         f"{verify_rate / slower_scan:5.2f}x slower store's scan  (target >= 0.5x); "
         f"equal={equal}"
     )
+    print(
+        f"  {n_parts} partitions, live       {part_rate:>10,.0f} rows/s  "
+        f"{part_rate / live_rate:5.2f}x one run; {part_rows:,} rows of {total:,}"
+    )
+    print(
+        f"  verify: one CLI run {verify_one:.1f} s; {n_parts} partitions side by side "
+        f"{verify_parts:.1f} s ({verify_one / verify_parts:.2f}x)"
+    )
     print(f"saved {save('backfill', {'conditions': conditions(), **results})}")
     return 0
 
@@ -279,4 +367,7 @@ if __name__ == "__main__":
     )
     parser.add_argument("--sessions", type=int, default=20_000)
     parser.add_argument("--messages", type=int, default=1_000_000)
+    parser.add_argument(
+        "--partitions", type=int, default=2, help="processes for the partitioned runs"
+    )
     sys.exit(asyncio.run(main(parser.parse_args())))
