@@ -10,6 +10,7 @@ installs Chromium), where a missing browser fails.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import uuid
@@ -156,3 +157,40 @@ async def test_a_divergence_made_behind_the_facades_back_appears(
     await expect(row).to_contain_text('"tampered"')
     ARTIFACTS.mkdir(exist_ok=True)
     await page.screenshot(path=str(ARTIFACTS / "dashboard-divergence.png"), full_page=True)
+
+
+async def test_a_partitioned_backfill_shows_each_slice_and_the_total(
+    make_api: ApiFactory, page: Page, clean_pg: str
+) -> None:
+    """Two partitions recorded by two hosts: one done, one running. The Backfill panel
+    lists both with their rows and status, and the total."""
+    client = await make_api(None)
+    conn = await asyncpg.connect(clean_pg)
+    try:
+        done = {"counts": {"chat_sessions": {"read": 10}, "messages": {"read": 1200}}}
+        running = {"collections": {"chat_sessions": {"read": 12}, "messages": {"read": 300}}}
+        for k, status, progress, result in (
+            (1, "done", {}, done),
+            (2, "running", running, None),
+        ):
+            await conn.execute(
+                "INSERT INTO strangler.job_runs (kind, origin, status, params, progress, result)"
+                " VALUES ('backfill', $1, $2, $3::text::jsonb, $4::text::jsonb,"
+                " $5::text::jsonb)",
+                f"host-{k}:1",
+                status,
+                json.dumps({"source": "x", "partition": {"k": k, "n": 2}}),
+                json.dumps(progress),
+                None if result is None else json.dumps(result),
+            )
+    finally:
+        await conn.close()
+    base = str(client.make_url("")).rstrip("/")
+    await _sign_in(page, base)
+    table = page.get_by_test_id("backfill-partitions")
+    await expect(table.locator("tr")).to_have_count(4)  # head, two slices, total
+    await expect(table).to_contain_text("host-1:1")
+    await expect(table).to_contain_text("1,210")
+    await expect(table).to_contain_text("312")
+    await expect(page.get_by_test_id("backfill-partitions-total")).to_contain_text("1 of 2 done")
+    await expect(page.get_by_test_id("backfill-partitions-total")).to_contain_text("1,522")
