@@ -14,11 +14,11 @@ import pytest
 from bson import ObjectId
 
 from strangler.backends.postgres import PostgresStore
+from strangler.backends.postgres.evidence import PostgresEvidence
 from strangler.config import Settings
 from strangler.core.errors import ConfigError
 from strangler.core.partition import Part
 from strangler.migrate.backfill import BackfillResult, Counts
-from strangler.backends.postgres.evidence import PostgresEvidence
 from strangler.operate.backfill import backfill
 from strangler.operate.repair import run_repair
 from strangler.operate.verify import verify
