@@ -23,10 +23,11 @@ before. ``Throttle`` caps the rows compared per second, to spare a production Mo
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -133,11 +134,51 @@ async def _records(
         if table == "chat_sessions"
         else store.scan_messages(batch_size=batch, since=since, after=after)
     )
-    async for chunk in chunks:
-        for record in chunk:
-            if before is not None and record.id >= before:
-                return
-            yield record
+    async with contextlib.aclosing(_ahead(chunks)) as ahead:
+        async for chunk in ahead:
+            for record in chunk:
+                if before is not None and record.id >= before:
+                    return
+                yield record
+
+
+async def _ahead(
+    chunks: AsyncIterator[list[Any]], depth: int = 2
+) -> AsyncGenerator[list[Any], None]:
+    """``chunks``, read up to ``depth`` chunks ahead by a task of their own, so one store's
+    next batch is on its way while the other's is read and the rows are compared.
+
+    The reader is told to stop and left to end its current read, never cancelled (an
+    async MongoDB read must not be)."""
+    queue: asyncio.Queue[list[Any] | BaseException | None] = asyncio.Queue(maxsize=depth)
+    stop = False
+
+    async def read() -> None:
+        try:
+            async for chunk in chunks:
+                await queue.put(chunk)
+                if stop:
+                    return
+            await queue.put(None)
+        except Exception as exc:  # handed to the consumer, which raises it
+            await queue.put(exc)
+        finally:
+            closing = getattr(chunks, "aclose", None)
+            if closing is not None:
+                await closing()
+
+    reader = asyncio.create_task(read())
+    try:
+        while (item := await queue.get()) is not None:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop = True
+        while not reader.done():
+            while not queue.empty():
+                queue.get_nowait()
+            await asyncio.sleep(0.005)
 
 
 def start_after(lo: uuid.UUID | None, resumed: uuid.UUID | None) -> uuid.UUID | None:
