@@ -44,6 +44,9 @@ Progress = Callable[[Table, int], None]
 Checkpoint = Callable[["TableDiff", uuid.UUID], None]
 #: Rows between checkpoints and throttle checks.
 EVERY = 1000
+#: Rows per scan batch: larger batches mean fewer round trips to a busy MongoDB (5,000
+#: measured 0.86-0.88x of its bare scan at 200k messages, 1,000 gave 0.67-0.82x).
+BATCH = 5000
 THROTTLE_EVERY = 100
 
 
@@ -205,7 +208,7 @@ async def diff_table(
     other: ChatStore,
     table: Table,
     *,
-    batch: int = 1000,
+    batch: int = BATCH,
     keep: int | None = None,
     since: dt.datetime | None = None,
     progress: Progress | None = None,
@@ -326,7 +329,7 @@ async def diff_stores(
     authoritative: ChatStore,
     other: ChatStore,
     *,
-    batch: int = 1000,
+    batch: int = BATCH,
     keep: int | None = None,
     since: dt.datetime | None = None,
     progress: Progress | None = None,
