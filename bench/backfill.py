@@ -231,8 +231,12 @@ async def main(args: argparse.Namespace) -> int:
         await _reset(pg.dsn)
         with MongoClient(mongo.uri) as client:
             start = time.perf_counter()
-            n = sum(1 for _ in client.chat.messages.find({}).sort("_id", 1).batch_size(2000))
-            n += sum(1 for _ in client.chat.chat_sessions.find({}).sort("_id", 1))
+            # In _id order from the _id index, as the backfill reads (without the hint,
+            # SecantusDB sorts the whole collection first: twice as slow).
+            by_id = [("_id", 1)]
+            messages = client.chat.messages.find({}).sort("_id", 1).hint(by_id)
+            n = sum(1 for _ in messages.batch_size(2000))
+            n += sum(1 for _ in client.chat.chat_sessions.find({}).sort("_id", 1).hint(by_id))
             scan_rate = n / (time.perf_counter() - start)
         seconds, rss_live, tree_live = _cli_backfill(
             mongo.uri.replace("/?", "/chat?"), pg.dsn, work

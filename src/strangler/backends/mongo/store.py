@@ -45,6 +45,10 @@ from strangler.core.models import ChatSession, Message
 from strangler.core.records import Keyset, Page, StoreLimits, Table
 
 log = structlog.get_logger(__name__)
+#: Scans in ``_id`` order name the ``_id`` index: SecantusDB otherwise sorts the whole
+#: result before the first batch (8.2 s against 4.0 s for 200k messages), and MongoDB
+#: would choose it anyway.
+BY_ID = [("_id", ASCENDING)]
 
 
 #: MongoDB's error code for a duplicate key.
@@ -187,6 +191,7 @@ class MongoStore:
                 self._coll(collection)
                 .find_raw_batches(where or {})
                 .sort("_id", ASCENDING)
+                .hint(BY_ID)
                 .skip(skip)
                 .batch_size(batch)
             )
@@ -626,7 +631,11 @@ class MongoStore:
         i = 0
         with translate_errors(f"scan {coll}"):
             cursor = (
-                self._coll(coll).find(where(query)).sort("_id", ASCENDING).batch_size(batch_size)
+                self._coll(coll)
+                .find(where(query))
+                .sort("_id", ASCENDING)
+                .hint(BY_ID)
+                .batch_size(batch_size)
             )
             async for doc in cursor:
                 record = _decode_or_skip(decode, coll, doc)
