@@ -187,7 +187,7 @@ async def main(args: argparse.Namespace) -> int:
                 record = transform_message(doc).record
                 if record is not None:
                     rows.append(_message_row(record))
-        async with PostgresStore(pg.dsn) as store:
+        async with PostgresStore(pg.dsn, timeout=BULK_TIMEOUT) as store:
             async with MongoStore(mongo.uri, database="chat") as m:
                 sessions = [s async for chunk in m.scan_sessions() for s in chunk]
             await store.upsert_sessions(sessions)

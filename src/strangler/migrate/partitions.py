@@ -2,7 +2,7 @@
 (``strangler.partition_plans``), and give each process its slice (``core.partition``).
 
 * The backfill splits each collection by legacy ``_id`` in MongoDB's order. A live
-  source selects its slice on the server (:func:`core.partition.mongo_range`); a file or
+  source selects its slice on the server (:func:`core.partition.mongo_slice`); a file or
   dump source reads every document and keeps those in its slice (:class:`InSlice`, in the
   workers). Every partition first loads *all* sessions, unaccounted (they are few, and
   inserts never overwrite), so its messages find their session whichever partition owns
@@ -27,7 +27,7 @@ import structlog
 from bson import json_util
 from bson.json_util import CANONICAL_JSON_OPTIONS
 
-from strangler.core.errors import ConfigError
+from strangler.core.errors import ConfigError, InvalidInput
 from strangler.core.partition import Part, holds, split_points, uuid_points
 from strangler.core.ports import IdSampler, PartitionPlans
 from strangler.core.records import Table
@@ -82,7 +82,7 @@ class InSlice:
             return self.first
         try:
             return holds(doc["_id"], self.lo, self.hi)
-        except Exception:  # an _id of no BSON type: unreadable, reported once
+        except InvalidInput:  # an _id of no BSON type: unreadable, reported once
             return self.first
 
     def has_id(self, value: Any) -> bool:
@@ -114,7 +114,7 @@ async def legacy_slice(
     part: Part,
     sample: Callable[[int], Awaitable[list[Any]]],
 ) -> Slice:
-    """Partition ``part`` of the legacy ids of ``scope`` (e.g. ``backfill:messages:<src>``)."""
+    """Partition ``part`` of the legacy ids of ``scope`` (``backfill:messages``)."""
     if part.n == 1:
         return Slice(part, None, None)
     stored = await _agreed(

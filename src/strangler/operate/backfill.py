@@ -215,7 +215,9 @@ async def _slice(
         def sample(size: int, c: Collection = c) -> Awaitable[list[Any]]:
             return sample_source(origin, c, size)
 
-        s = await legacy_slice(jobs.plans, f"backfill:{c}:{origin.name}", part, sample)
+        # One plan per collection whatever the source: any points give exact slices, and
+        # hosts that name the same dump by different paths must still split alike.
+        s = await legacy_slice(jobs.plans, f"backfill:{c}", part, sample)
         slices[c] = s
         log.info("backfill_partition", collection=c, slice=s.describe())
     keep = {c: InSlice(part, s.lo, s.hi) for c, s in slices.items()}
@@ -237,13 +239,18 @@ class _Named:
         self.estimate = source.estimate
 
 
+def _deletes(jobs: Jobs) -> dict[str, Any]:
+    """What a backfill checks deletes against: the facade's tombstones (none over REST)."""
+    t = jobs.tombstones
+    return {} if t is None else {"tombstones": t.tombstoned, "any_tombstones": t.any_tombstones}
+
+
 async def _every_session(
     origin: Source, jobs: Jobs, dry_run: bool, batch_size: int, workers: int, stop: Any
 ) -> set[bytes]:
     """A partition's first pass: every session, inserted if absent and not counted (the
     partition that owns each one counts and reports it), so that this partition's messages
     find theirs. Returns the ids of the sessions now in the target."""
-    tombstones = jobs.tombstones
     loader = Backfill(
         origin,
         jobs.new,
@@ -251,9 +258,8 @@ async def _every_session(
         dry_run=dry_run,
         batch_size=batch_size,
         workers=workers,
-        tombstones=None if tombstones is None else tombstones.tombstoned,
-        any_tombstones=None if tombstones is None else tombstones.any_tombstones,
         stop=stop,
+        **_deletes(jobs),
     )
     started = time.monotonic()
     await loader.run(("chat_sessions",))
@@ -430,7 +436,7 @@ async def backfill(
             checkpoint = checkpoint.with_name(f"{checkpoint.name}.{part.k}-of-{part.n}")
         saved = Checkpoint.load(checkpoint, origin.name) if resume else None
         tombstones = jobs.tombstones
-        if tombstones is None and isinstance(origin, FileSource):
+        if tombstones is None and isinstance(whole, FileSource):
             log.warning(
                 "backfill_without_tombstones",
                 detail="over REST there are no tombstones: a delete made through the facade "
@@ -470,11 +476,10 @@ async def backfill(
             progress=progress,
             checkpoint=saved,
             checkpoint_path=checkpoint,
-            tombstones=None if tombstones is None else tombstones.tombstoned,
-            any_tombstones=None if tombstones is None else tombstones.any_tombstones,
             stop=stop,
             keep=keep,
             known_sessions=known,
+            **_deletes(jobs),
         ).run()
         run.result = {
             "seconds": round(result.seconds, 1),

@@ -4,7 +4,7 @@
 
 CREATE TABLE IF NOT EXISTS strangler.partition_plans (
     id BIGSERIAL PRIMARY KEY,
-    -- What is split: 'backfill:messages:<source>', 'verify:chat_sessions', ...
+    -- What is split: 'backfill:messages' (legacy _id), 'uuid:chat_sessions' (verify, repair).
     scope TEXT NOT NULL,
     partitions INT NOT NULL CHECK (partitions >= 1),
     -- N - 1 split points, sorted (UUID text, or MongoDB extended JSON for legacy ids).
