@@ -251,7 +251,10 @@ def mongo_range(lo: Any | None, hi: Any | None, field: str = "_id") -> dict[str,
     (an empty query for an unbounded range).
 
     ``$gte``/``$lt`` compare within the operand's bracket only, so each bound is the
-    comparison in its own bracket or a ``$type`` test for the brackets beyond it."""
+    comparison in its own bracket or a ``$type`` test for the brackets beyond it. Bounds
+    in one bracket (the usual case: two ObjectIds) are one interval."""
+    if lo is not None and hi is not None and bracket(lo) == bracket(hi):
+        return {field: {"$gte": lo, "$lt": hi}}  # (NaN, below every number, is below lo)
     conds: list[dict[str, Any]] = []
     if lo is not None:
         b = bracket(lo)
