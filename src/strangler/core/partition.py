@@ -56,10 +56,13 @@ class Part:
         if not 1 <= n <= MAX_PARTITIONS:
             raise InvalidInput(f"{text!r}: N must be 1 to {MAX_PARTITIONS}")
         if not 1 <= k <= n:
-            raise InvalidInput(
-                f"{text!r}: K must be 1 to {n} (a Kubernetes Indexed Job's "
-                "JOB_COMPLETION_INDEX starts at 0: pass $((JOB_COMPLETION_INDEX + 1))/N)"
+            hint = (
+                " (a Kubernetes Indexed Job's JOB_COMPLETION_INDEX starts at 0: pass "
+                "$((JOB_COMPLETION_INDEX + 1))/N)"
+                if k == 0
+                else ""
             )
+            raise InvalidInput(f"{text!r}: K must be 1 to {n}{hint}")
         return cls(k, n)
 
     def __str__(self) -> str:
