@@ -287,3 +287,45 @@ async def test_verify_resume_finds_its_own_partition(
     settings = _settings(mongo_server.uri, mongo_db, clean_pg)
     with pytest.raises(ConfigError, match="no verify of partition 2/3"):
         await verify(settings, as_json=True, resume=True, part=Part(2, 3))
+
+
+async def test_only_partition_one_starts_the_follower(
+    mongo_server: Any,
+    mongo_db: str,
+    clean_pg: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """With --follow and no follower running, a partition other than the first waits for
+    the one partition 1 starts, and says what to do when it never comes; it never resets
+    the follower's position itself."""
+    from strangler.operate import backfill as backfill_module
+
+    sessions, messages = _plain(4)
+    await _insert(mongo_server.uri, mongo_db, sessions, messages)
+    settings = _settings(mongo_server.uri, mongo_db, clean_pg)
+    monkeypatch.setattr(backfill_module, "FOLLOWER_WAIT", 1.0)
+
+    async def run(k: int) -> int:
+        return await backfill(
+            settings,
+            source=None,
+            report=tmp_path / f"r{k}.jsonl",
+            orphans="quarantine",
+            dry_run=False,
+            batch_size=50,
+            checkpoint=tmp_path / "cp.json",
+            resume=False,
+            follow=True,
+            part=Part(k, 2),
+        )
+
+    with pytest.raises(ConfigError, match="start partition 1 first"):
+        await run(2)
+    conn = await asyncpg.connect(clean_pg)
+    try:
+        assert await conn.fetchval("SELECT count(*) FROM strangler.followers") == 0
+    finally:
+        await conn.close()
+    assert await run(1) == 0  # starts the follower
+    assert await run(2) == 0  # finds it running, goes on with it

@@ -288,10 +288,19 @@ async def _refuse_at_off(settings: Settings, jobs: Jobs) -> None:
     )
 
 
-async def _follow(settings: Settings, stack: contextlib.AsyncExitStack) -> None:
+#: How long a partition other than the first waits, with --follow, for the follower that
+#: partition 1 (or a serve instance) starts.
+FOLLOWER_WAIT = 120.0
+
+
+async def _follow(
+    settings: Settings, stack: contextlib.AsyncExitStack, part: Part | None = None
+) -> None:
     """Start the forward follower before the first document is read, for the length of
     the backfill (on ``stack``). If no follower has a position yet, or the saved one is
-    stale, it follows from now; if one is running already, it goes on from where it is."""
+    stale, it follows from now; if one is running already, it goes on from where it is.
+    Of a partitioned backfill only partition 1 starts it from nothing: the others wait for
+    it (several resets at once would each move its position to their own "now")."""
     if not settings.mongo_uri or settings.supabase_db_url is None:
         raise ConfigError(
             "--follow needs MONGO_URI (the change stream) and SUPABASE_DB_URL (where the "
@@ -299,6 +308,19 @@ async def _follow(settings: Settings, stack: contextlib.AsyncExitStack) -> None:
         )
     runtime = await stack.enter_async_context(Runtime.open(settings, start=False))
     record = await runtime.followers.load(FORWARD.name)
+    if part is not None and part.k > 1:
+        waited = 0.0
+        while record is None or record.position is None or record.state != "running":
+            if waited >= FOLLOWER_WAIT:
+                raise ConfigError(
+                    f"--follow with --partition {part}: the forward follower is not running "
+                    f"after {FOLLOWER_WAIT:.0f} s. Partition 1 starts it (or a 'strangler "
+                    "serve' instance runs it); start partition 1 first, or leave --follow off "
+                    "the other partitions"
+                )
+            await asyncio.sleep(0.5)
+            waited += 0.5
+            record = await runtime.followers.load(FORWARD.name)
     if record is None or record.position is None or record.state != "running":
         position = await runtime.feeds[FORWARD.name].position_now()
         await runtime.followers.reset(FORWARD.name, position)
@@ -424,7 +446,7 @@ async def backfill(
     progress = Progress()
     async with contextlib.AsyncExitStack() as stack:
         if follow and not dry_run:
-            await _follow(settings, stack)
+            await _follow(settings, stack, part)
         origin = await _source(settings, src, stack)
         if follow and isinstance(origin, MongoSource):
             await oplog_preflight(origin, ignore=ignore_oplog_window)
