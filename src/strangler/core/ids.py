@@ -24,10 +24,11 @@ from strangler.core.errors import InvalidInput
 
 NS = uuid.uuid5(uuid.NAMESPACE_OID, "strangler.legacy-id")
 _MARKER = b"\x80\x00\x80\x00"
-_HEX24 = re.compile(r"[0-9a-fA-F]{24}")
-_CANONICAL_UUID = re.compile(
-    r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
-)
+#: The strings that map reversibly (to an ObjectId's or a UUID's own UUID), as patterns.
+HEX24 = r"[0-9a-fA-F]{24}"
+CANONICAL_UUID = r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
+_HEX24 = re.compile(HEX24)
+_CANONICAL_UUID = re.compile(CANONICAL_UUID)
 
 #: What a caller may pass wherever an id is expected.
 IdLike = uuid.UUID | ObjectId | str

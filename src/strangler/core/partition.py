@@ -32,6 +32,7 @@ from typing import Any
 from bson import Binary, Code, DBRef, Decimal128, Int64, MaxKey, MinKey, ObjectId, Regex, Timestamp
 from bson.datetime_ms import DatetimeMS
 
+from strangler.core import ids
 from strangler.core.errors import InvalidInput
 
 _SPEC = re.compile(r"\s*(\d+)\s*/\s*(\d+)\s*")
@@ -205,20 +206,9 @@ def _millis(value: dt.datetime | DatetimeMS) -> int:
     return (delta.days * 86_400 + delta.seconds) * 1000 + delta.microseconds // 1000
 
 
-def _key_below(key: tuple[Any, ...], bound: tuple[Any, ...]) -> bool:
-    """``key < bound`` where ``bound`` is a split point's key (always a full key)."""
-    if key[0] != bound[0]:
-        return bool(key[0] < bound[0])
-    # Same bracket: ``key`` is a full key, or NaN's ``(2,)``, which sorts below all numbers.
-    return key < bound
-
-
 #: Strings that map to the same UUID as a value of another type (``core.ids``): a 24-hex
 #: string and its ObjectId, a canonical UUID string and its BSON UUID.
-ALIASING = (
-    r"^([0-9a-fA-F]{24}|[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-"
-    r"[0-9a-fA-F]{12})$"
-)
+ALIASING = rf"^({ids.HEX24}|{ids.CANONICAL_UUID})$"
 _ALIASING = re.compile(ALIASING)
 
 
@@ -239,10 +229,12 @@ def alias(value: Any) -> Any:
 def holds(value: Any, lo: Any | None, hi: Any | None) -> bool:
     """Whether a legacy ``_id`` falls in ``[lo, hi)`` of MongoDB's order, placed by its
     :func:`alias`."""
+    # Tuples compare by bracket first; within a bracket a key is a full key, or NaN's
+    # ``(2,)``, which sorts below every number as MongoDB sorts it.
     key = bson_key(alias(value))
-    if lo is not None and _key_below(key, bson_key(lo)):
+    if lo is not None and key < bson_key(lo):
         return False
-    return hi is None or _key_below(key, bson_key(hi))
+    return hi is None or key < bson_key(hi)
 
 
 def _types(brackets: range) -> list[int]:
@@ -293,14 +285,14 @@ def split_points(sample: Sequence[Any], n: int, key: Any = None) -> list[Any]:
     (default :func:`bson_key`, for legacy ids). Values that cannot be split points are
     dropped; with too few distinct values some slices are empty, never overlapping: the
     points are kept sorted, and a repeated point gives an empty slice."""
+    if n <= 1:
+        return []
     order = key or bson_key
     usable = sorted(
         {order(v): v for v in sample if key is not None or orderable(v)}.items(),
         key=lambda kv: kv[0],
     )
     values = [v for _, v in usable]
-    if n <= 1:
-        return []
     if not values:
         # No data to split: every point at one value gives N - 1 empty slices.
         values = [uuid.UUID(int=0)] if key is not None else [ObjectId(bytes(12))]
@@ -310,7 +302,3 @@ def split_points(sample: Sequence[Any], n: int, key: Any = None) -> list[Any]:
 def uuid_points(sample: Sequence[uuid.UUID], n: int) -> list[uuid.UUID]:
     """N - 1 UUID split points from a sample of UUIDs (byte order)."""
     return split_points(sample, n, key=lambda u: u.bytes)
-
-
-def in_uuid_range(value: uuid.UUID, lo: uuid.UUID | None, hi: uuid.UUID | None) -> bool:
-    return (lo is None or value >= lo) and (hi is None or value < hi)

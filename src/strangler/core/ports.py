@@ -439,6 +439,7 @@ class PartitionPlans(Protocol):
         ...
 
 
+@runtime_checkable
 class IdSampler(Protocol):
     """A random sample of a table's ids, for a plan in UUID order (verify, repair)."""
 

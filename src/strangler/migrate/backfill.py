@@ -37,6 +37,7 @@ from strangler.core.records import Table
 from strangler.migrate.checkpoint import Checkpoint
 from strangler.migrate.partitions import InSlice
 from strangler.migrate.prepare import Note, Prepared, prepare
+from strangler.migrate.readahead import read_ahead
 from strangler.migrate.report import Report, describe
 from strangler.migrate.sources import BadInput, Chunk, Item, MongoSource, Source, decode_chunk
 from strangler.migrate.transform import Collection
@@ -245,35 +246,14 @@ class Backfill:
                 yield _Batch(collection, chunk, prepare(collection, chunk, keep))
             return
         loop = asyncio.get_running_loop()
-        ahead: asyncio.Queue[tuple[Chunk, asyncio.Future[Prepared]] | BaseException | None]
-        ahead = asyncio.Queue(maxsize=2 * self.workers)
-        stop = asyncio.Event()
 
-        async def read() -> None:
-            try:
-                async for chunk in self.source.chunks(collection, self.batch_size, skip):
-                    await ahead.put(
-                        (chunk, loop.run_in_executor(pool, prepare, collection, chunk, keep))
-                    )
-                    if stop.is_set():
-                        return
-                await ahead.put(None)
-            except Exception as exc:  # handed to the loader, which raises it
-                await ahead.put(exc)
+        async def submitted() -> AsyncIterator[tuple[Chunk, asyncio.Future[Prepared]]]:
+            async for chunk in self.source.chunks(collection, self.batch_size, skip):
+                yield chunk, loop.run_in_executor(pool, prepare, collection, chunk, keep)
 
-        reader = asyncio.create_task(read())
-        try:
-            while (item := await ahead.get()) is not None:
-                if isinstance(item, BaseException):
-                    raise item
-                chunk, future = item
+        async with contextlib.aclosing(read_ahead(submitted(), 2 * self.workers)) as items:
+            async for chunk, future in items:
                 yield _Batch(collection, chunk, await future)
-        finally:
-            stop.set()
-            while not reader.done():  # let it finish its current read, then end
-                with contextlib.suppress(asyncio.QueueEmpty):
-                    ahead.get_nowait()
-                await asyncio.sleep(0.01)
 
     def _save_checkpoint(self) -> None:
         if self.checkpoint_path is None or self.dry_run:

@@ -27,13 +27,14 @@ import contextlib
 import datetime as dt
 import time
 import uuid
-from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from strangler.core.errors import CorruptRecord
 from strangler.core.ports import ChatStore
 from strangler.core.records import TABLES, Table
+from strangler.migrate.readahead import read_ahead
 from strangler.proxy.compare import diff_records
 from strangler.proxy.mirror import read_state
 
@@ -47,6 +48,9 @@ EVERY = 1000
 #: Rows per scan batch: larger batches mean fewer round trips to a busy MongoDB (5,000
 #: measured 0.86-0.88x of its bare scan at 200k messages, 1,000 gave 0.67-0.82x).
 BATCH = 5000
+#: Batches each store's scan is read ahead (``migrate.readahead``): one store's next batch
+#: is on its way while the other's is read and the rows compared.
+AHEAD = 2
 THROTTLE_EVERY = 100
 
 
@@ -132,56 +136,17 @@ async def _records(
 ) -> AsyncIterator[Any]:
     """The table's records in id order, after ``after`` and before ``before`` (a
     partition's end: the scan stops at the first id past it)."""
-    chunks = (
+    chunks: AsyncIterator[list[Any]] = (
         store.scan_sessions(batch_size=batch, since=since, after=after)
         if table == "chat_sessions"
         else store.scan_messages(batch_size=batch, since=since, after=after)
     )
-    async with contextlib.aclosing(_ahead(chunks)) as ahead:
+    async with contextlib.aclosing(read_ahead(chunks, AHEAD)) as ahead:
         async for chunk in ahead:
             for record in chunk:
                 if before is not None and record.id >= before:
                     return
                 yield record
-
-
-async def _ahead(
-    chunks: AsyncIterator[list[Any]], depth: int = 2
-) -> AsyncGenerator[list[Any], None]:
-    """``chunks``, read up to ``depth`` chunks ahead by a task of their own, so one store's
-    next batch is on its way while the other's is read and the rows are compared.
-
-    The reader is told to stop and left to end its current read, never cancelled (an
-    async MongoDB read must not be)."""
-    queue: asyncio.Queue[list[Any] | BaseException | None] = asyncio.Queue(maxsize=depth)
-    stop = False
-
-    async def read() -> None:
-        try:
-            async for chunk in chunks:
-                await queue.put(chunk)
-                if stop:
-                    return
-            await queue.put(None)
-        except Exception as exc:  # handed to the consumer, which raises it
-            await queue.put(exc)
-        finally:
-            closing = getattr(chunks, "aclose", None)
-            if closing is not None:
-                await closing()
-
-    reader = asyncio.create_task(read())
-    try:
-        while (item := await queue.get()) is not None:
-            if isinstance(item, BaseException):
-                raise item
-            yield item
-    finally:
-        stop = True
-        while not reader.done():
-            while not queue.empty():
-                queue.get_nowait()
-            await asyncio.sleep(0.005)
 
 
 def start_after(lo: uuid.UUID | None, resumed: uuid.UUID | None) -> uuid.UUID | None:

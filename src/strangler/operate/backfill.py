@@ -223,20 +223,8 @@ async def _slice(
     keep = {c: InSlice(part, s.lo, s.hi) for c, s in slices.items()}
     if isinstance(origin, MongoSource):
         where: dict[str, dict[str, Any]] = {c: mongo_slice(s.lo, s.hi) for c, s in slices.items()}
-        sliced = MongoSource(origin.documents, where)
-        sliced.name = f"{origin.name} partition {part}"
-        return sliced, keep
-    return _Named(origin, f"{origin.name} partition {part}"), keep
-
-
-class _Named:
-    """A source under another name (a partition's checkpoint names its slice)."""
-
-    def __init__(self, source: Source, name: str) -> None:
-        self._source = source
-        self.name = name
-        self.chunks = source.chunks
-        self.estimate = source.estimate
+        return MongoSource(origin.documents, where), keep
+    return origin, keep
 
 
 def _deletes(jobs: Jobs) -> dict[str, Any]:
@@ -451,14 +439,14 @@ async def backfill(
         if follow and isinstance(origin, MongoSource):
             await oplog_preflight(origin, ignore=ignore_oplog_window)
         jobs = await stack.enter_async_context(Jobs.open(settings))
-        whole = origin
-        keep = None
+        sliced, keep, label = origin, None, origin.name
         if part is not None:
-            origin, keep = await _slice(origin, part, jobs)
+            sliced, keep = await _slice(origin, part, jobs)
             checkpoint = checkpoint.with_name(f"{checkpoint.name}.{part.k}-of-{part.n}")
-        saved = Checkpoint.load(checkpoint, origin.name) if resume else None
+            label = f"{origin.name} partition {part}"  # a checkpoint names its slice
+        saved = Checkpoint.load(checkpoint, label) if resume else Checkpoint(source=label)
         tombstones = jobs.tombstones
-        if tombstones is None and isinstance(whole, FileSource):
+        if tombstones is None and isinstance(origin, FileSource):
             log.warning(
                 "backfill_without_tombstones",
                 detail="over REST there are no tombstones: a delete made through the facade "
@@ -471,7 +459,7 @@ async def backfill(
         for name in ("chat_sessions", "messages"):
             progress.totals[name] = await origin.estimate(name)
         params: dict[str, Any] = {
-            "source": whole.name,
+            "source": origin.name,
             "resume": resume,
             "orphans": orphans,
             "follow": follow,
@@ -485,10 +473,10 @@ async def backfill(
         run.progress["collections"] = progress.shown
         stop = stack.enter_context(stop_on_ctrl_c("backfill"))
         known = None
-        if part is not None and not (saved is not None and saved.done):
-            known = await _every_session(whole, jobs, dry_run, batch_size, workers, stop)
+        if part is not None and not saved.done:
+            known = await _every_session(origin, jobs, dry_run, batch_size, workers, stop)
         result = await Backfill(
-            origin,
+            sliced,
             jobs.new,
             rep,
             orphans=orphans,

@@ -7,7 +7,7 @@ import asyncio
 import datetime as dt
 import json
 import uuid
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 from strangler.config import Settings
 from strangler.core.errors import ConfigError
@@ -90,7 +90,7 @@ async def uuid_bounds(
 ) -> dict[Table, tuple[uuid.UUID | None, uuid.UUID | None]]:
     """Each table's ``[lo, hi)`` for partition ``part`` (verify and repair share them).
     The plan samples MongoDB's ids when it is there, else Supabase's."""
-    sampler = cast(IdSampler, old) if hasattr(old, "sample_uuids") else jobs.sampler
+    sampler = old if isinstance(old, IdSampler) else jobs.sampler
     if sampler is None:
         raise ConfigError(NO_PLANS)
     out = {}

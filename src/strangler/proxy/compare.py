@@ -27,20 +27,21 @@ def normalise(record: BaseModel | None) -> dict[str, Any] | None:
 
 def diff_records(a: BaseModel | None, b: BaseModel | None) -> dict[str, Any]:
     """``{field: {"authoritative": x, "other": y}}`` for every field that differs."""
-    if a is not None and b is not None and a.model_dump(mode="json") == b.model_dump(mode="json"):
-        # Equal as dumped is equal once normalised (the same function of both): skips
-        # walking every string for U+0000 in the usual case (verify's hot path).
-        return {}
-    na, nb = normalise(a), normalise(b)
-    if na is None or nb is None:
-        if na is None and nb is None:
+    if a is None or b is None:
+        if a is None and b is None:
             return {}
         return {
             "record": {
-                "authoritative": ABSENT if na is None else "present",
-                "other": ABSENT if nb is None else "present",
+                "authoritative": ABSENT if a is None else "present",
+                "other": ABSENT if b is None else "present",
             }
         }
+    da, db = a.model_dump(mode="json"), b.model_dump(mode="json")
+    if da == db:
+        # Equal as dumped is equal once normalised (the same function of both): skips
+        # walking every string for U+0000 in the usual case (verify's hot path).
+        return {}
+    na, nb = replace_nul(da), replace_nul(db)
     return {
         k: {"authoritative": na.get(k, ABSENT), "other": nb.get(k, ABSENT)}
         for k in sorted(set(na) | set(nb))

@@ -213,8 +213,7 @@ function renderBackfill(run) {
 function partitionRows(kind, parts) {
   const rowsOf = (r) => {
     if (kind === "backfill") {
-      const c = (r.result && r.result.counts) || Object.fromEntries(
-        Object.entries((r.progress || {}).collections || {}));
+      const c = (r.result && r.result.counts) || (r.progress || {}).collections || {};
       return Object.values(c).reduce((n, x) => n + (x.read || 0), 0);
     }
     if (r.result && r.result.tables) return r.result.tables.reduce((n, t) => n + (t.compared || 0), 0);

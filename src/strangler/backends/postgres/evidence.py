@@ -9,6 +9,7 @@ from typing import Any
 
 import orjson
 
+from strangler.backends.postgres.runs import partitions_sql
 from strangler.backends.postgres.store import PostgresStore
 from strangler.core.evidence import HARMLESS_KINDS, Facts, FollowerFact, JobFact
 
@@ -28,17 +29,7 @@ _LATEST = (
 )
 #: The latest finished run of each partition of the latest partitioned run: evidence once
 #: every partition has one.
-_PARTS = """
-WITH last AS (
-    SELECT params->'partition'->'n' AS n FROM strangler.job_runs
-    WHERE kind = $1 AND params ? 'partition' ORDER BY id DESC LIMIT 1
-)
-SELECT DISTINCT ON ((params->'partition'->>'k')::int)
-    started_at, updated_at, params::text, result::text
-FROM strangler.job_runs, last
-WHERE kind = $1 AND status = 'done' AND params->'partition'->'n' = last.n
-ORDER BY (params->'partition'->>'k')::int, id DESC
-"""
+_PARTS = partitions_sql("started_at, updated_at, params::text, result::text", done=True)
 
 
 class PostgresEvidence:

@@ -77,17 +77,25 @@ class PostgresJobRuns:
 _COLUMNS = (
     "id, kind, origin, started_at, updated_at, status, params::text, progress::text, result::text"
 )
-#: The latest run of each partition of the latest partitioned run (of its N).
-_PARTITIONS = f"""
+
+
+def partitions_sql(columns: str, *, done: bool = False) -> str:
+    """The latest run (``done``: the latest finished one) of each partition of the latest
+    partitioned run of kind ``$1`` (of its N), by K."""
+    finished = " AND status = 'done'" if done else ""
+    return f"""
 WITH last AS (
     SELECT params->'partition'->'n' AS n FROM strangler.job_runs
     WHERE kind = $1 AND params ? 'partition' ORDER BY id DESC LIMIT 1
 )
-SELECT DISTINCT ON ((params->'partition'->>'k')::int) {_COLUMNS}
+SELECT DISTINCT ON ((params->'partition'->>'k')::int) {columns}
 FROM strangler.job_runs, last
-WHERE kind = $1 AND params->'partition'->'n' = last.n
+WHERE kind = $1 AND params->'partition'->'n' = last.n{finished}
 ORDER BY (params->'partition'->>'k')::int, id DESC
 """
+
+
+_PARTITIONS = partitions_sql(_COLUMNS)
 
 
 def _run(row: Any) -> dict[str, Any]:
