@@ -1206,35 +1206,43 @@ class Harness:
             and self.stale.get("repair_exit") == 0,
         }
         hangs = self.hang_figures()
+        # Latency targets (issue 18) are kept apart from the checks above: those are about
+        # correctness and hold on any machine; these are timings, which a loaded 2-core
+        # machine can miss by a few milliseconds, so the test prints them and the bench
+        # reports them.
+        targets: dict[str, bool] = {}
         if hangs:
             secondary = [h for h in hangs if "non-authoritative" in h["fault"]]
             primary = [h for h in hangs if "non-authoritative" not in h["fault"]]
-            checks["a hung secondary: no failures, p99 within the secondary timeout + 100 ms"] = (
-                all(
-                    h["failures"] == 0 and (h["p99_ms"] or 0) <= SECONDARY_TIMEOUT * 1000 + 100
-                    for h in secondary
-                )
+            checks["a hung secondary: no failed request"] = all(
+                h["failures"] == 0 for h in secondary
             )
-            checks["a hung secondary: once its breaker is open, p50 within 1.5x of before"] = all(
+            checks["a hung authoritative store: no request left hanging until the resume"] = all(
+                (h["max_ms"] or 0) < self.args.hang_seconds * 1000 for h in primary
+            )
+            targets["a hung secondary: p99 within the secondary timeout + 100 ms"] = all(
+                (h["p99_ms"] or 0) <= SECONDARY_TIMEOUT * 1000 + 100 for h in secondary
+            )
+            targets["a hung secondary: once its breaker is open, p50 within 1.5x of before"] = all(
                 h["p50_after_5s_ms"] is not None
                 and h["p50_before_ms"] is not None
                 and h["p50_after_5s_ms"] <= 1.5 * max(h["p50_before_ms"], 5.0)
                 for h in secondary
             )
-            checks[
+            targets[
                 "a hung authoritative store: every request answered within its timeout + 0.5 s"
             ] = all((h["max_ms"] or 0) <= STORE_TIMEOUT * 1000 + 500 for h in primary)
             settled = [h["breakers_closed_and_queues_empty_s"] for h in hangs]
-            checks["after a hang: breakers closed and repair queues empty within 2 s"] = all(
+            targets["after a hang: breakers closed and repair queues empty within 2 s"] = all(
                 x is not None and x <= 2.0 for x in settled
             )
-            checks["after a hang: p50 within 1.2x of before within 2 s"] = all(
+            targets["after a hang: p50 within 1.2x of before within 2 s"] = all(
                 h["p50_normal_again_s"] is not None and h["p50_normal_again_s"] <= 2.0
                 for h in hangs
             )
         soak = soak_summary(self.samples)
         if self.args.soak_seconds > 0:
-            checks["soak: each instance's RSS within 10% from the second quarter to the last"] = (
+            targets["soak: each instance's RSS within 10% from the second quarter to the last"] = (
                 all(x["flat"] is not False for x in soak.values())
                 and any(x["flat"] for x in soak.values())
             )
@@ -1274,7 +1282,8 @@ class Harness:
                 by_kind(divergences.get("items", [])) if status == 200 else None
             ),
             "checks": checks,
-            "result": "pass" if all(checks.values()) else "fail",
+            "targets": targets,
+            "result": "pass" if all(checks.values()) and all(targets.values()) else "fail",
             "soak": soak,
             "samples": self.samples,
             "events": self.events,
@@ -1392,6 +1401,8 @@ def print_report(r: dict[str, Any]) -> None:
         print(f"soak {name}: {s}")
     for check, ok in r["checks"].items():
         print(f"  [{'ok' if ok else 'FAIL'}] {check}")
+    for target, met in r.get("targets", {}).items():
+        print(f"  [{'met' if met else 'MISSED'}] target: {target}")
     print(f"result: {r['result'].upper()}")
 
 
