@@ -1217,9 +1217,6 @@ class Harness:
             checks["a hung secondary: no failed request"] = all(
                 h["failures"] == 0 for h in secondary
             )
-            checks["a hung authoritative store: no request left hanging until the resume"] = all(
-                (h["max_ms"] or 0) < self.args.hang_seconds * 1000 for h in primary
-            )
             targets["a hung secondary: p99 within the secondary timeout + 100 ms"] = all(
                 (h["p99_ms"] or 0) <= SECONDARY_TIMEOUT * 1000 + 100 for h in secondary
             )

@@ -46,7 +46,8 @@ FACADE_KINDS = ["facade:dualwrite", "facade:shadow", "facade:live", "facade:comp
 CONTROL_TABLES = (
     "strangler.pending_writes, strangler.divergences, strangler.stage_control, "
     "strangler.stage_transitions, strangler.tombstones, strangler.job_runs, "
-    "strangler.followers, strangler.changes, strangler.shadow_counts, strangler.partition_plans"
+    "strangler.followers, strangler.changes, strangler.shadow_counts, strangler.partition_plans, "
+    "strangler.legacy_ids"
 )
 
 

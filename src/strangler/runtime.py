@@ -48,6 +48,7 @@ from strangler.backends.postgres import (
     PostgresIdSampler,
     PostgresJobRuns,
     PostgresJournal,
+    PostgresLegacyIds,
     PostgresPages,
     PostgresPartitionPlans,
     PostgresQuotas,
@@ -68,6 +69,7 @@ from strangler.core.ports import (
     FollowerState,
     IdSampler,
     JobRuns,
+    LegacyIds,
     PartitionPlans,
     Quotas,
     StageStore,
@@ -352,6 +354,8 @@ class Runtime:
         stages = PostgresStageStore(new)
         divergences = PostgresDivergenceLog(new)
         tombstones = PostgresTombstones(new)
+        if isinstance(old, MongoStore):
+            old.use_legacy_ids(PostgresLegacyIds(new))
         journals: dict[Role, WriteJournal] = {
             "old": MongoJournal(old) if isinstance(old, MongoStore) else AbsentJournal("mongo"),
             "new": PostgresJournal(new),
@@ -614,6 +618,8 @@ class Jobs:
     #: Partition plans (``--partition``), and a sampler of the new store's ids for them.
     plans: PartitionPlans | None = None
     sampler: IdSampler | None = None
+    #: The originals of one-way legacy ids (``strangler.legacy_ids``).
+    legacy_ids: LegacyIds | None = None
 
     @classmethod
     @contextlib.asynccontextmanager
@@ -627,6 +633,7 @@ class Jobs:
                     PostgresStageStore(new),
                     PostgresPartitionPlans(new),
                     PostgresIdSampler(new),
+                    PostgresLegacyIds(new),
                 )
             else:
                 yield cls(new, None, None, None)

@@ -446,6 +446,22 @@ class IdSampler(Protocol):
     async def sample_uuids(self, table: Table, size: int) -> list[uuid.UUID]: ...
 
 
+class LegacyIds(Protocol):
+    """The original ``_id`` of each record whose legacy id maps to its UUID one way only (an
+    arbitrary string or an integer: ``core.ids.one_way``). MongoDB's store asks it to find
+    such a record by its UUID, and to write one back under its old ``_id``."""
+
+    async def remember(self, table: Table, pairs: Sequence[tuple[uuid.UUID, str | int]]) -> None:
+        """Keep each ``(UUID, original)``; one already kept stays as it is."""
+        ...
+
+    async def originals(
+        self, table: Table, record_ids: Sequence[uuid.UUID]
+    ) -> dict[uuid.UUID, str | int]:
+        """The originals kept for those of ``record_ids`` that have one."""
+        ...
+
+
 class Quotas(Protocol):
     """What the hosting plan limits, and how much of it is used."""
 

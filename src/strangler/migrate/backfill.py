@@ -30,9 +30,10 @@ from typing import Literal, Protocol
 
 import structlog
 
+from strangler.core import ids
 from strangler.core.errors import NotFound, StoreUnavailable
 from strangler.core.pgcopy import CopyRows, RowWriter
-from strangler.core.ports import ChatStore
+from strangler.core.ports import ChatStore, LegacyIds
 from strangler.core.records import Table
 from strangler.migrate.checkpoint import Checkpoint
 from strangler.migrate.partitions import InSlice
@@ -176,12 +177,15 @@ class Backfill:
         stop: asyncio.Event | None = None,
         keep: dict[Collection, InSlice] | None = None,
         known_sessions: set[bytes] | None = None,
+        legacy_ids: LegacyIds | None = None,
     ) -> None:
         #: Set (by Ctrl-C) to stop after the batch in hand, its checkpoint saved: the run
         #: then raises ``KeyboardInterrupt``. A flag, not a cancel, so no database call is
         #: cut in the middle and no cancel can be lost in a racing wake-up.
         self.stop = stop
         self.source = source
+        #: Where the originals of one-way legacy ids are kept (``strangler.legacy_ids``).
+        self.legacy_ids = legacy_ids
         self.tombstones = tombstones
         #: Whether a table has any tombstone at all: skips the per-chunk lookup when not.
         self.any_tombstones = any_tombstones
@@ -293,16 +297,21 @@ class Backfill:
             await self._undo_deleted(batch)
         if collection == "chat_sessions":
             self.sessions.update(batch.rows.ids[i] for i, _ in batch.stored())
-        self._account(batch)
+        one_way = self._account(batch)
+        if one_way and self.legacy_ids is not None and not self.dry_run:
+            await self.legacy_ids.remember(collection, one_way)
 
-    def _account(self, batch: _Batch) -> None:
+    def _account(self, batch: _Batch) -> list[tuple[uuid.UUID, str | int]]:
+        """Counts and report lines for a loaded batch; returns the stored records whose
+        ``_id`` maps one way, with that ``_id`` (``strangler.legacy_ids`` keeps it)."""
         counts = self.result.counts[batch.collection]
         counts.read += batch.prepared.read
         counts.quarantined += len(batch.quarantined)
         counts.vanished += len(batch.vanished)
         counts.written += len(batch.rows) - len(batch.vanished)
+        one_way: list[tuple[uuid.UUID, str | int]] = []
         if not batch.prepared.notes:
-            return
+            return one_way
         stored = {p: batch.rows.id_text(i) for i, p in enumerate(batch.positions)}
         for position, note in sorted(batch.prepared.notes.items()):
             if position in batch.vanished:
@@ -316,6 +325,10 @@ class Backfill:
                 reasons=note.reasons,
                 described=(note.source_id, note.original),
             )
+            legacy = note.source_id
+            if not quarantined and "id_one_way" in note.reasons and ids.one_way(legacy):
+                one_way.append((uuid.UUID(stored[position]), legacy))
+        return one_way
 
     async def _orphans(self, batch: _Batch) -> None:
         """Messages whose session is neither in the source nor in the target."""

@@ -247,6 +247,7 @@ async def _every_session(
         batch_size=batch_size,
         workers=workers,
         stop=stop,
+        legacy_ids=jobs.legacy_ids,
         **_deletes(jobs),
     )
     started = time.monotonic()
@@ -489,6 +490,7 @@ async def backfill(
             stop=stop,
             keep=keep,
             known_sessions=known,
+            legacy_ids=jobs.legacy_ids,
             **_deletes(jobs),
         ).run()
         run.result = {

@@ -155,6 +155,7 @@ async def verify(
     part: Part | None = None,
 ) -> int:
     async with old_store(settings, bulk=True) as old, Jobs.open(settings) as jobs:
+        old.use_legacy_ids(jobs.legacy_ids)  # a scan keeps one-way ids' originals
         new = jobs.new
         stage = await jobs.stage(settings)
         auth, other = (old, new) if stage.authoritative == "old" else (new, old)

@@ -9,6 +9,7 @@ another deployment) raises ``PositionLost``: the follower must not skip ahead si
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import time
@@ -159,7 +160,29 @@ class MongoChangeFeed:
                         change = _change(event)
                         changes.append(change)
                         at = change.at or at
-                    yield ChangeBatch(changes, _position(stream.resume_token, at), at)
+                    yield ChangeBatch(
+                        await self._one_way(changes), _position(stream.resume_token, at), at
+                    )
+
+    async def _one_way(self, changes: list[Change]) -> list[Change]:
+        """Changes of records whose ``_id`` maps one way get their UUID once the store keeps
+        the original (``strangler.legacy_ids``): it can then find them by it, and they are
+        copied like any other. Where it cannot keep it, they stay without one, reported."""
+        odd: dict[Table, list[tuple[uuid.UUID, str | int]]] = {}
+        for c in changes:
+            if c.record_id is None and ids.one_way(c.legacy_id):
+                odd.setdefault(c.table, []).append((ids.legacy_to_uuid(c.legacy_id), c.legacy_id))
+        if not odd:
+            return changes
+        kept = {t: await self._store.remember_originals(t, pairs) for t, pairs in odd.items()}
+        out: list[Change] = []
+        for c in changes:
+            if c.record_id is None and ids.one_way(c.legacy_id):
+                record_id = ids.legacy_to_uuid(c.legacy_id)
+                if record_id in kept[c.table]:
+                    c = dataclasses.replace(c, record_id=record_id)
+            out.append(c)
+        return out
 
 
 @contextmanager

@@ -255,11 +255,12 @@ def encode_session(session: ChatSession, _id: Any = None) -> dict[str, Any]:
     }
 
 
-def encode_message(message: Message, _id: Any = None) -> dict[str, Any]:
-    """The legacy-shaped document for a message. ``_id`` overrides the derived id."""
+def encode_message(message: Message, _id: Any = None, *, ref: Any = None) -> dict[str, Any]:
+    """The legacy-shaped document for a message. ``_id`` overrides the derived id, ``ref``
+    the derived ``session_id`` (a session whose ``_id`` was a one-way legacy id)."""
     return {
         "_id": legacy_id(message.id) if _id is None else _id,
-        "session_id": session_ref(message.session_id),
+        "session_id": session_ref(message.session_id) if ref is None else ref,
         "sender": message.sender,
         "content": content_to_bson(message.content),
         "timestamp": _naive(message.timestamp),

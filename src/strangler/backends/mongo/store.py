@@ -42,6 +42,7 @@ from strangler.core.errors import (
 )
 from strangler.core.ids import IdLike
 from strangler.core.models import ChatSession, Message
+from strangler.core.ports import LegacyIds
 from strangler.core.records import Keyset, Page, StoreLimits, Table
 
 log = structlog.get_logger(__name__)
@@ -54,8 +55,8 @@ BY_ID = [("_id", ASCENDING)]
 #: MongoDB's error code for a duplicate key.
 DUPLICATE_KEY = 11000
 
-SESSIONS = "chat_sessions"
-MESSAGES = "messages"
+SESSIONS: Table = "chat_sessions"
+MESSAGES: Table = "messages"
 _OBJECTID_TYPE = {"$type": "objectId"}
 #: Client closes still running after their store gave up waiting (kept referenced).
 _CLOSING: set[asyncio.Task[None]] = set()
@@ -88,16 +89,23 @@ async def find_in(
     return out
 
 
-def _id_filter(value: uuid.UUID) -> dict[str, Any]:
-    oid = ids.objectid_from_uuid(value)
-    if oid is not None:
-        return {"_id": oid}
-    return {"_id": {"$in": ids.legacy_candidates(value)}}
+#: How long a lookup of one-way ids' originals may take before the store goes on without
+#: them (it then finds such a record only if MongoDB holds it under its UUID).
+LEGACY_LOOKUP_SECONDS = 1.0
+#: Originals kept in memory (they never change): a few hundred bytes each.
+LEGACY_CACHE = 4096
 
 
-def _id_bound(value: uuid.UUID) -> Any:
-    """The ``_id`` value to compare against for keyset pagination on ``(time, _id)``."""
-    return codec.legacy_id(value)
+def may_be_one_way(value: uuid.UUID) -> bool:
+    """Whether ``value`` may stand for a one-way legacy id: those map with uuid5, so only a
+    version-5 UUID (never an ObjectId's, whose lookups stay free of the extra query)."""
+    return value.version == 5
+
+
+def _one_way_ref(session_id: Any) -> Any:
+    """A message's ``session_id`` for a session whose ``_id`` is a one-way legacy id: that
+    ``_id`` itself, as the legacy app wrote it; None (the usual form) otherwise."""
+    return session_id if ids.one_way(session_id) else None
 
 
 def default_database(uri: str, fallback: str = "chat") -> str:
@@ -129,6 +137,14 @@ class MongoStore:
         self._max_pool_size = max_pool_size
         self.limits = limits or StoreLimits()
         self._client: AsyncMongoClient[dict[str, Any]] | None = None
+        self._legacy_ids: LegacyIds | None = None
+        self._originals_seen: dict[tuple[Table, uuid.UUID], str | int] = {}
+
+    def use_legacy_ids(self, legacy_ids: LegacyIds | None) -> None:
+        """Where the originals of one-way legacy ids are kept (``strangler.legacy_ids``; the
+        composition root sets it). With it, a record whose ``_id`` was an arbitrary string
+        or an integer is found by its UUID, and written back under that ``_id``."""
+        self._legacy_ids = legacy_ids
 
     # --- lifecycle -------------------------------------------------------------------
     async def __aenter__(self) -> Self:
@@ -294,6 +310,91 @@ class MongoStore:
         with translate_errors(op), pymongo.timeout(budget.left(self._timeout, "mongo")):
             yield
 
+    # --- one-way legacy ids -------------------------------------------------------------
+    async def originals(
+        self, table: Table, record_ids: Sequence[uuid.UUID]
+    ) -> dict[uuid.UUID, str | int]:
+        """The original ``_id`` of each of ``record_ids`` that was a one-way legacy id, as
+        far as ``strangler.legacy_ids`` knows. Bounded by ``LEGACY_LOOKUP_SECONDS``: if the
+        index does not answer, the store goes on without it (logged), never fails for it."""
+        odd = [v for v in record_ids if may_be_one_way(v)]
+        if not odd or self._legacy_ids is None:
+            return {}
+        found = {
+            v: self._originals_seen[(table, v)] for v in odd if (table, v) in self._originals_seen
+        }
+        ask = [v for v in odd if v not in found]
+        if ask:
+            try:
+                async with asyncio.timeout(min(self._timeout, LEGACY_LOOKUP_SECONDS)):
+                    got = await self._legacy_ids.originals(table, ask)
+            except (StranglerError, TimeoutError) as exc:
+                log.warning(
+                    "legacy_ids_unavailable",
+                    table=table,
+                    error=str(exc) or type(exc).__name__,
+                    detail="records with a one-way legacy _id are looked up by their UUID alone",
+                )
+                got = {}
+            if len(self._originals_seen) + len(got) > LEGACY_CACHE:
+                self._originals_seen.clear()
+            for record_id, legacy in got.items():
+                self._originals_seen[(table, record_id)] = legacy
+            found.update(got)
+        return found
+
+    async def remember_originals(
+        self, table: Table, pairs: Sequence[tuple[uuid.UUID, str | int]]
+    ) -> set[uuid.UUID]:
+        """Keep the originals of one-way legacy ids in ``strangler.legacy_ids`` (those not
+        known yet); returns the ids whose original is now kept. A failure is logged, never
+        raised: the caller's work goes on (without those ids)."""
+        known = {v for v, _ in pairs if (table, v) in self._originals_seen}
+        new = [(v, legacy) for v, legacy in pairs if v not in known]
+        if not new or self._legacy_ids is None:
+            return known
+        try:
+            async with asyncio.timeout(max(self._timeout, LEGACY_LOOKUP_SECONDS)):
+                await self._legacy_ids.remember(table, new)
+        except (StranglerError, TimeoutError) as exc:
+            log.warning(
+                "legacy_ids_not_kept",
+                table=table,
+                count=len(new),
+                error=str(exc) or type(exc).__name__,
+                detail="records with these one-way ids are found by scans only until kept",
+            )
+            return known
+        if len(self._originals_seen) + len(new) > LEGACY_CACHE:
+            self._originals_seen.clear()
+        self._originals_seen.update(((table, v), legacy) for v, legacy in new)
+        return known | {v for v, _ in new}
+
+    async def _candidates(
+        self, table: Table, values: Sequence[uuid.UUID]
+    ) -> dict[uuid.UUID, list[Any]]:
+        """Every ``_id`` each record may have, most likely first: its original when it was a
+        one-way legacy id, then the forms its UUID gives."""
+        kept = await self.originals(table, values)
+        return {v: ([kept[v]] if v in kept else []) + ids.legacy_candidates(v) for v in values}
+
+    async def _id_filter(self, table: Table, value: uuid.UUID) -> dict[str, Any]:
+        oid = ids.objectid_from_uuid(value)
+        if oid is not None:
+            return {"_id": oid}
+        forms = await self._candidates(table, [value])
+        return {"_id": {"$in": forms[value]}}
+
+    async def _id_bound(self, table: Table, value: uuid.UUID) -> Any:
+        """The ``_id`` value to compare against for keyset pagination on ``(time, _id)``."""
+        kept = await self.originals(table, [value])
+        return kept.get(value, codec.legacy_id(value))
+
+    async def _session_refs(self, sid: uuid.UUID) -> list[Any]:
+        """Every form a message's ``session_id`` may take for this session."""
+        kept = await self.originals(SESSIONS, [sid])
+        return ([kept[sid]] if sid in kept else []) + codec.session_ref_candidates(sid)
+
     async def ensure_indexes(self) -> None:
         """Create the indexes the chat queries need (idempotent)."""
         with translate_errors("create indexes"):
@@ -321,7 +422,8 @@ class MongoStore:
 
     async def _find_session_doc(self, sid: uuid.UUID) -> dict[str, Any]:
         with self._op("get session"):
-            doc: dict[str, Any] | None = await self._coll(SESSIONS).find_one(_id_filter(sid))
+            query = await self._id_filter(SESSIONS, sid)
+            doc: dict[str, Any] | None = await self._coll(SESSIONS).find_one(query)
         if doc is None:
             raise NotFound(f"session {sid} not found", store="mongo")
         return doc
@@ -339,7 +441,7 @@ class MongoStore:
         wanted = set(record_ids)
         collection = SESSIONS if table == "chat_sessions" else MESSAGES
         coll = self._coll(collection)
-        forms = {i: ids.legacy_candidates(i) for i in wanted}
+        forms = await self._candidates(table, list(wanted))
         with self._op(f"read {table}"):
             docs = await find_in(coll, "_id", [f[0] for f in forms.values()])
             seen = set()
@@ -367,9 +469,10 @@ class MongoStore:
     async def rename_session(self, session_id: IdLike, title: str) -> ChatSession:
         sid = ids.parse_id(session_id, field="session_id")
         check_title(title, self.limits)
+        query = await self._id_filter(SESSIONS, sid)
         with self._op("rename session"):
             doc = await self._coll(SESSIONS).find_one_and_update(
-                _id_filter(sid), {"$set": {"title": title}}, return_document=ReturnDocument.AFTER
+                query, {"$set": {"title": title}}, return_document=ReturnDocument.AFTER
             )
         if doc is None:
             raise NotFound(f"session {sid} not found", store="mongo")
@@ -381,7 +484,7 @@ class MongoStore:
         # Messages first: if we die in between, the session is still there and a retried
         # delete finishes the job. Messages again last: one added concurrently, between
         # the first sweep and the session's delete, goes too (add_message covers the rest).
-        refs = {"session_id": {"$in": codec.session_ref_candidates(sid)}}
+        refs = {"session_id": {"$in": await self._session_refs(sid)}}
         with self._op("delete session"):
             await self._coll(MESSAGES).delete_many(refs)
             await self._coll(SESSIONS).delete_one({"_id": doc["_id"]})
@@ -418,7 +521,10 @@ class MongoStore:
                     {
                         "$or": [
                             {"created_at": {"$lt": after.at}},
-                            {"created_at": after.at, "_id": {"$lt": _id_bound(after.id)}},
+                            {
+                                "created_at": after.at,
+                                "_id": {"$lt": await self._id_bound(SESSIONS, after.id)},
+                            },
                         ]
                     },
                 ]
@@ -437,8 +543,8 @@ class MongoStore:
     # --- messages ----------------------------------------------------------------------
     async def add_message(self, message: Message) -> Message:
         check_message(message, self.limits)
-        await self._find_session_doc(message.session_id)
-        doc = codec.encode_message(message)
+        session = await self._find_session_doc(message.session_id)
+        doc = codec.encode_message(message, ref=_one_way_ref(session["_id"]))
         with self._op("add message"):
             await self._coll(MESSAGES).insert_one(doc)
         # Without a transaction the session may have been deleted since the check: take the
@@ -453,16 +559,18 @@ class MongoStore:
 
     async def get_message(self, message_id: IdLike) -> Message:
         mid = ids.parse_id(message_id, field="message_id")
+        query = await self._id_filter(MESSAGES, mid)
         with self._op("get message"):
-            doc = await self._coll(MESSAGES).find_one(_id_filter(mid))
+            doc = await self._coll(MESSAGES).find_one(query)
         if doc is None:
             raise NotFound(f"message {mid} not found", store="mongo")
         return codec.decode_message(doc)
 
     async def delete_message(self, message_id: IdLike) -> None:
         mid = ids.parse_id(message_id, field="message_id")
+        query = await self._id_filter(MESSAGES, mid)
         with self._op("delete message"):
-            result = await self._coll(MESSAGES).delete_one(_id_filter(mid))
+            result = await self._coll(MESSAGES).delete_one(query)
         if result.deleted_count == 0:
             raise NotFound(f"message {mid} not found", store="mongo")
 
@@ -478,7 +586,7 @@ class MongoStore:
         limit = check_limit(limit)
         if after is not None and before is not None:
             raise InvalidInput("give either after or before, not both")
-        query: dict[str, Any] = {"session_id": {"$in": codec.session_ref_candidates(sid)}}
+        query: dict[str, Any] = {"session_id": {"$in": await self._session_refs(sid)}}
         direction = ASCENDING
         if after is not None:
             query = {
@@ -487,7 +595,10 @@ class MongoStore:
                     {
                         "$or": [
                             {"timestamp": {"$gt": after.at}},
-                            {"timestamp": after.at, "_id": {"$gt": _id_bound(after.id)}},
+                            {
+                                "timestamp": after.at,
+                                "_id": {"$gt": await self._id_bound(MESSAGES, after.id)},
+                            },
                         ]
                     },
                 ]
@@ -500,7 +611,10 @@ class MongoStore:
                     {
                         "$or": [
                             {"timestamp": {"$lt": before.at}},
-                            {"timestamp": before.at, "_id": {"$lt": _id_bound(before.id)}},
+                            {
+                                "timestamp": before.at,
+                                "_id": {"$lt": await self._id_bound(MESSAGES, before.id)},
+                            },
                         ]
                     },
                 ]
@@ -519,15 +633,19 @@ class MongoStore:
         return Page(items=items, has_more=len(docs) > limit)
 
     # --- bulk and scans ----------------------------------------------------------------
-    async def _existing_ids(self, coll: str, values: Sequence[uuid.UUID]) -> dict[uuid.UUID, Any]:
-        """For ids not born from an ObjectId, the ``_id`` they already have in MongoDB."""
+    async def _existing_ids(self, coll: Table, values: Sequence[uuid.UUID]) -> dict[uuid.UUID, Any]:
+        """For ids not born from an ObjectId, the ``_id`` each has in MongoDB, or, for one
+        it lacks, the original it had as a one-way legacy id (a record written back after
+        a rollback keeps its old ``_id``)."""
         odd = [v for v in values if ids.objectid_from_uuid(v) is None]
         if not odd:
             return {}
-        wanted = [c for v in odd for c in ids.legacy_candidates(v)]
+        forms = await self._candidates(coll, odd)
+        wanted = [c for v in odd for c in forms[v]]
         with self._op("look up ids"):
             docs = await find_in(self._coll(coll), "_id", wanted, {"_id": 1})
-        return {ids.legacy_to_uuid(d["_id"]): d["_id"] for d in docs}
+        kept = {v: f[0] for v, f in forms.items() if len(f) > len(ids.legacy_candidates(v))}
+        return {**kept, **{ids.legacy_to_uuid(d["_id"]): d["_id"] for d in docs}}
 
     async def upsert_sessions(
         self, sessions: Sequence[ChatSession], *, overwrite: bool = True
@@ -546,14 +664,19 @@ class MongoStore:
         for m in messages:
             check_message(m, None)
         wanted = {m.session_id for m in messages}
-        refs = [c for sid in wanted for c in ids.legacy_candidates(sid)]
+        forms = await self._candidates(SESSIONS, list(wanted))
+        refs = [c for sid in wanted for c in forms[sid]]
         with self._op("check sessions"):
             found = await find_in(self._coll(SESSIONS), "_id", refs, {"_id": 1})
-        missing = wanted - {ids.legacy_to_uuid(d["_id"]) for d in found}
+        held = {ids.legacy_to_uuid(d["_id"]): d["_id"] for d in found}
+        missing = wanted - set(held)
         if missing:
             raise NotFound(f"sessions not found: {sorted(map(str, missing))[:5]}", store="mongo")
         existing = await self._existing_ids(MESSAGES, [m.id for m in messages])
-        docs = [codec.encode_message(m, existing.get(m.id)) for m in messages]
+        docs = [
+            codec.encode_message(m, existing.get(m.id), ref=_one_way_ref(held[m.session_id]))
+            for m in messages
+        ]
         return await self._bulk_upsert(MESSAGES, docs, overwrite, "upsert messages")
 
     async def _bulk_upsert(
@@ -601,7 +724,7 @@ class MongoStore:
 
     async def _scan(
         self,
-        coll: str,
+        coll: Table,
         decode: Any,
         batch_size: int,
         after: uuid.UUID | None,
@@ -617,12 +740,17 @@ class MongoStore:
             return query if window is None else {"$and": [query, window]}
 
         others: list[Any] = []
+        one_way: list[tuple[uuid.UUID, str | int]] = []
         with translate_errors(f"scan {coll}"):
             async for doc in self._coll(coll).find(where({"_id": {"$not": _OBJECTID_TYPE}})):
                 record = _decode_or_skip(decode, coll, doc)
                 if record is not None and (after is None or record.id > after):
                     others.append(record)
+                    if ids.one_way(doc["_id"]):
+                        one_way.append((record.id, doc["_id"]))
         others.sort(key=lambda r: r.id)
+        # Kept, so these records can be found by their UUID later (verify, repair, a job).
+        await self.remember_originals(coll, one_way)
         query: dict[str, Any] = {"_id": _OBJECTID_TYPE}
         if after is not None:
             # The smallest ObjectId whose UUID can be greater than `after`.

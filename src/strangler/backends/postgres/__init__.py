@@ -6,6 +6,7 @@ from strangler.backends.postgres.divergences import PostgresDivergenceLog
 from strangler.backends.postgres.events import PostgresEventLog
 from strangler.backends.postgres.followers import PostgresFollowerState
 from strangler.backends.postgres.journal import PostgresJournal
+from strangler.backends.postgres.legacy_ids import PostgresLegacyIds
 from strangler.backends.postgres.outbox import MessageOutbox
 from strangler.backends.postgres.pages import PostgresPages
 from strangler.backends.postgres.plans import PostgresIdSampler, PostgresPartitionPlans
@@ -24,6 +25,7 @@ __all__ = [
     "PostgresIdSampler",
     "PostgresJobRuns",
     "PostgresJournal",
+    "PostgresLegacyIds",
     "PostgresPages",
     "PostgresPartitionPlans",
     "PostgresQuotas",
