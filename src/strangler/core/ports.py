@@ -268,9 +268,10 @@ class WriteJournal(Protocol):
         ...
 
     async def due(self, targets: Sequence[Role], limit: int) -> list[PendingWrite]:
-        """Entries for ``targets`` whose next attempt is due, oldest first. A journal may
-        claim them for a lease (Postgres does: another instance's replayer skips them until
-        the lease ends or ``retry_later``/``done`` settles them)."""
+        """Entries for ``targets`` whose next attempt is due, oldest first, never handed to
+        two instances' replayers at once: Postgres leases each entry (another replayer skips
+        it until the lease ends or ``retry_later``/``done`` settles it); MongoDB leases the
+        whole journal to one replayer at a time (the others get nothing meanwhile)."""
         ...
 
     async def done(self, entries: Sequence[PendingWrite]) -> None:

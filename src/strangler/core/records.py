@@ -138,8 +138,6 @@ class PendingWrite:
     attempts: int = 0
     last_error: str | None = None
     created_at: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
-    #: The lease it was handed out under, where the journal leases by token (MongoDB's).
-    claim: Any = None
 
 
 #: A change feed's resume position, opaque to everything but its feed (JSON-able).

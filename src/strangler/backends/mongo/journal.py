@@ -9,6 +9,7 @@ from typing import Any
 
 from bson import ObjectId
 from pymongo import ASCENDING
+from pymongo.errors import DuplicateKeyError
 
 from strangler.backends.mongo.errors import translate_errors
 from strangler.backends.mongo.store import MongoStore, find_in, in_chunks
@@ -16,21 +17,34 @@ from strangler.core.records import PendingWrite, Table
 from strangler.core.stages import Role
 
 COLLECTION = "strangler_pending_writes"
-#: How long a replayer holds the journal entries it took (``MongoJournal.due``), as in
-#: Postgres's journal.
-LEASE_SECONDS = 30.0
+#: One document per journal: which replayer (an instance) holds it, and until when.
+LEASES = "strangler_pending_writes_lease"
+LEASE_ID = "replayer"
+#: How long a replayer holds the journal without renewing it: each ``due`` renews it, and
+#: an active replayer asks every half second, so only a replayer that died (or hangs) lets
+#: it lapse; another instance then takes over within this many seconds.
+LEASE_SECONDS = 10.0
 
 
 class MongoJournal:
-    """Pending secondary writes, in the ``strangler_pending_writes`` collection."""
+    """Pending secondary writes, in the ``strangler_pending_writes`` collection.
+
+    One replayer at a time replays it: it holds the journal's lease (a document in
+    ``strangler_pending_writes_lease``), renewed at each ``due``; another instance's
+    replayer is handed nothing until the lease lapses. Claiming entries one by one (as
+    Postgres's ``FOR UPDATE SKIP LOCKED`` does) cost SecantusDB an ``update_many`` of the
+    whole batch each time, about half of a replay batch's time against the journal; the
+    lease costs one small ``find_one_and_update``. If a lease lapses mid-batch, two
+    replayers may mirror the same records: harmless, since mirroring copies a record's
+    current state, and each forgets only the entries it was handed (by their ids)."""
 
     name = "mongo"
 
     def __init__(self, store: MongoStore) -> None:
         self._store = store
         self._indexed = False
-        #: claim token -> keys of the entries it holds still unsettled (``done``).
-        self._claims: dict[ObjectId, set[Any]] = {}
+        #: This replayer's name in the lease (one per journal object: one per instance).
+        self._holder = ObjectId()
 
     def _coll(self) -> Any:
         return self._store.collection(COLLECTION)
@@ -39,7 +53,6 @@ class MongoJournal:
         if not self._indexed:
             with translate_errors("journal index"):
                 await self._coll().create_index([("target", ASCENDING), ("next_at", ASCENDING)])
-                await self._coll().create_index([("claim", ASCENDING)], sparse=True)
             self._indexed = True
 
     async def add(self, entries: Sequence[PendingWrite]) -> None:
@@ -62,33 +75,32 @@ class MongoJournal:
         with translate_errors("journal add"):
             await self._coll().insert_many(docs, ordered=False)
 
+    async def _lease(self) -> bool:
+        """Take or renew the journal's lease; False while another replayer holds it."""
+        now = dt.datetime.now(dt.UTC)
+        mine_or_free = {"_id": LEASE_ID, "$or": [{"holder": self._holder}, {"until": {"$lt": now}}]}
+        renew = {
+            "$set": {"holder": self._holder, "until": now + dt.timedelta(seconds=LEASE_SECONDS)}
+        }
+        try:
+            await self._store.collection(LEASES).find_one_and_update(
+                mine_or_free, renew, upsert=True
+            )
+        except DuplicateKeyError:
+            return False  # held by another, unexpired: the upsert found no match
+        return True
+
     async def due(self, targets: Sequence[Role], limit: int) -> list[PendingWrite]:
-        """Up to ``limit`` due entries, claimed for ``LEASE_SECONDS``: another instance's
-        replayer skips them, and if this one dies they are due again when the lease ends.
-        MongoDB has no "update ... limit ... returning", so the claim takes three steps:
-        find the first due ids, claim what is still due up to the last of them under a
-        token of this call's own, and read back what the token holds (an entry two
-        replayers raced for goes to one). The claim names a range of ids, not a list
-        (``$in`` of 200 ids costs SecantusDB ten times a range over a small journal)."""
+        """Up to ``limit`` due entries, oldest first, if this replayer holds the journal's
+        lease (taken or renewed here); none otherwise. Asked again before ``done`` or
+        ``retry_later`` settles them, it hands out the same entries."""
         await self._ensure_index()
         now = dt.datetime.now(dt.UTC)
-        token = ObjectId()
         due = {"target": {"$in": list(targets)}, "next_at": {"$lte": now}}
         with translate_errors("journal due"):
-            found = await (
-                self._coll().find(due, {"_id": 1}).sort("_id", ASCENDING).limit(limit).to_list(None)
-            )
-            if not found:
+            if not await self._lease():
                 return []
-            until = now + dt.timedelta(seconds=LEASE_SECONDS)
-            await self._coll().update_many(
-                {**due, "_id": {"$lte": found[-1]["_id"]}},
-                {"$set": {"next_at": until, "claim": token}},
-            )
-            docs = await self._coll().find({"claim": token}).sort("_id", ASCENDING).to_list(None)
-        self._forget_stale_claims()
-        if docs:
-            self._claims[token] = {d["_id"] for d in docs}
+            docs = await self._coll().find(due).sort("_id", ASCENDING).limit(limit).to_list(None)
         return [
             PendingWrite(
                 target=d["target"],
@@ -98,54 +110,27 @@ class MongoJournal:
                 attempts=d.get("attempts", 0),
                 last_error=d.get("last_error"),
                 created_at=d["created_at"],
-                claim=token,
             )
             for d in docs
         ]
 
-    def _forget_stale_claims(self) -> None:
-        """Claims older than their lease are void (another replayer may hold them now)."""
-        cutoff = ObjectId.from_datetime(
-            dt.datetime.now(dt.UTC) - dt.timedelta(seconds=LEASE_SECONDS)
-        )
-        for token in [t for t in self._claims if t < cutoff]:
-            del self._claims[token]
-
     async def done(self, entries: Sequence[PendingWrite]) -> None:
-        """Forget ``entries``. When they are every entry a claim still holds (the usual
-        end of a replay batch), one delete by the claim's token; else by their ids."""
+        """Forget ``entries``, by their ids (never by a range: an entry retried meanwhile,
+        or added for the same record, stays)."""
         if not entries:
             return
-        tokens = {e.claim for e in entries}
-        token = next(iter(tokens))
-        held = self._claims.get(token) if len(tokens) == 1 and token is not None else None
         with translate_errors("journal done"):
-            if held is not None and held == {e.key for e in entries}:
-                # The token still names exactly these (a lease taken over by another
-                # replayer carries that replayer's token, and is left to it).
-                await self._coll().delete_many({"claim": token})
-                del self._claims[token]
-                return
             for chunk in in_chunks([e.key for e in entries]):
                 await self._coll().delete_many({"_id": {"$in": chunk}})
-            for e in entries:
-                if e.claim in self._claims:
-                    self._claims[e.claim].discard(e.key)
 
     async def retry_later(self, entry: PendingWrite, error: str, delay: float) -> None:
-        """Hide the entry for ``delay`` seconds; it leaves its claim."""
+        """Hide the entry for ``delay`` seconds."""
         next_at = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=delay)
         with translate_errors("journal retry"):
             await self._coll().update_one(
                 {"_id": entry.key},
-                {
-                    "$set": {"next_at": next_at, "last_error": error[:500]},
-                    "$inc": {"attempts": 1},
-                    "$unset": {"claim": ""},
-                },
+                {"$set": {"next_at": next_at, "last_error": error[:500]}, "$inc": {"attempts": 1}},
             )
-        if entry.claim in self._claims:
-            self._claims[entry.claim].discard(entry.key)
 
     async def depth(self, target: Role | None = None) -> int:
         query = {} if target is None else {"target": target}
