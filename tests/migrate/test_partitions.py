@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +14,7 @@ import asyncpg
 import pytest
 from bson import ObjectId
 
-from strangler.backends.postgres import PostgresStore
+from strangler.backends.postgres import PostgresJobRuns, PostgresPartitionPlans, PostgresStore
 from strangler.backends.postgres.evidence import PostgresEvidence
 from strangler.config import Settings
 from strangler.core.errors import ConfigError
@@ -22,6 +23,7 @@ from strangler.migrate.backfill import BackfillResult, Counts
 from strangler.operate.backfill import backfill
 from strangler.operate.repair import run_repair
 from strangler.operate.verify import verify
+from tests.cli import strangler
 from tests.migrate.corpus import NAIVE, Case, build
 from tests.migrate.test_backfill import _check_accounting, _export, _insert, _report
 from tests.migrate.test_dump import _dump
@@ -329,3 +331,55 @@ async def test_only_partition_one_starts_the_follower(
         await conn.close()
     assert await run(1) == 0  # starts the follower
     assert await run(2) == 0  # finds it running, goes on with it
+
+
+async def test_plans_are_listed_and_forgotten_but_not_under_a_running_partition(
+    mongo_server: Any, mongo_db: str, clean_pg: str, tmp_path: Path
+) -> None:
+    """``strangler partitions list|forget``: a plan outlives its runs until it is forgotten,
+    and forgetting is refused while a partition that splits by it still runs."""
+    sessions, messages = _more(10)
+    _export(tmp_path, sessions, messages)
+    settings = _settings(mongo_server.uri, mongo_db, clean_pg)
+    code = await backfill(
+        settings,
+        source=str(tmp_path),
+        report=tmp_path / "r.jsonl",
+        orphans="quarantine",
+        dry_run=False,
+        batch_size=7,
+        checkpoint=tmp_path / "cp.json",
+        resume=False,
+        workers=0,
+        at_off=True,
+        part=Part(1, 2),
+    )
+    assert code == 0
+    env = {**os.environ, "SUPABASE_DB_URL": clean_pg, "STRANGLER_LOG_FORMAT": "json"}
+    listed = strangler(env, "partitions", "list", "--json")
+    assert listed.returncode == 0, listed.stderr
+    scopes = {(p["scope"], p["partitions"]) for p in json.loads(listed.stdout)}
+    assert scopes == {("backfill:chat_sessions", 2), ("backfill:messages", 2)}
+    assert "backfill:messages" in strangler(env, "partitions", "list").stdout
+
+    # Partition 2 of the same backfill is running: it splits by the stored plan.
+    async with PostgresStore(clean_pg) as pg:
+        runs = PostgresJobRuns(pg)
+        run_id = await runs.start("backfill", {"partition": {"k": 2, "n": 2}})
+        refused = strangler(env, "partitions", "forget")
+        assert refused.returncode == 1
+        assert "backfill 2/2" in refused.stdout and "--force" in refused.stdout
+        dry = strangler(env, "partitions", "forget", "--force", "--dry-run")
+        assert dry.returncode == 0 and "would forget" in dry.stdout
+        assert len(await PostgresPartitionPlans(pg).plans()) == 2
+        # A verify is not using backfill plans: a uuid: plan would be refused, not these.
+        await runs.update(run_id, status="done")
+        gone = strangler(env, "partitions", "forget", "--scope", "backfill:messages")
+        assert gone.returncode == 0, gone.stdout + gone.stderr
+        assert [p["scope"] for p in await PostgresPartitionPlans(pg).plans()] == [
+            "backfill:chat_sessions"
+        ]
+        assert strangler(env, "partitions", "forget").returncode == 0
+        assert await PostgresPartitionPlans(pg).plans() == []
+    assert "no partition plans" in strangler(env, "partitions", "list").stdout
+    assert "nothing to forget" in strangler(env, "partitions", "forget").stdout

@@ -439,6 +439,16 @@ class PartitionPlans(Protocol):
         (the first process's: every process then splits alike)."""
         ...
 
+    async def plans(self) -> list[dict[str, Any]]:
+        """Every stored plan: ``scope``, ``partitions``, ``points`` (how many), ``sampled``
+        and ``created_at``."""
+        ...
+
+    async def forget(self, scope: str | None = None, partitions: int | None = None) -> int:
+        """Delete the plans of ``scope`` (all scopes if None) for ``partitions`` (every N if
+        None), so the next partitioned run samples afresh; returns how many went."""
+        ...
+
 
 @runtime_checkable
 class IdSampler(Protocol):

@@ -10,6 +10,7 @@ from strangler.operate import (
     backfill,
     demo,
     follow,
+    partitions,
     repair,
     schema,
     serve,
@@ -19,6 +20,6 @@ from strangler.operate import (
 )
 
 #: In the order ``strangler --help`` lists them.
-COMMANDS = (schema, serve, demo, stage, follow, verify, repair, tombstones, backfill)
+COMMANDS = (schema, serve, demo, stage, follow, verify, repair, tombstones, backfill, partitions)
 
 __all__ = ["COMMANDS"]

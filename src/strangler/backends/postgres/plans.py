@@ -44,6 +44,33 @@ class PostgresPartitionPlans:
         assert stored is not None  # inserted above, or by the process that won the race
         return stored
 
+    async def plans(self) -> list[dict[str, Any]]:
+        async with self._store.connection("list partition plans") as conn:
+            rows = await conn.fetch(
+                "SELECT scope, partitions, jsonb_array_length(points) AS points, sampled,"
+                " created_at FROM strangler.partition_plans ORDER BY scope, partitions"
+            )
+        return [
+            {
+                "scope": r["scope"],
+                "partitions": r["partitions"],
+                "points": r["points"],
+                "sampled": r["sampled"],
+                "created_at": r["created_at"].isoformat(),
+            }
+            for r in rows
+        ]
+
+    async def forget(self, scope: str | None = None, partitions: int | None = None) -> int:
+        async with self._store.connection("forget partition plans") as conn:
+            status: str = await conn.execute(
+                "DELETE FROM strangler.partition_plans"
+                " WHERE ($1::text IS NULL OR scope = $1) AND ($2::int IS NULL OR partitions = $2)",
+                scope,
+                partitions,
+            )
+        return int(status.rsplit(" ", 1)[-1])
+
 
 class PostgresIdSampler:
     """``TABLESAMPLE SYSTEM`` (whole pages at random) sized from the planner's row
