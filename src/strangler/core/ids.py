@@ -6,8 +6,9 @@
 * UUID (a canonical string in any case, ``uuid.UUID``, or BSON Binary subtype 4): kept.
 * Any other string ``s``: ``uuid5(NS, s)``; an integer ``n``: ``uuid5(NS, "int:" + str(n))``.
 
-There is no lookup table: the same legacy value always maps to the same UUID, so a
-reference maps to the same UUID as the document it points at.
+The mapping needs no lookup table: the same legacy value always maps to the same UUID, so
+a reference maps to the same UUID as the document it points at. Going back from a uuid5
+needs the original, which ``strangler.legacy_ids`` keeps (``core.ports.LegacyIds``).
 """
 
 from __future__ import annotations
