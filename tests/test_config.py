@@ -29,10 +29,19 @@ def test_settings_read_the_seed_env_names(monkeypatch: pytest.MonkeyPatch) -> No
     assert isinstance(new_store(settings), PostgresStore)
 
 
-def test_missing_urls_say_which_variable_to_set(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("MONGO_URI", "SUPABASE_DB_URL"):
-        monkeypatch.delenv(name, raising=False)
+@pytest.mark.parametrize("value", [None, ""])
+def test_missing_urls_say_which_variable_to_set(
+    monkeypatch: pytest.MonkeyPatch, value: str | None
+) -> None:
+    """Unset, or set to "" (how a compose file or a ConfigMap often removes one): either
+    way the error names the variable, instead of a connection refused to an empty URL."""
+    for name in ("MONGO_URI", "SUPABASE_DB_URL", "STRANGLER_STAGE"):
+        if value is None:
+            monkeypatch.delenv(name, raising=False)
+        else:
+            monkeypatch.setenv(name, value)
     settings = Settings(_env_file=None)  # type: ignore[call-arg]
+    assert settings.supabase_db_url is None and settings.stage is None
     with pytest.raises(ConfigError, match="MONGO_URI"):
         old_store(settings)
     with pytest.raises(ConfigError, match="SUPABASE_DB_URL"):

@@ -20,8 +20,15 @@ class Settings(BaseSettings):
     (``MONGO_URI``, ``SUPABASE_URL``, ``SUPABASE_KEY``) plus ``SUPABASE_DB_URL`` and
     ``STRANGLER_*`` for strangler's own settings."""
 
+    # env_ignore_empty: a variable set to "" counts as unset (``MONGO_URI=`` in a compose
+    # file or a ConfigMap is how many remove it), instead of an empty URL that fails later
+    # with "connection refused".
     model_config = SettingsConfigDict(
-        env_prefix="STRANGLER_", env_file=".env", extra="ignore", populate_by_name=True
+        env_prefix="STRANGLER_",
+        env_file=".env",
+        extra="ignore",
+        populate_by_name=True,
+        env_ignore_empty=True,
     )
 
     # --- the old store: the app's MongoDB -------------------------------------------
