@@ -11,7 +11,6 @@ from typing import TYPE_CHECKING, Any
 from strangler.config import Settings
 from strangler.core.errors import ConfigError
 from strangler.core.ports import JobKind, JobRuns
-from strangler.migrate.partitions import NO_PLANS
 from strangler.runtime import Jobs
 
 if TYPE_CHECKING:
@@ -20,6 +19,11 @@ if TYPE_CHECKING:
 #: A partition run whose record moved within this many seconds is taken to be running (a
 #: run updates its progress every few seconds; one that died leaves "running" behind).
 ALIVE_SECONDS = 300.0
+#: Over the REST API alone the plans' table is out of reach.
+NO_PLANS = (
+    "the partition plans are kept in strangler.partition_plans, which the REST API cannot "
+    "reach: set SUPABASE_DB_URL (the direct database URL) to list or forget them"
+)
 #: Which job kinds use the plans of a scope.
 KINDS: dict[str, tuple[JobKind, ...]] = {"backfill": ("backfill",), "uuid": ("verify", "repair")}
 
