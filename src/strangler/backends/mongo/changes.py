@@ -168,21 +168,23 @@ class MongoChangeFeed:
         """Changes of records whose ``_id`` maps one way get their UUID once the store keeps
         the original (``strangler.legacy_ids``): it can then find them by it, and they are
         copied like any other. Where it cannot keep it, they stay without one, reported."""
-        odd: dict[Table, list[tuple[uuid.UUID, str | int]]] = {}
-        for c in changes:
-            if c.record_id is None and ids.one_way(c.legacy_id):
-                odd.setdefault(c.table, []).append((ids.legacy_to_uuid(c.legacy_id), c.legacy_id))
-        if not odd:
+        mapped = {
+            i: ids.legacy_to_uuid(c.legacy_id)
+            for i, c in enumerate(changes)
+            if c.record_id is None and ids.one_way(c.legacy_id)
+        }
+        if not mapped:
             return changes
+        odd: dict[Table, list[tuple[uuid.UUID, str | int]]] = {}
+        for i, record_id in mapped.items():
+            odd.setdefault(changes[i].table, []).append((record_id, changes[i].legacy_id))
         kept = {t: await self._store.remember_originals(t, pairs) for t, pairs in odd.items()}
-        out: list[Change] = []
-        for c in changes:
-            if c.record_id is None and ids.one_way(c.legacy_id):
-                record_id = ids.legacy_to_uuid(c.legacy_id)
-                if record_id in kept[c.table]:
-                    c = dataclasses.replace(c, record_id=record_id)
-            out.append(c)
-        return out
+        return [
+            dataclasses.replace(c, record_id=mapped[i])
+            if i in mapped and mapped[i] in kept[c.table]
+            else c
+            for i, c in enumerate(changes)
+        ]
 
 
 @contextmanager

@@ -13,7 +13,7 @@ import datetime as dt
 import re
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
 from types import TracebackType
 from typing import Any, Self
 
@@ -100,6 +100,14 @@ def may_be_one_way(value: uuid.UUID) -> bool:
     """Whether ``value`` may stand for a one-way legacy id: those map with uuid5, so only a
     version-5 UUID (never an ObjectId's, whose lookups stay free of the extra query)."""
     return value.version == 5
+
+
+def _forms(
+    kept: dict[uuid.UUID, str | int], values: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, list[Any]]:
+    """Every ``_id`` each record may have, most likely first: its original (``kept``) when
+    it was a one-way legacy id, then the forms its UUID gives."""
+    return {v: ([kept[v]] if v in kept else []) + ids.legacy_candidates(v) for v in values}
 
 
 def _one_way_ref(session_id: Any) -> Any:
@@ -336,12 +344,16 @@ class MongoStore:
                     detail="records with a one-way legacy _id are looked up by their UUID alone",
                 )
                 got = {}
-            if len(self._originals_seen) + len(got) > LEGACY_CACHE:
-                self._originals_seen.clear()
-            for record_id, legacy in got.items():
-                self._originals_seen[(table, record_id)] = legacy
+            self._cache(table, got.items())
             found.update(got)
         return found
+
+    def _cache(self, table: Table, pairs: Iterable[tuple[uuid.UUID, str | int]]) -> None:
+        """Keep originals in memory (bounded: cleared when full; they never change)."""
+        pairs = list(pairs)
+        if len(self._originals_seen) + len(pairs) > LEGACY_CACHE:
+            self._originals_seen.clear()
+        self._originals_seen.update(((table, v), legacy) for v, legacy in pairs)
 
     async def remember_originals(
         self, table: Table, pairs: Sequence[tuple[uuid.UUID, str | int]]
@@ -365,18 +377,14 @@ class MongoStore:
                 detail="records with these one-way ids are found by scans only until kept",
             )
             return known
-        if len(self._originals_seen) + len(new) > LEGACY_CACHE:
-            self._originals_seen.clear()
-        self._originals_seen.update(((table, v), legacy) for v, legacy in new)
+        self._cache(table, new)
         return known | {v for v, _ in new}
 
     async def _candidates(
         self, table: Table, values: Sequence[uuid.UUID]
     ) -> dict[uuid.UUID, list[Any]]:
-        """Every ``_id`` each record may have, most likely first: its original when it was a
-        one-way legacy id, then the forms its UUID gives."""
-        kept = await self.originals(table, values)
-        return {v: ([kept[v]] if v in kept else []) + ids.legacy_candidates(v) for v in values}
+        """``_forms`` of ``values``, with the originals ``strangler.legacy_ids`` keeps."""
+        return _forms(await self.originals(table, values), values)
 
     async def _id_filter(self, table: Table, value: uuid.UUID) -> dict[str, Any]:
         oid = ids.objectid_from_uuid(value)
@@ -421,8 +429,8 @@ class MongoStore:
         return session
 
     async def _find_session_doc(self, sid: uuid.UUID) -> dict[str, Any]:
+        query = await self._id_filter(SESSIONS, sid)
         with self._op("get session"):
-            query = await self._id_filter(SESSIONS, sid)
             doc: dict[str, Any] | None = await self._coll(SESSIONS).find_one(query)
         if doc is None:
             raise NotFound(f"session {sid} not found", store="mongo")
@@ -640,11 +648,10 @@ class MongoStore:
         odd = [v for v in values if ids.objectid_from_uuid(v) is None]
         if not odd:
             return {}
-        forms = await self._candidates(coll, odd)
-        wanted = [c for v in odd for c in forms[v]]
+        kept = await self.originals(coll, odd)
+        wanted = [c for forms in _forms(kept, odd).values() for c in forms]
         with self._op("look up ids"):
             docs = await find_in(self._coll(coll), "_id", wanted, {"_id": 1})
-        kept = {v: f[0] for v, f in forms.items() if len(f) > len(ids.legacy_candidates(v))}
         return {**kept, **{ids.legacy_to_uuid(d["_id"]): d["_id"] for d in docs}}
 
     async def upsert_sessions(
