@@ -80,13 +80,17 @@ def servers(
 _TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 
-def _cpu(pid: int) -> float:
-    """CPU seconds (user + system) a process has used; 0 if it is gone."""
+def _cpu(pid: int, reaped: bool = False) -> float:
+    """CPU seconds (user + system) a process has used; 0 if it is gone. With ``reaped``,
+    also what its children used that have ended (Postgres' closed connections)."""
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except OSError:
         return 0.0
-    return (int(fields[11]) + int(fields[12])) / _TICK
+    ticks = int(fields[11]) + int(fields[12])
+    if reaped:
+        ticks += int(fields[13]) + int(fields[14])
+    return ticks / _TICK
 
 
 def children(pid: int) -> list[int]:
@@ -123,10 +127,14 @@ class CpuSplit:
     def _now(self) -> dict[str, float]:
         if not Path("/proc/self/stat").exists():
             return dict.fromkeys(self.roles, 0.0)
-        return {
-            role: sum(map(_cpu, [what] if isinstance(what, int) else server_pids(what)))
-            for role, what in self.roles.items()
-        }
+        return {role: self._role(what) for role, what in self.roles.items()}
+
+    @staticmethod
+    def _role(what: int | EmbeddedMongo | EmbeddedPostgres) -> float:
+        if isinstance(what, int):
+            return _cpu(what)
+        top, *rest = server_pids(what)
+        return _cpu(top, reaped=True) + sum(map(_cpu, rest))
 
     def __enter__(self) -> CpuSplit:
         self._start = self._now()

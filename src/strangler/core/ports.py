@@ -216,8 +216,9 @@ class RawDocuments(Protocol):
         """About ``size`` ``_id`` values picked at random (a partition plan's sample)."""
         ...
 
-    async def estimated_count(self, collection: str) -> int | None:
-        """About how many documents ``collection`` holds; None if even that is slow."""
+    async def estimated_count(self, collection: str, patience: float = 2.0) -> int | None:
+        """About how many documents ``collection`` holds; None if the server takes longer
+        than ``patience`` seconds to say."""
         ...
 
     async def present_ids(self, collection: str, legacy_ids: list[Any]) -> set[Any]:

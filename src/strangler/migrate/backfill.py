@@ -218,45 +218,60 @@ class Backfill:
         cp = self.checkpoint
         if cp.done:
             return self.result
+        todo = collections[collections.index(cp.collection) :]
         with _workers(self.workers) as pool:
-            for collection in collections[collections.index(cp.collection) :]:
-                skip = cp.offset if collection == cp.collection else 0
-                cp.collection, cp.offset = collection, skip
-                async for batch in self._prepared(collection, skip, pool):
-                    await self._load(batch)
-                    cp.offset += len(batch.chunk)
-                    self._save_checkpoint()
-                    if self.progress is not None:
-                        self.progress(collection, self.result.counts[collection])
-                    if self.stop is not None and self.stop.is_set():
-                        raise KeyboardInterrupt
+            async for batch in self._prepared(todo, cp.offset, pool):
+                if batch.collection != cp.collection:
+                    cp.collection, cp.offset = batch.collection, 0
+                await self._load(batch)
+                cp.offset += len(batch.chunk)
+                self._save_checkpoint()
+                if self.progress is not None:
+                    self.progress(batch.collection, self.result.counts[batch.collection])
+                if self.stop is not None and self.stop.is_set():
+                    raise KeyboardInterrupt
         cp.done = True
         self._save_checkpoint()
         self.result.seconds = time.monotonic() - start
         return self.result
 
+    async def _chunks(
+        self, collections: tuple[Collection, ...], skip: int
+    ) -> AsyncIterator[tuple[Collection, Chunk]]:
+        """The chunks of each collection in turn, the first from ``skip`` on."""
+        for n, collection in enumerate(collections):
+            async for chunk in self.source.chunks(collection, self.batch_size, 0 if n else skip):
+                yield collection, chunk
+
     async def _prepared(
-        self, collection: Collection, skip: int, pool: Executor | None
+        self, collections: tuple[Collection, ...], skip: int, pool: Executor | None
     ) -> AsyncIterator[_Batch]:
         """Chunks of the source, transformed, in order.
 
         With workers, a reader task keeps the source busy while this process loads: it
         reads ahead and hands each chunk to a worker, up to two chunks per worker in
-        flight, which bounds memory. The reader is stopped between reads, never cancelled
-        in the middle of one (an async MongoDB read must not be cancelled)."""
-        keep = self.keep.get(collection)
+        flight, which bounds memory. The reader goes on to the next collection as soon as
+        one is read (a live MongoDB may take seconds before its first batch: meanwhile the
+        last chunks of the one before are loaded). It is stopped between reads, never
+        cancelled in the middle of one (an async MongoDB read must not be cancelled)."""
         if pool is None:
-            async for chunk in self.source.chunks(collection, self.batch_size, skip):
+            async for collection, chunk in self._chunks(collections, skip):
+                keep = self.keep.get(collection)
                 yield _Batch(collection, chunk, prepare(collection, chunk, keep))
             return
         loop = asyncio.get_running_loop()
 
-        async def submitted() -> AsyncIterator[tuple[Chunk, asyncio.Future[Prepared]]]:
-            async for chunk in self.source.chunks(collection, self.batch_size, skip):
-                yield chunk, loop.run_in_executor(pool, prepare, collection, chunk, keep)
+        async def submitted() -> AsyncIterator[tuple[Collection, Chunk, asyncio.Future[Prepared]]]:
+            async for collection, chunk in self._chunks(collections, skip):
+                keep = self.keep.get(collection)
+                yield (
+                    collection,
+                    chunk,
+                    loop.run_in_executor(pool, prepare, collection, chunk, keep),
+                )
 
         async with contextlib.aclosing(read_ahead(submitted(), 2 * self.workers)) as items:
-            async for chunk, future in items:
+            async for collection, chunk, future in items:
                 yield _Batch(collection, chunk, await future)
 
     def _save_checkpoint(self) -> None:

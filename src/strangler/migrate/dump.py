@@ -27,6 +27,7 @@ from typing import BinaryIO
 from strangler.core.errors import ConfigError
 from strangler.migrate.sources import (
     _UNREADABLE,
+    ETA_PATIENCE,
     MAX_CHUNK_BYTES,
     BadInput,
     BsonChunk,
@@ -116,7 +117,7 @@ class DumpSource:
             )
         return found
 
-    async def estimate(self, collection: str) -> int | None:
+    async def estimate(self, collection: str, patience: float = ETA_PATIENCE) -> int | None:
         return None  # counting would mean reading the whole dump once more
 
     async def chunks(self, collection: str, batch: int, skip: int = 0) -> AsyncIterator[Chunk]:

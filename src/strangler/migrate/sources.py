@@ -165,6 +165,12 @@ def decode_chunk(chunk: Chunk) -> list[Item]:
     ]
 
 
+#: How long the progress bar's total may take to learn (seconds). MongoDB answers an
+#: estimated count from metadata at once; SecantusDB scans the collection, which on a large
+#: one costs a third of the backfill's own read: then the bar goes without a total.
+ETA_PATIENCE = 0.1
+
+
 class Source(Protocol):
     name: str
 
@@ -172,8 +178,9 @@ class Source(Protocol):
         """Chunks of up to ``batch`` documents, after skipping the first ``skip``."""
         ...
 
-    async def estimate(self, collection: str) -> int | None:
-        """About how many documents ``collection`` holds (for the ETA), if cheap to know."""
+    async def estimate(self, collection: str, patience: float = ETA_PATIENCE) -> int | None:
+        """About how many documents ``collection`` holds (for the ETA), if known within
+        ``patience`` seconds."""
         ...
 
 
@@ -187,9 +194,15 @@ class MongoSource:
         self.name = f"mongodb database {documents.database!r}"
         #: A partition's slice of each collection, as a query (``core.partition``).
         self.where = where or {}
+        self._estimates: dict[str, int] = {}
 
-    async def estimate(self, collection: str) -> int | None:
-        return await self.documents.estimated_count(collection)
+    async def estimate(self, collection: str, patience: float = ETA_PATIENCE) -> int | None:
+        if collection not in self._estimates:
+            n = await self.documents.estimated_count(collection, patience)
+            if n is None:
+                return None
+            self._estimates[collection] = n
+        return self._estimates[collection]
 
     async def chunks(self, collection: str, batch: int, skip: int = 0) -> AsyncIterator[Chunk]:
         """Raw BSON batches: the documents are decoded by the backfill's workers."""
@@ -383,7 +396,7 @@ class FileSource:
             f"(export it with: mongoexport --collection={collection} --out={collection}.json)"
         )
 
-    async def estimate(self, collection: str) -> int | None:
+    async def estimate(self, collection: str, patience: float = ETA_PATIENCE) -> int | None:
         return None  # counting would mean reading the whole file once more
 
     async def chunks(self, collection: str, batch: int, skip: int = 0) -> AsyncIterator[Chunk]:

@@ -341,6 +341,10 @@ async def _source(settings: Settings, src: str, stack: contextlib.AsyncExitStack
 #: The backfill's rate as a share of a bare scan of the source: bench/backfill.py measured
 #: 0.66-0.95x; the lower end, so the estimate errs long.
 SCAN_SHARE = 0.6
+
+#: How long the preflight waits for each collection's estimated count (seconds): longer
+#: than the progress bar's, since without the counts there is no check at all.
+PREFLIGHT_PATIENCE = 2.0
 #: Refuse when the estimate passes this share of the oplog window.
 WINDOW_MARGIN = 0.8
 #: A backfill estimated under this many seconds is never refused: no working oplog holds
@@ -376,7 +380,7 @@ async def oplog_preflight(origin: MongoSource, *, ignore: bool) -> float | None:
     far back the change stream can resume. Refuse when it would not fit (unless
     ``ignore``); warn when the server does not tell. Returns the estimate in seconds."""
     store = origin.documents
-    counts = [await origin.estimate(c) for c in ("chat_sessions", "messages")]
+    counts = [await origin.estimate(c, PREFLIGHT_PATIENCE) for c in ("chat_sessions", "messages")]
     rate = await sample_rate(origin, "messages")
     if any(c is None for c in counts) or not rate:
         log.info("oplog_preflight_skipped", reason="cannot estimate the backfill's duration")

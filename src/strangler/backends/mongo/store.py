@@ -239,11 +239,14 @@ class MongoStore:
                 out.append(ids.legacy_to_uuid(value))
         return out
 
-    async def estimated_count(self, collection: str) -> int | None:
-        """From collection metadata; None if even that is slow (an ETA is only a nicety)."""
+    async def estimated_count(self, collection: str, patience: float = 2.0) -> int | None:
+        """From collection metadata; None if the server takes longer than ``patience``
+        seconds (MongoDB answers from metadata at once; SecantusDB counts by scanning)."""
         try:
             with translate_errors(f"count {collection}"):
-                n: int = await self._coll(collection).estimated_document_count(maxTimeMS=2000)
+                n: int = await self._coll(collection).estimated_document_count(
+                    maxTimeMS=max(1, int(patience * 1000))
+                )
         except StranglerError:
             return None
         return n
