@@ -620,6 +620,16 @@ class Follower:
             )
         fresh = [(c, st) for c, st in fresh if c.record_id not in dead]
         outcomes += ["same"] * len(dead)  # the facade deleted it since: its delete comes later
+        # A record the journal holds for the target is the replayer's to land (it copies
+        # the state it finds then, this one or later): copying it here too doubles the
+        # work just when a store comes back from an outage with a long journal, and a
+        # message may not land before its session's entry has. Not where the stage does
+        # not write the target: its entries are parked there, for a rollback.
+        replayed = journaled if self._stage().writes_to(d.target) else set()
+        held = [c for c, _ in fresh + differing if c.record_id in replayed]
+        fresh = [(c, st) for c, st in fresh if c.record_id not in replayed]
+        differing = [(c, st) for c, st in differing if c.record_id not in replayed]
+        outcomes += ["same"] * len(held)
         candidates = fresh + differing
         bypassed = {
             c.record_id

@@ -51,7 +51,7 @@ class Replayer:
         metrics: FacadeMetrics,
         *,
         interval: float = 0.5,
-        batch: int = 200,
+        batch: int = 500,
         max_backoff: float = 30.0,
         breakers: dict[Role, Breaker] | None = None,
         readers: dict[Role, BulkReader] | None = None,
