@@ -67,7 +67,7 @@ import asyncpg
 from bson import ObjectId
 from pymongo import AsyncMongoClient
 
-from _common import conditions, save, server_pids
+from _common import CpuSplit, conditions, save, server_pids
 from strangler import schema
 from strangler.backends.mongo import MongoStore
 from strangler.backends.postgres import PostgresStore
@@ -779,6 +779,9 @@ class Harness:
                     os.kill(pid, signal.SIGCONT)
         resumed = time.monotonic()
         settled = None
+        # How busy each server is while the instances catch up: on two cores, a drain
+        # that waits on a saturated SecantusDB is bounded by it, not by the replayer.
+        busy = CpuSplit({"SecantusDB": self.mongo, "Postgres": self.pg}).__enter__()
         while time.monotonic() - resumed < 60:
             states = await self.breaker_states()
             with contextlib.suppress(Exception):
@@ -800,9 +803,16 @@ class Harness:
                 "resumed": resumed,
                 "breakers_at_end_of_hang": breakers,
                 "settled_s": None if settled is None else round(settled, 2),
+                "cpu_while_settling": self._shares(busy),
             }
         )
         self.note("resumed", fault=fault.name, settled_s=self.hangs[-1]["settled_s"])
+
+    @staticmethod
+    def _shares(busy: CpuSplit) -> dict[str, str]:
+        """Each server's CPU from the resume until settled, as a share of one core."""
+        busy.__exit__()
+        return {k: f"{v / max(busy.wall, 0.01):.0%}" for k, v in busy.seconds.items()}
 
     async def breaker_states(self) -> dict[str, str]:
         """Every instance's breakers, ``instance/store -> state``."""
@@ -857,6 +867,7 @@ class Harness:
                     "p50_after_5s_ms": ms(statistics.median(later)) if later else None,
                     "breakers_at_end_of_hang": h["breakers_at_end_of_hang"],
                     "breakers_closed_and_queues_empty_s": h["settled_s"],
+                    "cpu_while_settling": h["cpu_while_settling"],
                     "p50_normal_again_s": back,
                 }
             )
@@ -1389,8 +1400,9 @@ def print_report(r: dict[str, Any]) -> None:
             f"{h['fault']}: {h['requests']} requests, {h['failures']} failed; p50 "
             f"{h['p50_ms']} ms (before {h['p50_before_ms']}, after 5 s {h['p50_after_5s_ms']}), "
             f"p99 {h['p99_ms']} ms, max {h['max_ms']} ms; settled "
-            f"{h['breakers_closed_and_queues_empty_s']} s after the resume, p50 normal again "
-            f"after {h['p50_normal_again_s']} s"
+            f"{h['breakers_closed_and_queues_empty_s']} s after the resume (CPU meanwhile, of "
+            f"one core: {h['cpu_while_settling']}), p50 normal again after "
+            f"{h['p50_normal_again_s']} s"
         )
     for slow in r.get("slow_requests", []):
         print(f"  slow request: {slow}")
