@@ -23,6 +23,7 @@ from strangler.backends.postgres import PostgresStageStore, PostgresStore
 from strangler.core import ids
 from strangler.core.errors import NotFound
 from strangler.core.models import ChatSession, Message
+from strangler.core.records import PendingWrite
 from strangler.proxy import FacadeOptions, Stage
 from strangler.proxy.follower import Follower
 from strangler.runtime import FollowOptions, Runtime
@@ -149,6 +150,41 @@ async def test_a_bypass_write_in_mongodb_reaches_supabase_within_2s(
         found = {r["record_id"] for r in rows if r["kind"] == "bypass_write"}
         assert str(ids.uuid_from_objectid(messages[0]["_id"])) in found
         assert took < 2.0
+
+
+async def test_a_record_the_journal_holds_is_left_to_the_replayer(
+    mongo_server: Any, mongo_db: str, clean_pg: str
+) -> None:
+    """After an outage the journal and the stream name the same records: the follower
+    leaves those the journal holds to the replayer (one copy, sessions landed before their
+    messages), and they land when it runs."""
+    async with (
+        running(mongo_server, mongo_db, clean_pg, Stage.DUALWRITE) as runtime,
+        legacy_db(mongo_server, mongo_db) as db,
+    ):
+        await eventually(lambda: _leading(runtime), 5)
+        facade = runtime.facade
+        await facade.replayer.stop()
+        session = legacy_session("journaled")
+        await facade.journals["old"].add(
+            [
+                PendingWrite(
+                    target="new",
+                    table="chat_sessions",
+                    record_id=ids.uuid_from_objectid(session["_id"]),
+                )
+            ]
+        )
+        await db.chat_sessions.insert_one(session)
+        await asyncio.sleep(1.5)  # settle is 0.2 s: the follower has seen it
+        assert not await present(facade.new, "chat_sessions", session["_id"])
+        assert bypass_count(runtime, "chat_sessions") == 0  # the journal's: not a bypass
+        other = legacy_session("not journaled")
+        await db.chat_sessions.insert_one(other)
+        await eventually(lambda: present(facade.new, "chat_sessions", other["_id"]), 3)
+        facade.replayer.start()
+        await eventually(lambda: present(facade.new, "chat_sessions", session["_id"]), 5)
+        assert await facade.journals["old"].depth("new") == 0
 
 
 async def _leading(runtime: Runtime) -> bool:
