@@ -161,6 +161,26 @@ async def test_the_stream_ticks_with_windowed_figures(make_api: ApiFactory) -> N
     assert ticks[1]["t"] - t["t"] >= 0.9
 
 
+async def test_open_streams_share_one_tick(make_api: ApiFactory) -> None:
+    """Two operators watching: one tick computed a second (the repair queues counted
+    once), not one per open stream."""
+    client = await make_api("dualwrite")
+
+    async def first_tick() -> dict[str, Any]:
+        resp = await client.get("/admin/stream", headers=ADMIN_H)
+        try:
+            async for line in resp.content:
+                if line.startswith(b"data: "):
+                    tick: dict[str, Any] = orjson.loads(line[6:])
+                    return tick
+        finally:
+            resp.close()
+        raise AssertionError("the stream ended without a tick")
+
+    a, b = await asyncio.gather(first_tick(), first_tick())
+    assert a["t"] == b["t"]
+
+
 async def test_a_backfill_run_is_recorded_with_progress_and_result(pg_store: PostgresStore) -> None:
     from strangler.migrate.runs import recorded
 

@@ -18,6 +18,7 @@ import asyncio
 import datetime as dt
 import html
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +42,7 @@ from strangler.api.keys import (
     RUNS,
     STAGES,
 )
-from strangler.api.ops import backend_status
+from strangler.api.ops import backend_statuses
 from strangler.api.problems import Problem
 from strangler.api.realtime import sse_response
 from strangler.core.errors import InvalidInput, StranglerError
@@ -304,9 +305,7 @@ async def overview(request: web.Request) -> web.Response:
             "stage": stage.value,
             "source": "STRANGLER_STAGE" if controller.override else "control table",
             "ladder": [describe(s) for s in Stage],
-            "backends": {
-                role: await backend_status(facade, metrics, role) for role in ("old", "new")
-            },
+            "backends": await backend_statuses(facade, metrics),
             "quotas": await _safe(app[QUOTAS].read()),
             "runs": {
                 kind: await _safe(runs.latest(kind)) for kind in ("backfill", "verify", "repair")
@@ -355,10 +354,22 @@ def _divergence(row: dict[str, Any]) -> dict[str, Any]:
 
 
 class Streams:
-    """Open dashboard streams; shutdown ends them at their next tick."""
+    """Open dashboard streams; shutdown ends them at their next tick. Every open stream
+    shares one tick a second: the tick counts the repair queues (a scan of the journal on
+    SecantusDB), and ten operators watching an incident must not cost ten counts."""
 
     def __init__(self) -> None:
         self.closing = False
+        self._last: tuple[float, bytes] | None = None
+        self._lock = asyncio.Lock()
+
+    async def tick(self, compute: Callable[[], Awaitable[dict[str, Any]]]) -> bytes:
+        """The latest tick, computed again once it is half a tick old."""
+        async with self._lock:
+            now = time.monotonic()
+            if self._last is None or now - self._last[0] >= TICK_SECONDS / 2:
+                self._last = (now, orjson.dumps(await compute()))
+            return self._last[1]
 
 
 STREAMS = web.AppKey("dashboard_streams", Streams)
@@ -369,11 +380,11 @@ async def tick(
 ) -> dict[str, Any]:
     window = metrics.window(WINDOW_SECONDS)
     queue: dict[str, int | None] = {}
-    for role in ("old", "new"):
-        try:
-            queue[STORE_NAMES[role]] = await facade.pending(role)
-        except StranglerError:
-            queue[STORE_NAMES[role]] = None
+    try:
+        depths = await facade.pending_all()
+        queue = {STORE_NAMES[role]: depths[role] for role in ("old", "new")}
+    except StranglerError:
+        queue = {STORE_NAMES[role]: None for role in ("old", "new")}
     rows = await _safe(divergences.divergences(1), [])
     latest = rows[0]["id"] if rows else 0
     stores = {
@@ -400,7 +411,7 @@ async def stream(request: web.Request) -> web.StreamResponse:
     resp = await sse_response(request, retry_ms=2000)
     try:
         while not streams.closing:
-            data = orjson.dumps(await tick(facade, metrics, divergences))
+            data = await streams.tick(lambda: tick(facade, metrics, divergences))
             await resp.write(b"event: tick\ndata: " + data + b"\n\n")
             await asyncio.sleep(TICK_SECONDS)
     except (ConnectionResetError, ConnectionError):

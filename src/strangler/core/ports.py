@@ -199,6 +199,17 @@ class BulkReader(Protocol):
         ...
 
 
+@runtime_checkable
+class BulkDeleter(Protocol):
+    """Many records of one table deleted in one round trip (or a few), whatever their
+    number (a replay batch's deletes)."""
+
+    async def delete_many(self, table: Table, record_ids: Sequence[uuid.UUID]) -> None:
+        """Delete the records the store holds among ``record_ids``, a session with its
+        messages; ids it does not hold are no error."""
+        ...
+
+
 class RawDocuments(Protocol):
     """The legacy database's documents as raw BSON, for the backfill's worker processes."""
 
@@ -285,6 +296,11 @@ class WriteJournal(Protocol):
 
     async def depth(self, target: Role | None = None) -> int:
         """How many entries are waiting (for ``target``, or in all)."""
+        ...
+
+    async def depths(self) -> dict[Role, int]:
+        """How many entries are waiting for each store, in one query (what the status page
+        and the depth metric ask, instead of one count per store)."""
         ...
 
     async def hurry(self, target: Role) -> None:

@@ -21,7 +21,7 @@ from strangler.core.errors import (
     StranglerError,
 )
 from strangler.core.models import ChatSession, Message
-from strangler.core.ports import BulkReader, ChatStore
+from strangler.core.ports import BulkDeleter, BulkReader, ChatStore
 from strangler.core.records import Table
 
 MAX_ROUNDS = 5
@@ -60,6 +60,11 @@ async def apply_state(
         # The target lacks the session: bring it over first (or learn that it is gone).
         await mirror(source, target, "chat_sessions", state.session_id)
         if await read_state(source, "chat_sessions", state.session_id) is None:
+            if await read_state(source, table, record_id) is None:
+                # Deleted with its session since ``state`` was read (a change stream's
+                # document, or a first read): nothing to copy, and ``mirror``'s next read
+                # finds the absence and copies that.
+                return
             raise CorruptRecord(
                 f"message {record_id} refers to session {state.session_id}, which the source "
                 "does not hold either: an orphan that cannot be copied"
@@ -89,26 +94,38 @@ async def mirror(
 async def mirror_many(
     source: BulkReader, target: ChatStore, table: Table, record_ids: Sequence[uuid.UUID]
 ) -> list[uuid.UUID]:
-    """``mirror`` for many records of one table in three round trips, whatever their
-    number: the source read in one query, the records it holds written in one upsert, and
-    the source read again. Returns the ids this could not settle, for ``mirror`` one by
-    one: records the source does not hold (a delete), cannot read, or changed meanwhile,
-    and every id when the target refused the batch (a session missing there, a value it
-    rejects). Raises ``StoreUnavailable`` when either store is not answering."""
+    """``mirror`` for many records of one table in a few round trips, whatever their
+    number: the source read in one query; the records it holds written in one upsert, and
+    those it does not hold deleted in one delete where the target deletes in bulk
+    (``BulkDeleter``); the source read again. Returns the ids this could not settle, for
+    ``mirror`` one by one: records the source cannot read, or changed (or brought back)
+    meanwhile, deletes where the target cannot delete in bulk, and every written id when
+    the target refused the batch (a session missing there, a value it rejects). Raises
+    ``StoreUnavailable`` when either store is not answering."""
     states = await source.read_many(table, record_ids)
     held = {i: st for i, st in states.items() if not isinstance(st, CorruptRecord)}
-    rest = [i for i in record_ids if i not in held]
-    if not held:
+    unreadable = [i for i in record_ids if isinstance(states.get(i), CorruptRecord)]
+    absent = [i for i in record_ids if i not in states]
+    rest = list(unreadable)
+    if absent and isinstance(target, BulkDeleter):
+        await target.delete_many(table, absent)
+    else:
+        rest += absent
+        absent = []
+    if held:
+        try:
+            records = list(held.values())
+            if table == "chat_sessions":
+                await target.upsert_sessions([r for r in records if isinstance(r, ChatSession)])
+            else:
+                await target.upsert_messages([r for r in records if isinstance(r, Message)])
+        except StoreUnavailable:
+            raise
+        except StranglerError:  # one record refused: each goes on its own, to find which
+            rest += list(held)
+            held = {}
+    if not held and not absent:
         return rest
-    try:
-        records = list(held.values())
-        if table == "chat_sessions":
-            await target.upsert_sessions([r for r in records if isinstance(r, ChatSession)])
-        else:
-            await target.upsert_messages([r for r in records if isinstance(r, Message)])
-    except StoreUnavailable:
-        raise
-    except StranglerError:  # one record refused: each goes on its own, to find which
-        return list(record_ids)
-    again = await source.read_many(table, list(held))
-    return rest + [i for i, st in held.items() if again.get(i) != st]
+    again = await source.read_many(table, [*held, *absent])
+    rest += [i for i, st in held.items() if again.get(i) != st]
+    return rest + [i for i in absent if i in again]

@@ -128,8 +128,8 @@ class Replayer:
                 now = time.monotonic()
                 if now - self._counted.get(role, 0.0) >= DEPTH_EVERY:
                     self._counted[role] = now
-                    for target in roles:
-                        self._depths[(role, target)] = await journal.depth(target)
+                    for target, n in (await journal.depths()).items():
+                        self._depths[(role, target)] = n
             except StranglerError as exc:
                 log.debug("journal_unavailable", journal=role, error=str(exc))
         for target in roles:  # both journals' entries for each store
@@ -207,6 +207,7 @@ class Replayer:
                     return
             self._landed(group, done)
 
+        bulk = time.monotonic()
         await asyncio.gather(*(land(g) for g in singles))
         landed = time.monotonic()
         await journal.done(done + dead)
@@ -215,9 +216,12 @@ class Replayer:
                 "secondary_writes_replayed",
                 journal=journal.name,
                 count=len(done),
-                # Where a batch's time goes: asking the journal, copying, forgetting.
+                # Where a batch's time goes: asking the journal, copying (records in bulk,
+                # then one by one: deletes, refused batches), forgetting.
                 due_s=round(asked - started, 3),
                 copy_s=round(landed - asked, 3),
+                bulk_s=round(bulk - asked, 3),
+                one_by_one=len(singles),
                 done_s=round(time.monotonic() - landed, 3),
             )
         return len(done)

@@ -166,6 +166,9 @@ class AbsentJournal:
     async def depth(self, target: Role | None = None) -> int:
         return 0
 
+    async def depths(self) -> dict[Role, int]:
+        return {"old": 0, "new": 0}
+
     async def hurry(self, target: Role) -> None:
         return None
 

@@ -53,6 +53,9 @@ class MongoJournal:
         if not self._indexed:
             with translate_errors("journal index"):
                 await self._coll().create_index([("target", ASCENDING), ("next_at", ASCENDING)])
+                # ``pending_ids`` (a follower's batch asks it): by ``record_id`` alone, so
+                # that even a server that uses an index only for its own field uses it.
+                await self._coll().create_index([("record_id", ASCENDING)])
             self._indexed = True
 
     async def add(self, entries: Sequence[PendingWrite]) -> None:
@@ -138,6 +141,17 @@ class MongoJournal:
             n: int = await self._coll().count_documents(query)
         return n
 
+    async def depths(self) -> dict[Role, int]:
+        """Entries per target, in one query (a scan of the journal on SecantusDB)."""
+        pipeline = [{"$group": {"_id": "$target", "n": {"$sum": 1}}}]
+        with translate_errors("journal depth"):
+            rows = await (await self._coll().aggregate(pipeline)).to_list(None)
+        out: dict[Role, int] = {"old": 0, "new": 0}
+        for row in rows:
+            if row["_id"] in out:
+                out[row["_id"]] = int(row["n"])
+        return out
+
     async def hurry(self, target: Role) -> None:
         now = dt.datetime.now(dt.UTC)
         with translate_errors("journal hurry"):
@@ -155,7 +169,11 @@ class MongoJournal:
     ) -> set[uuid.UUID]:
         if not record_ids:
             return set()
-        query = {"target": target, "table": table}
+        await self._ensure_index()
+        # The target and table are checked here, not in the query: with them in it,
+        # SecantusDB scanned the whole journal (115 ms for 50 ids against 1,500 entries,
+        # 6 ms by the index alone).
+        fields = {"record_id": 1, "target": 1, "table": 1}
         with translate_errors("journal lookup"):
-            docs = await find_in(self._coll(), "record_id", record_ids, {"record_id": 1}, query)
-        return {d["record_id"] for d in docs}
+            docs = await find_in(self._coll(), "record_id", record_ids, fields)
+        return {d["record_id"] for d in docs if d["target"] == target and d["table"] == table}

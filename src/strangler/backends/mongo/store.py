@@ -489,6 +489,31 @@ class MongoStore:
             raise NotFound(f"session {sid} not found", store="mongo")
         return codec.decode_session(doc)
 
+    async def delete_many(self, table: Table, record_ids: Sequence[uuid.UUID]) -> None:
+        """``BulkDeleter``: delete what this store holds among ``record_ids`` (a session
+        with its messages, as ``delete_session`` does), a few queries whatever their
+        number; an id it does not hold is no error."""
+        if not record_ids:
+            return
+        forms = await self._candidates(table, record_ids)
+        values = [form for each in forms.values() for form in each]
+        if table == "messages":
+            with self._op("delete messages"):
+                for chunk in in_chunks(values):
+                    await self._coll(MESSAGES).delete_many({"_id": {"$in": chunk}})
+            return
+        kept = await self.originals(SESSIONS, record_ids)
+        refs = [kept[s] for s in record_ids if s in kept]
+        refs += [ref for s in record_ids for ref in codec.session_ref_candidates(s)]
+        # In delete_session's order: messages, sessions, messages again.
+        with self._op("delete sessions"):
+            for chunk in in_chunks(refs):
+                await self._coll(MESSAGES).delete_many({"session_id": {"$in": chunk}})
+            for chunk in in_chunks(values):
+                await self._coll(SESSIONS).delete_many({"_id": {"$in": chunk}})
+            for chunk in in_chunks(refs):
+                await self._coll(MESSAGES).delete_many({"session_id": {"$in": chunk}})
+
     async def delete_session(self, session_id: IdLike) -> None:
         sid = ids.parse_id(session_id, field="session_id")
         doc = await self._find_session_doc(sid)

@@ -92,6 +92,17 @@ class PostgresJournal:
                 )
         return n
 
+    async def depths(self) -> dict[Role, int]:
+        async with self._store.connection("journal depth") as conn:
+            rows = await conn.fetch(
+                "SELECT target, count(*) FROM strangler.pending_writes GROUP BY target"
+            )
+        out: dict[Role, int] = {"old": 0, "new": 0}
+        for target, n in rows:
+            if target in out:
+                out[target] = int(n)
+        return out
+
     async def hurry(self, target: Role) -> None:
         async with self._store.connection("journal hurry") as conn:
             await conn.execute(

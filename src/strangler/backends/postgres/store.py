@@ -350,6 +350,19 @@ class PostgresStore:
             raise NotFound(f"message {mid} not found", store="postgres")
         return _message(row)
 
+    async def delete_many(self, table: Table, record_ids: Sequence[uuid.UUID]) -> None:
+        """``BulkDeleter``: delete what this store holds among ``record_ids`` in one
+        statement (a session's messages go with it, by the foreign key's cascade)."""
+        if not record_ids:
+            return
+        statement = (
+            "DELETE FROM chat_sessions WHERE id = ANY($1::uuid[])"
+            if table == "chat_sessions"
+            else "DELETE FROM messages WHERE id = ANY($1::uuid[])"
+        )
+        async with self._conn(f"delete {table}") as conn:
+            await conn.execute(statement, list(record_ids))
+
     async def delete_message(self, message_id: IdLike) -> None:
         mid = ids.parse_id(message_id, field="message_id")
         async with self._conn("delete message") as conn:
