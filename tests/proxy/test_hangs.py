@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -205,3 +206,29 @@ async def test_a_blackholed_store_fails_calls_within_its_timeout_and_recovers(
                 await asyncio.sleep(0.1)
             else:
                 raise AssertionError(f"{kind} did not recover after the blackhole")
+
+
+async def test_a_journal_entry_in_a_hung_mongodb_waits_only_the_request_budget(
+    mongo_server: Any, mongo_db: str
+) -> None:
+    """A write landed and its second write failed; its journal entry goes to MongoDB,
+    which hangs. Within a request the entry waits what is left of the budget, not the
+    store's timeouts: a full chaos run had a rename answer after 13 s, PyMongo's socket
+    timeout and its retry of the insert, because the journal's calls were not bounded."""
+    from strangler.backends.mongo import MongoStore
+    from strangler.backends.mongo.journal import MongoJournal
+    from strangler.core.records import PendingWrite
+
+    async with MongoStore(mongo_server.uri, database=mongo_db, timeout=3.0) as store:
+        journal = MongoJournal(store)
+        entry = PendingWrite(target="new", table="chat_sessions", record_id=uuid.uuid4())
+        await journal.add([entry])  # its indexes exist: what follows is the insert alone
+        with paused(mongo_server):
+            start = time.monotonic()
+            with budget.request_budget(0.3), pytest.raises(StoreUnavailable):
+                await journal.add([entry])
+            took = time.monotonic() - start
+        print(f"journal entry into a hung MongoDB, 0.3 s budget: {took:.2f}s")
+        # PyMongo's server selection checks its deadline every 0.5 s; unbounded, 3 s or more.
+        assert took <= 0.3 + 0.8, took
+        assert await journal.depth("new") >= 1

@@ -122,6 +122,52 @@ async def test_a_journal_counts_both_targets_and_finds_held_records(
         assert await journal.pending_ids("new", "chat_sessions", ids) == {ids[4]}
 
 
+@pytest.mark.parametrize("kind", ["mongo", "postgres"])
+async def test_due_after_a_key_hands_out_only_later_entries(
+    make_store: StoreFactory, kind: str
+) -> None:
+    """The replayer's next batch while the last one's ``done`` is under way: entries
+    after the last key it was handed, none of the batch again."""
+    async with make_store(kind) as store:
+        journal = MongoJournal(store) if kind == "mongo" else PostgresJournal(store)
+        ids = [uuid.uuid4() for _ in range(7)]
+        await journal.add([PendingWrite(target="new", table="messages", record_id=i) for i in ids])
+        first = await journal.due(["new"], 3)
+        assert [e.record_id for e in first] == ids[:3]
+        rest = await journal.due(["new"], 10, first[-1].key)
+        assert [e.record_id for e in rest] == ids[3:]
+        await journal.done(first + rest)
+        assert await journal.depth() == 0
+
+
+async def test_the_replayer_drains_a_long_journal_forgetting_while_it_copies(
+    make_store: StoreFactory,
+) -> None:
+    """Batch after batch, each one's ``done`` running while the next is copied: every
+    entry lands, once, and the journal ends empty."""
+    async with make_store("facade:dualwrite") as f:
+        await f.replayer.stop()
+        f.replayer._batch = 10
+        s = ChatSession.new(title="t", user_id="u")
+        await f.old.create_session(s)
+        ms = [_message(s.id, f"m{i}") for i in range(45)]
+        await f.old.upsert_messages(ms)
+        await f.journals["old"].add(
+            [PendingWrite(target="new", table="chat_sessions", record_id=s.id)]
+            + [PendingWrite(target="new", table="messages", record_id=m.id) for m in ms]
+        )
+        f.replayer.start()
+        f.replayer.wake()
+        for _ in range(100):
+            if await f.journals["old"].depth() == 0:
+                break
+            await asyncio.sleep(0.1)
+        assert await f.journals["old"].depth() == 0
+        assert [await f.new.get_message(m.id) for m in ms] == ms
+        assert f.replayer._forgetting is None  # the drain waited for its last done
+        await assert_stores_equal(f)
+
+
 async def test_bulk_replay_lands_new_changed_and_deleted_records(
     make_store: StoreFactory,
 ) -> None:

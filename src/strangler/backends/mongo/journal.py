@@ -11,7 +11,6 @@ from bson import ObjectId
 from pymongo import ASCENDING
 from pymongo.errors import DuplicateKeyError
 
-from strangler.backends.mongo.errors import translate_errors
 from strangler.backends.mongo.store import MongoStore, find_in, in_chunks
 from strangler.core.records import PendingWrite, Table
 from strangler.core.stages import Role
@@ -51,7 +50,7 @@ class MongoJournal:
 
     async def _ensure_index(self) -> None:
         if not self._indexed:
-            with translate_errors("journal index"):
+            with self._store.op("journal index"):
                 await self._coll().create_index([("target", ASCENDING), ("next_at", ASCENDING)])
                 # ``pending_ids`` (a follower's batch asks it): by ``record_id`` alone, so
                 # that even a server that uses an index only for its own field uses it.
@@ -75,7 +74,7 @@ class MongoJournal:
             }
             for e in entries
         ]
-        with translate_errors("journal add"):
+        with self._store.op("journal add"):
             await self._coll().insert_many(docs, ordered=False)
 
     async def _lease(self) -> bool:
@@ -93,14 +92,18 @@ class MongoJournal:
             return False  # held by another, unexpired: the upsert found no match
         return True
 
-    async def due(self, targets: Sequence[Role], limit: int) -> list[PendingWrite]:
+    async def due(
+        self, targets: Sequence[Role], limit: int, after: Any = None
+    ) -> list[PendingWrite]:
         """Up to ``limit`` due entries, oldest first, if this replayer holds the journal's
         lease (taken or renewed here); none otherwise. Asked again before ``done`` or
         ``retry_later`` settles them, it hands out the same entries."""
         await self._ensure_index()
         now = dt.datetime.now(dt.UTC)
-        due = {"target": {"$in": list(targets)}, "next_at": {"$lte": now}}
-        with translate_errors("journal due"):
+        due: dict[str, Any] = {"target": {"$in": list(targets)}, "next_at": {"$lte": now}}
+        if after is not None:
+            due["_id"] = {"$gt": after}
+        with self._store.op("journal due"):
             if not await self._lease():
                 return []
             docs = await self._coll().find(due).sort("_id", ASCENDING).limit(limit).to_list(None)
@@ -122,14 +125,14 @@ class MongoJournal:
         or added for the same record, stays)."""
         if not entries:
             return
-        with translate_errors("journal done"):
+        with self._store.op("journal done"):
             for chunk in in_chunks([e.key for e in entries]):
                 await self._coll().delete_many({"_id": {"$in": chunk}})
 
     async def retry_later(self, entry: PendingWrite, error: str, delay: float) -> None:
         """Hide the entry for ``delay`` seconds."""
         next_at = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=delay)
-        with translate_errors("journal retry"):
+        with self._store.op("journal retry"):
             await self._coll().update_one(
                 {"_id": entry.key},
                 {"$set": {"next_at": next_at, "last_error": error[:500]}, "$inc": {"attempts": 1}},
@@ -137,14 +140,14 @@ class MongoJournal:
 
     async def depth(self, target: Role | None = None) -> int:
         query = {} if target is None else {"target": target}
-        with translate_errors("journal depth"):
+        with self._store.op("journal depth"):
             n: int = await self._coll().count_documents(query)
         return n
 
     async def depths(self) -> dict[Role, int]:
         """Entries per target, in one query (a scan of the journal on SecantusDB)."""
         pipeline = [{"$group": {"_id": "$target", "n": {"$sum": 1}}}]
-        with translate_errors("journal depth"):
+        with self._store.op("journal depth"):
             rows = await (await self._coll().aggregate(pipeline)).to_list(None)
         out: dict[Role, int] = {"old": 0, "new": 0}
         for row in rows:
@@ -154,13 +157,13 @@ class MongoJournal:
 
     async def hurry(self, target: Role) -> None:
         now = dt.datetime.now(dt.UTC)
-        with translate_errors("journal hurry"):
+        with self._store.op("journal hurry"):
             await self._coll().update_many(
                 {"target": target, "next_at": {"$gt": now}}, {"$set": {"next_at": now}}
             )
 
     async def discard(self, target: Role) -> int:
-        with translate_errors("journal discard"):
+        with self._store.op("journal discard"):
             result = await self._coll().delete_many({"target": target})
         return int(result.deleted_count)
 
@@ -174,6 +177,6 @@ class MongoJournal:
         # SecantusDB scanned the whole journal (115 ms for 50 ids against 1,500 entries,
         # 6 ms by the index alone).
         fields = {"record_id": 1, "target": 1, "table": 1}
-        with translate_errors("journal lookup"):
+        with self._store.op("journal lookup"):
             docs = await find_in(self._coll(), "record_id", record_ids, fields)
         return {d["record_id"] for d in docs if d["target"] == target and d["table"] == table}

@@ -309,6 +309,11 @@ class MongoStore:
     def _coll(self, name: str) -> Any:
         return self.db()[name]
 
+    def op(self, op: str) -> contextlib.AbstractContextManager[None]:
+        """``_op``, for the modules beside the store that use its database (the journal):
+        a journal entry written for a request is bounded like the request's other calls."""
+        return self._op(op)
+
     @contextlib.contextmanager
     def _op(self, op: str) -> Iterator[None]:
         """One operation, with its errors translated and its whole duration bounded by

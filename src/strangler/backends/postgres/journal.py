@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from typing import Any
 
 from strangler.backends.postgres.store import PostgresStore
 from strangler.core.records import PendingWrite, Table
@@ -36,19 +37,22 @@ class PostgresJournal:
                 [e.created_at for e in entries],
             )
 
-    async def due(self, targets: Sequence[Role], limit: int) -> list[PendingWrite]:
+    async def due(
+        self, targets: Sequence[Role], limit: int, after: Any = None
+    ) -> list[PendingWrite]:
         async with self._store.connection("journal due") as conn:
             # Claimed for LEASE_SECONDS: another instance's replayer skips them, and if this
             # one dies they are due again when the lease ends.
             rows = await conn.fetch(
                 "UPDATE strangler.pending_writes SET next_at = now() + make_interval(secs => $3)"
                 " WHERE id IN (SELECT id FROM strangler.pending_writes"
-                " WHERE target = ANY($1::text[]) AND next_at <= now()"
+                " WHERE target = ANY($1::text[]) AND next_at <= now() AND id > $4"
                 " ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED)"
                 " RETURNING id, target, table_name, record_id, attempts, last_error, created_at",
                 list(targets),
                 limit,
                 LEASE_SECONDS,
+                0 if after is None else after,
             )
             rows = sorted(rows, key=lambda r: r[0])
         return [
