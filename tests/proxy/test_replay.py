@@ -140,6 +140,26 @@ async def test_due_after_a_key_hands_out_only_later_entries(
         assert await journal.depth() == 0
 
 
+async def test_postgres_never_hands_out_more_than_the_limit(make_store: StoreFactory) -> None:
+    """A long journal after an outage: each batch is at most the limit asked for."""
+    async with make_store("postgres") as store:
+        journal = PostgresJournal(store)
+        await journal.add(
+            [
+                PendingWrite(target="new", table="messages", record_id=uuid.uuid4())
+                for _ in range(1600)
+            ]
+        )
+        async with store.connection("analyze") as conn:
+            await conn.execute("ANALYZE strangler.pending_writes")
+        sizes = []
+        after = None
+        while batch := await journal.due(["new"], 500, after):
+            sizes.append(len(batch))
+            after = batch[-1].key
+        assert sizes == [500, 500, 500, 100]
+
+
 async def test_the_replayer_drains_a_long_journal_forgetting_while_it_copies(
     make_store: StoreFactory,
 ) -> None:

@@ -41,6 +41,9 @@ log = structlog.get_logger(__name__)
 CONCURRENCY = 16
 #: Seconds between counts of a journal's depth for the metric.
 DEPTH_EVERY = 1.0
+#: ... while a drain is under way (its batches come back full): a count scans MongoDB's
+#: journal on SecantusDB, and once a second it took a third of a drain's time.
+DEPTH_EVERY_DRAINING = 10.0
 
 
 class Replayer:
@@ -77,6 +80,8 @@ class Replayer:
         #: at a time), and each journal's last key handed out meanwhile.
         self._forgetting: asyncio.Task[None] | None = None
         self._after: dict[str, Any] = {}
+        #: The journals whose last batch came back full (a drain under way).
+        self._draining: set[Role] = set()
 
     def wake(self) -> None:
         self._wake.set()
@@ -141,11 +146,17 @@ class Replayer:
                     if dropped:
                         log.warning("mongo_journal_dropped", journal=journal.name, count=dropped)
                 if targets:
-                    landed += await self._drain(journal, targets, overlap=overlap)
+                    n = await self._drain(journal, targets, overlap=overlap)
+                    landed += n
+                    if n >= self._batch:
+                        self._draining.add(role)
+                    else:
+                        self._draining.discard(role)
                 # Counting is not free (a scan of MongoDB's journal): once a second at most,
                 # not after every batch of a drain.
                 now = time.monotonic()
-                if now - self._counted.get(role, 0.0) >= DEPTH_EVERY:
+                every = DEPTH_EVERY_DRAINING if role in self._draining else DEPTH_EVERY
+                if now - self._counted.get(role, 0.0) >= every:
                     self._counted[role] = now
                     for target, n in (await journal.depths()).items():
                         self._depths[(role, target)] = n

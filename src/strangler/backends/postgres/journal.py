@@ -43,12 +43,18 @@ class PostgresJournal:
         async with self._store.connection("journal due") as conn:
             # Claimed for LEASE_SECONDS: another instance's replayer skips them, and if this
             # one dies they are due again when the lease ends.
+            # The claim is a MATERIALIZED CTE: as ``id IN (SELECT ... LIMIT ...)`` the
+            # planner may run the subquery more than once, and a batch of 500 came back
+            # with 1,091 entries.
             rows = await conn.fetch(
-                "UPDATE strangler.pending_writes SET next_at = now() + make_interval(secs => $3)"
-                " WHERE id IN (SELECT id FROM strangler.pending_writes"
+                "WITH claim AS MATERIALIZED (SELECT id FROM strangler.pending_writes"
                 " WHERE target = ANY($1::text[]) AND next_at <= now() AND id > $4"
                 " ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED)"
-                " RETURNING id, target, table_name, record_id, attempts, last_error, created_at",
+                " UPDATE strangler.pending_writes p"
+                " SET next_at = now() + make_interval(secs => $3)"
+                " FROM claim WHERE p.id = claim.id"
+                " RETURNING p.id, p.target, p.table_name, p.record_id, p.attempts,"
+                " p.last_error, p.created_at",
                 list(targets),
                 limit,
                 LEASE_SECONDS,
