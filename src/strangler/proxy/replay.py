@@ -76,9 +76,9 @@ class Replayer:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
-        #: The last batch's ``done``, still under way while the next batch is copied (one
-        #: at a time), and each journal's last key handed out meanwhile.
-        self._forgetting: asyncio.Task[None] | None = None
+        #: Per journal: its last batch's ``done``, still under way while the next batch is
+        #: copied (one at a time), and the last key handed out meanwhile.
+        self._forgetting: dict[str, asyncio.Task[None]] = {}
         self._after: dict[str, Any] = {}
         #: The journals whose last batch came back full (a drain under way).
         self._draining: set[Role] = set()
@@ -122,9 +122,9 @@ class Replayer:
 
     async def _forgotten(self) -> None:
         """Wait for the last batch's ``done``; the next pass asks from the start again."""
-        task, self._forgetting = self._forgetting, None
+        tasks, self._forgetting = list(self._forgetting.values()), {}
         self._after.clear()
-        if task is not None:
+        for task in tasks:
             with contextlib.suppress(StranglerError):
                 await task
 
@@ -243,11 +243,12 @@ class Replayer:
         # The previous batch's entries are forgotten before this one's (one ``done`` at a
         # time); with ``overlap``, this one's is left running while the next batch is
         # copied, and the next ``due`` asks only for entries after this batch's last.
-        previous, self._forgetting = self._forgetting, None
+        # (Each journal's own: another journal's empty pass must not wait for it.)
+        previous = self._forgetting.pop(journal.name, None)
         if previous is not None:
             await previous
         if overlap and len(entries) >= self._batch:
-            self._forgetting = asyncio.ensure_future(journal.done(done + dead))
+            self._forgetting[journal.name] = asyncio.ensure_future(journal.done(done + dead))
             self._after[journal.name] = entries[-1].key
         else:
             self._after.pop(journal.name, None)
