@@ -9,6 +9,7 @@ import uuid
 
 import pytest
 
+from strangler.backends.mongo import codec
 from strangler.backends.mongo.journal import LEASES, MongoJournal
 from strangler.backends.postgres.journal import PostgresJournal
 from strangler.core.errors import NotFound
@@ -227,9 +228,10 @@ async def test_bulk_replay_lands_new_changed_and_deleted_records(
 
 
 async def test_mirror_many_leaves_what_it_cannot_settle(make_store: StoreFactory) -> None:
-    """A message whose session the target lacks: the batch is refused and every id it
-    held is left for one-by-one mirroring, which brings the session first. An id the
-    source does not hold is a delete, done in bulk."""
+    """Messages whose session the target lacks: the batch is refused, the sessions are
+    brought over in bulk and the messages written again. An id the source does not hold
+    is a delete, done in bulk. A true orphan (its session in neither store) is left for
+    one-by-one mirroring, with the rest of its batch."""
     async with make_store("mongo") as old, make_store("postgres") as new:
         s = ChatSession.new(title="t", user_id="u")
         await old.create_session(s)
@@ -237,11 +239,15 @@ async def test_mirror_many_leaves_what_it_cannot_settle(make_store: StoreFactory
         for m in ms:
             await old.add_message(m)
         absent = uuid.uuid4()
-        left = await mirror_many(old, new, "messages", [m.id for m in ms] + [absent])
-        assert set(left) == {m.id for m in ms}
-        assert await mirror_many(old, new, "chat_sessions", [s.id, absent]) == []
-        assert await mirror_many(old, new, "messages", [m.id for m in ms]) == []
+        assert await mirror_many(old, new, "messages", [m.id for m in ms] + [absent]) == []
+        assert await new.get_session(s.id) == s
         assert [await new.get_message(m.id) for m in ms] == ms
+        orphan = _message(uuid.uuid4(), "alone")
+        await old.collection("messages").insert_one(codec.encode_message(orphan))
+        more = [_message(s.id, f"n{i}") for i in range(2)]
+        await old.upsert_messages(more)
+        left = await mirror_many(old, new, "messages", [orphan.id] + [m.id for m in more])
+        assert set(left) == {orphan.id} | {m.id for m in more}
 
 
 @pytest.mark.parametrize("direction", ["to postgres", "to mongo"])
