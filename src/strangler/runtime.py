@@ -287,6 +287,7 @@ def _follower(
         stage_since=lambda: facade.controller.changed_at,
         instance=options.instance,
         readers={"old": old, "new": new},
+        deleters={"old": old, "new": new},
         journal=facade.journals[direction.source],
         tombstones=facade.tombstones,
         reports=reports,
@@ -374,6 +375,7 @@ class Runtime:
             sender=MessageOutbox(new),
             pages=PostgresPages(new),
             readers={"new": new, **({"old": old} if isinstance(old, MongoStore) else {})},
+            deleters={"new": new, **({"old": old} if isinstance(old, MongoStore) else {})},
         )
         facade = build_facade(old, new, ports, options)
         counter = None

@@ -239,14 +239,16 @@ async def test_mirror_many_leaves_what_it_cannot_settle(make_store: StoreFactory
         for m in ms:
             await old.add_message(m)
         absent = uuid.uuid4()
-        assert await mirror_many(old, new, "messages", [m.id for m in ms] + [absent]) == []
+        ids_ = [m.id for m in ms] + [absent]
+        assert await mirror_many(old, new, "messages", ids_, deleter=new) == []
         assert await new.get_session(s.id) == s
         assert [await new.get_message(m.id) for m in ms] == ms
         orphan = _message(uuid.uuid4(), "alone")
         await old.collection("messages").insert_one(codec.encode_message(orphan))
         more = [_message(s.id, f"n{i}") for i in range(2)]
         await old.upsert_messages(more)
-        left = await mirror_many(old, new, "messages", [orphan.id] + [m.id for m in more])
+        batch = [orphan.id] + [m.id for m in more]
+        left = await mirror_many(old, new, "messages", batch, deleter=new)
         assert set(left) == {orphan.id} | {m.id for m in more}
 
 
@@ -264,8 +266,9 @@ async def test_mirror_many_deletes_in_bulk(make_store: StoreFactory, direction: 
         await source.delete_session(sessions[0].id)  # and its four messages
         await source.delete_message(messages[4].id)  # one of the second session's
         ids_ = [s.id for s in sessions]
-        assert await mirror_many(source, target, "chat_sessions", ids_) == []
-        assert await mirror_many(source, target, "messages", [m.id for m in messages]) == []
+        assert await mirror_many(source, target, "chat_sessions", ids_, deleter=target) == []
+        every = [m.id for m in messages]
+        assert await mirror_many(source, target, "messages", every, deleter=target) == []
         for m in messages[:5]:
             with pytest.raises(NotFound):
                 await target.get_message(m.id)

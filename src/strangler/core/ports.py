@@ -199,7 +199,6 @@ class BulkReader(Protocol):
         ...
 
 
-@runtime_checkable
 class BulkDeleter(Protocol):
     """Many records of one table deleted in one round trip (or a few), whatever their
     number (a replay batch's deletes)."""

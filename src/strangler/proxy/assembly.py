@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from strangler.core.ports import (
+    BulkDeleter,
     BulkReader,
     ChatStore,
     DivergenceLog,
@@ -58,6 +59,8 @@ class ControlPorts:
     #: The stores that read many records in one query: the replayer mirrors in bulk from
     #: them.
     readers: dict[Role, BulkReader] | None = None
+    #: The stores that delete many records in one go: the replayer's deletes go in bulk.
+    deleters: dict[Role, BulkDeleter] | None = None
 
 
 def build_facade(
@@ -97,6 +100,7 @@ def build_facade(
         sender=ports.sender,
         pages=ports.pages,
         readers=ports.readers,
+        deleters=ports.deleters,
     )
     shadow.on_divergence = DivergenceRecorder(
         metrics,

@@ -34,6 +34,7 @@ from strangler.core.errors import Conflict, NotFound, StoreUnavailable, Strangle
 from strangler.core.ids import IdLike
 from strangler.core.models import ChatSession, Message
 from strangler.core.ports import (
+    BulkDeleter,
     BulkReader,
     ChatStore,
     HistoryRenderer,
@@ -95,6 +96,7 @@ class DualWriteStore:
         breaker_failures: int = 5,
         breaker_probe_max: float = 0.5,
         readers: dict[Role, BulkReader] | None = None,
+        deleters: dict[Role, BulkDeleter] | None = None,
     ) -> None:
         self.old = old
         self.new = new
@@ -128,6 +130,7 @@ class DualWriteStore:
             interval=replay_interval,
             breakers=self.breakers,
             readers=readers,
+            deleters=deleters,
         )
         #: Capabilities of the new store, where it has them (chosen by ``strangler.runtime``):
         #: tombstones for deletes made while it is secondary, a send that carries its event,

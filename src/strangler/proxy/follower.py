@@ -180,6 +180,7 @@ class Follower:
         *,
         instance: str,
         readers: dict[Role, BulkReader],
+        deleters: dict[Role, BulkDeleter] | None = None,
         journal: WriteJournal | None = None,
         tombstones: Tombstones | None = None,
         reports: DivergenceLog | None = None,
@@ -205,6 +206,8 @@ class Follower:
         self._journal = journal
         #: Both stores as ``BulkReader``s: a batch is read in one query per store.
         self._readers = readers
+        #: The stores that delete many records in one go: a batch's deletes in one call.
+        self._deleters = deleters or {}
         self._tombstones = tombstones
         self._reports = reports
         self._lease = lease_seconds
@@ -643,12 +646,13 @@ class Follower:
             await self._tombstones.tombstone(table, [c.record_id for c in gone if c.record_id])
         one_by_one: list[tuple[Change, Any]] = []
         target = self._stores[d.target]
-        if gone and isinstance(target, BulkDeleter):
+        deleter = self._deleters.get(d.target)
+        if gone and deleter is not None:
             # Deletes in one go, then the source read again: one brought back meanwhile
             # is copied on its own.
             ids_ = [c.record_id for c in gone if c.record_id is not None]
             try:
-                await target.delete_many(table, ids_)
+                await deleter.delete_many(table, ids_)
                 back = set(await self._readers[d.source].read_many(table, ids_))
             except StoreUnavailable:
                 raise

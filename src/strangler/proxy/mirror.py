@@ -92,12 +92,17 @@ async def mirror(
 
 
 async def mirror_many(
-    source: BulkReader, target: ChatStore, table: Table, record_ids: Sequence[uuid.UUID]
+    source: BulkReader,
+    target: ChatStore,
+    table: Table,
+    record_ids: Sequence[uuid.UUID],
+    *,
+    deleter: BulkDeleter | None = None,
 ) -> list[uuid.UUID]:
     """``mirror`` for many records of one table in a few round trips, whatever their
     number: the source read in one query; the records it holds written in one upsert, and
-    those it does not hold deleted in one delete where the target deletes in bulk
-    (``BulkDeleter``); the source read again. Returns the ids this could not settle, for
+    those it does not hold deleted in one go by ``deleter`` (the target's bulk delete,
+    when the caller has one); the source read again. Returns the ids this could not settle, for
     ``mirror`` one by one: records the source cannot read, or changed (or brought back)
     meanwhile, deletes where the target cannot delete in bulk, and every written id when
     the target refused the batch (a value it rejects; messages whose sessions it lacks
@@ -108,8 +113,8 @@ async def mirror_many(
     unreadable = [i for i in record_ids if isinstance(states.get(i), CorruptRecord)]
     absent = [i for i in record_ids if i not in states]
     rest = list(unreadable)
-    if absent and isinstance(target, BulkDeleter):
-        await target.delete_many(table, absent)
+    if absent and deleter is not None:
+        await deleter.delete_many(table, absent)
     else:
         rest += absent
         absent = []
@@ -124,7 +129,7 @@ async def mirror_many(
             raise
         except StranglerError:
             if table == "messages":
-                held = await _with_sessions(source, target, held)
+                held = await _with_sessions(source, target, held, deleter)
             else:
                 held = {}
             rest += [i for i in states if i not in held and i not in unreadable]
@@ -136,7 +141,10 @@ async def mirror_many(
 
 
 async def _with_sessions(
-    source: BulkReader, target: ChatStore, held: dict[uuid.UUID, Any]
+    source: BulkReader,
+    target: ChatStore,
+    held: dict[uuid.UUID, Any],
+    deleter: BulkDeleter | None,
 ) -> dict[uuid.UUID, Any]:
     """The target refused a batch of messages: most likely a session it lacks (created
     in an outage, its journal entry in a later batch). Bring the messages' sessions over
@@ -144,7 +152,7 @@ async def _with_sessions(
     again (an orphan in the source, a value the target rejects: one by one, to find which).
     After an outage, 257 of a batch once went one by one, 1.6 s of its 2.1 s."""
     sessions = list({m.session_id for m in held.values() if isinstance(m, Message)})
-    await mirror_many(source, target, "chat_sessions", sessions)
+    await mirror_many(source, target, "chat_sessions", sessions, deleter=deleter)
     try:
         await target.upsert_messages([m for m in held.values() if isinstance(m, Message)])
     except StoreUnavailable:

@@ -27,7 +27,7 @@ from typing import Any
 import structlog
 
 from strangler.core.errors import CorruptRecord, StranglerError
-from strangler.core.ports import BulkReader, ChatStore, WriteJournal
+from strangler.core.ports import BulkDeleter, BulkReader, ChatStore, WriteJournal
 from strangler.core.records import PendingWrite, Table
 from strangler.core.stages import Role, Stage, other
 from strangler.proxy.breaker import Breaker
@@ -59,8 +59,11 @@ class Replayer:
         max_backoff: float = 30.0,
         breakers: dict[Role, Breaker] | None = None,
         readers: dict[Role, BulkReader] | None = None,
+        deleters: dict[Role, BulkDeleter] | None = None,
     ) -> None:
         self._stores = stores
+        #: The stores that delete many records in one go (``mirror_many``'s targets).
+        self._deleters = deleters or {}
         #: The stores that read many records in one query (``mirror_many``'s sources).
         self._readers = readers or {}
         self._counted: dict[Role, float] = {}
@@ -196,7 +199,15 @@ class Replayer:
                 singles += mine
                 continue
             try:
-                left = set(await mirror_many(reader, self._stores[target], table, record_ids))
+                left = set(
+                    await mirror_many(
+                        reader,
+                        self._stores[target],
+                        table,
+                        record_ids,
+                        deleter=self._deleters.get(target),
+                    )
+                )
             except StranglerError as exc:  # a store is not answering: all wait a while
                 for group in mine:
                     await self._retry(journal, group, exc)
