@@ -154,7 +154,9 @@ class AbsentJournal:
     async def add(self, entries: Sequence[PendingWrite]) -> None:
         raise StoreUnavailable(self.reason)
 
-    async def due(self, targets: Sequence[Role], limit: int) -> list[PendingWrite]:
+    async def due(
+        self, targets: Sequence[Role], limit: int, after: Any = None
+    ) -> list[PendingWrite]:
         return []
 
     async def done(self, entries: Sequence[PendingWrite]) -> None:
