@@ -195,19 +195,14 @@ class DualWriteStore:
         return self._stores[role]
 
     async def pending(self, role: Role) -> int:
-        """Writes still to land in ``role``'s store: journal entries across both journals,
-        and changes a follower has yet to copy there (``backlogs``). At ``decommissioned``
-        MongoDB's journal is not asked (MongoDB may be gone)."""
-        journals = [
-            j for r, j in self.journals.items() if not (self.stage.old_retired and r == "old")
-        ]
-        total = sum([await j.depth(role) for j in journals]) + self._unjournaled[role]
-        backlog = self.backlogs.get(role)
-        return total + (await backlog() if backlog is not None else 0)
+        """Writes still to land in ``role``'s store (see ``pending_all``)."""
+        return (await self.pending_all())[role]
 
     async def pending_all(self) -> dict[Role, int]:
-        """``pending`` for both stores, asking each journal once (one query each, where
-        ``pending`` for both asks each journal twice)."""
+        """Writes still to land in each store: journal entries across both journals (each
+        asked once, for both stores), and changes a follower has yet to copy there
+        (``backlogs``). At ``decommissioned`` MongoDB's journal is not asked (MongoDB may
+        be gone)."""
         totals: dict[Role, int] = {r: self._unjournaled[r] for r in ("old", "new")}
         for r, journal in self.journals.items():
             if self.stage.old_retired and r == "old":

@@ -500,14 +500,13 @@ class MongoStore:
         number; an id it does not hold is no error."""
         if not record_ids:
             return
-        forms = await self._candidates(table, record_ids)
-        values = [form for each in forms.values() for form in each]
+        kept = await self.originals(table, record_ids)
+        values = [form for each in _forms(kept, record_ids).values() for form in each]
         if table == "messages":
             with self._op("delete messages"):
                 for chunk in in_chunks(values):
                     await self._coll(MESSAGES).delete_many({"_id": {"$in": chunk}})
             return
-        kept = await self.originals(SESSIONS, record_ids)
         refs = [kept[s] for s in record_ids if s in kept]
         refs += [ref for s in record_ids for ref in codec.session_ref_candidates(s)]
         # In delete_session's order: messages, sessions, messages again.
