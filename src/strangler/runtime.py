@@ -59,6 +59,7 @@ from strangler.backends.postgres import (
 )
 from strangler.backends.postgres.evidence import PostgresEvidence
 from strangler.config.settings import Settings
+from strangler.core import origin
 from strangler.core.errors import ConfigError, StranglerError
 from strangler.core.evidence import Thresholds
 from strangler.core.ports import (
@@ -148,7 +149,7 @@ def _session(settings: Settings, *, bulk: bool) -> dict[str, str]:
     # for MongoDB at complete instead, and not captured.
     if bulk or not settings.follow:
         return {"strangler.capture": "off"}
-    return {"strangler.origin": "facade"}
+    return {"strangler.origin": origin.FACADE}
 
 
 def new_backend(settings: Settings) -> Literal["postgres", "rest"]:

@@ -20,13 +20,14 @@ from pymongo import AsyncMongoClient
 
 from strangler.backends.mongo import MongoStore
 from strangler.backends.postgres import PostgresStageStore, PostgresStore
-from strangler.core import ids
+from strangler.core import ids, origin
 from strangler.core.errors import NotFound
 from strangler.core.models import ChatSession, Message
 from strangler.core.records import PendingWrite
 from strangler.proxy import FacadeOptions, Stage
 from strangler.proxy.follower import Follower
 from strangler.runtime import FollowOptions, Runtime
+from tests.pause import paused
 
 FAST = {"settle": 0.2, "lease_seconds": 1.5, "poll": 0.1}
 
@@ -39,12 +40,13 @@ async def running(
     stage: Stage,
     *,
     pinned: bool = True,
+    store_timeout: float = 5.0,
     **follow: Any,
 ) -> AsyncIterator[Runtime]:
     """Both stores, the facade at ``stage`` (pinned, or in the control table where
     ``controller.set`` moves it), and its followers running."""
     async with (
-        MongoStore(mongo_server.uri, database=mongo_db, timeout=5.0) as old,
+        MongoStore(mongo_server.uri, database=mongo_db, timeout=store_timeout) as old,
         # As strangler.runtime.new_store opens it: the facade's writes carry their origin.
         PostgresStore(clean_pg, timeout=5.0, session={"strangler.origin": "facade"}) as new,
     ):
@@ -728,3 +730,99 @@ async def test_a_flood_of_bypass_writes_is_recorded_in_few_rows_and_every_id_kep
         assert listed == {str(ids.uuid_from_objectid(d["_id"])) for d in docs}
         assert len(rows) < 300
         assert bypass_count(runtime, "chat_sessions") == 300
+
+
+async def test_a_followers_writes_are_recorded_as_its_own_in_the_change_log(
+    clean_pg: str,
+) -> None:
+    """Writes made inside a follower's block carry its origin in the change log, whatever
+    the connection's session says; the facade's keep theirs. Every kind of write."""
+    async with PostgresStore(clean_pg, session={"strangler.origin": "facade"}) as store:
+        await PostgresStageStore(store).write_stage(
+            Stage.LIVE, origin="test", reason=None, forced=True, expected=Stage.OFF
+        )
+        facades = ChatSession.new(title="the facade's", user_id="u")
+        await store.create_session(facades)
+        forward = origin.follower("forward")
+        with origin.writing_as(forward):
+            s = ChatSession.new(title="copied", user_id="u")
+            await store.upsert_sessions([s])
+            m = Message.new(
+                session_id=s.id, sender="user", content={"type": "conversation", "text": "x"}
+            )
+            await store.upsert_messages([m])
+            await store.rename_session(s.id, "renamed")
+            await store.delete_many("messages", [m.id])
+            await store.delete_session(s.id)
+        await store.rename_session(facades.id, "the facade's, renamed")
+        rows = await _pg(
+            clean_pg, "SELECT record_id, op, origin FROM strangler.changes ORDER BY id"
+        )
+    assert [(r[0], r[1], r[2]) for r in rows] == [
+        (facades.id, "insert", "facade"),
+        (s.id, "insert", forward),
+        (m.id, "insert", forward),
+        (s.id, "update", forward),
+        (m.id, "delete", forward),
+        (s.id, "delete", forward),
+        (facades.id, "update", "facade"),
+    ]
+
+
+async def test_the_forward_followers_copy_is_never_copied_back_over_a_newer_state(
+    mongo_server: Any, mongo_db: str, clean_pg: str
+) -> None:
+    """A session written around the facade at shadow, renamed just before the move to
+    live: the forward follower, behind, copies its insert into Supabase at live (the older
+    title). The reverse follower, which copies Supabase's changes at live, must not copy
+    that one back: MongoDB's newer title would be lost, in both stores (two chaos runs
+    lost a rename this way)."""
+    async with (
+        running(mongo_server, mongo_db, clean_pg, Stage.LIVE) as runtime,
+        legacy_db(mongo_server, mongo_db) as db,
+    ):
+        await eventually(lambda: _reverse_leading(runtime), 5)
+        doc = legacy_session("the newer title")
+        await db.chat_sessions.insert_one(doc)
+        sid = ids.uuid_from_objectid(doc["_id"])
+        older = ChatSession(
+            id=sid, title="the older title", created_at=doc["created_at"], user_id="u-legacy"
+        )
+        with origin.writing_as(origin.follower("forward")):  # as the forward follower does
+            await runtime.facade.new.upsert_sessions([older])
+        await eventually(lambda: _log_empty(clean_pg), 5.0)  # the reverse follower saw it
+        assert (await db.chat_sessions.find_one({"_id": doc["_id"]}))["title"] == "the newer title"
+        # Not a bypass write either: nothing of it was counted.
+        assert runtime.metrics.bypass_writes.labels("postgres", "chat_sessions")._value.get() == 0
+
+
+async def test_a_drain_a_failing_store_interrupts_still_lands_what_came_before_the_move(
+    mongo_server: Any, mongo_db: str, clean_pg: str
+) -> None:
+    """Writes around the facade just before the move from shadow to live, and MongoDB
+    stopping to answer as the follower applies them: the follower must finish its drain
+    once MongoDB answers again, not go idle with them unapplied until the walk comes back
+    (Supabase, authoritative by then, would lack them; two chaos runs lost a rename so)."""
+    async with (
+        # A short timeout: MongoDB's hang fails the follower's calls quickly.
+        running(
+            mongo_server,
+            mongo_db,
+            clean_pg,
+            Stage.SHADOW,
+            pinned=False,
+            store_timeout=0.5,
+            settle=1.0,
+        ) as runtime,
+        legacy_db(mongo_server, mongo_db) as db,
+    ):
+        await eventually(lambda: _leading(runtime), 5)
+        docs = [legacy_session(f"just before live {i}") for i in range(10)]
+        await db.chat_sessions.insert_many(docs)
+        await asyncio.sleep(0.3)  # read by the follower, waiting out its settle delay
+        await runtime.facade.controller.set(Stage.LIVE, reason="test", force=True)
+        with paused(mongo_server):
+            await asyncio.sleep(1.5)  # the batch fails (the journal is asked in MongoDB)
+        new = runtime.facade.new
+        await eventually(lambda: all_present(new, "chat_sessions", docs), 8.0)
+        await eventually(lambda: _is(leader(runtime), "idle"), 10.0)

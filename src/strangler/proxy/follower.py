@@ -35,6 +35,7 @@ from typing import Any, Literal
 
 import structlog
 
+from strangler.core import origin
 from strangler.core.errors import (
     CorruptRecord,
     DivergenceError,
@@ -65,7 +66,7 @@ LocalState = Literal["leading", "standby", "stale", "idle"]
 Outcome = Literal["same", "applied", "bypass", "reported", "skipped"]
 
 #: The origin the facade's own writes carry where the store records one (the change log).
-FACADE_ORIGIN = "facade"
+FACADE_ORIGIN = origin.FACADE
 
 #: How often an idle follower lets its feed drop what is not its own (seconds).
 PRUNE_IDLE_EVERY = 10.0
@@ -228,6 +229,13 @@ class Follower:
         #: subtracts); when the lag in changes was last counted.
         self._ahead = 0
         self._counted_at = 0.0
+        #: Once the stage left this follower's stages: the move's time (what was made
+        #: before it is still applied) and when the drain gives up (monotonic). Kept across
+        #: a failed batch, so a store that fails mid-drain does not end the drain.
+        self._drain: tuple[dt.datetime, float] | None = None
+        #: Whether this instance led in the follower's stages and has not drained since:
+        #: a move it learns of only after a failed batch still starts a drain.
+        self._led = False
         self._show("idle")
 
     # --- lifecycle --------------------------------------------------------------------------
@@ -268,12 +276,22 @@ class Follower:
 
     # --- the loop ---------------------------------------------------------------------------
     async def _run(self) -> None:
+        # Every write this task makes is marked as this follower's: the change log then
+        # tells the other direction's follower it is not for copying back (core.origin).
+        with origin.writing_as(origin.follower(self.direction.name)):
+            await self._follow()
+
+    async def _follow(self) -> None:
         name = self.direction.name
         backoff = self._poll
         while not self._stop.is_set():
             try:
                 record = await self._state.load(name)
-                if not self.active(record):
+                if self.active(record):
+                    self._drain = None  # back in its stages (or never left): no cutoff
+                elif self._draining():
+                    pass  # a drain a failed batch interrupted: lead again to finish it
+                else:
                     self._show("idle")
                     self._metrics.follower_lag.labels(name).set(0)
                     self._set_behind(0, exact=True)
@@ -294,6 +312,7 @@ class Follower:
                 await self._lead(record)
                 backoff = self._poll
             except PositionLost as exc:
+                self._drained()
                 await self._stale(str(exc))
             except StranglerError as exc:
                 self.status.last_error = str(exc)
@@ -304,6 +323,42 @@ class Follower:
                 )
                 await self._pause(backoff)
                 backoff = min(backoff * 2, RETRY_MAX)
+
+    def _begin_drain(self) -> tuple[dt.datetime, float]:
+        """The stage has left this follower's stages: from the move's own time, not when
+        this instance noticed it (a loop held up by its source restarting, or a slow
+        batch, notices late, and a change made after the move, the next stage's or a
+        replayed write, is not for it). Applied until then, for ``DRAIN_SECONDS`` at most."""
+        if self._drain is None:
+            cutoff = dt.datetime.now(dt.UTC)
+            since = self._stage_since()
+            if since is not None and since < cutoff:
+                cutoff = since
+            self._drain = (cutoff, time.monotonic() + DRAIN_SECONDS)
+            log.info("follower_draining", follower=self.direction.name, before=cutoff.isoformat())
+        return self._drain
+
+    def _drained(self) -> None:
+        self._drain = None
+        self._led = False
+
+    def _draining(self) -> bool:
+        """Whether this instance has a drain to finish: one it began that a failed batch
+        interrupted, or one a failed batch kept it from beginning (it led when the stage
+        moved). False once the drain is past its time, said in a warning."""
+        if self._drain is None and not self._led:
+            return False
+        _, until = self._begin_drain()
+        if time.monotonic() <= until:
+            return True
+        self._drained()
+        log.warning(
+            "follower_drain_cut",
+            follower=self.direction.name,
+            what="changes made before the stage moved wait for this follower's next turn",
+            what_to_do="strangler verify shows the records they concern",
+        )
+        return False
 
     async def _prune_idle(self) -> None:
         """Now and then while idle, let the feed drop what will never be this follower's
@@ -343,8 +398,9 @@ class Follower:
         #: When the stage left this follower's stages, as this instance saw it: the changes
         #: made before then are still applied (they were made while the source was
         #: authoritative), then the follower goes idle.
-        cutoff: dt.datetime | None = None
-        drain_until = 0.0
+        if self.active(record):
+            self._led = True
+        cutoff, drain_until = self._drain or (None, 0.0)
         try:
             while True:
                 item = await queue.get()
@@ -352,17 +408,10 @@ class Follower:
                     raise item
                 seen_at, batch = item
                 if self._stop.is_set() or lost.is_set():
+                    self._led = False  # another instance leads (or none): not this one's
                     return
                 if cutoff is None and not self.active(record):
-                    # The move's own time, not when this loop noticed it: a loop held up
-                    # (its source restarting, a slow batch) notices late, and a change made
-                    # after the move (the next stage's, a replayed write) is not for it.
-                    cutoff = dt.datetime.now(dt.UTC)
-                    since = self._stage_since()
-                    if since is not None and since < cutoff:
-                        cutoff = since
-                    drain_until = time.monotonic() + DRAIN_SECONDS
-                    log.info("follower_draining", follower=name, before=cutoff.isoformat())
+                    cutoff, drain_until = self._begin_drain()
                 if cutoff is not None:
                     made_before = [c for c in batch.changes if c.at is None or c.at <= cutoff]
                     if (
@@ -375,7 +424,11 @@ class Follower:
                         # so a return to this follower's stages applies it again (harmless).
                         if made_before:
                             await self._apply(made_before)
-                        log.info("follower_drained", follower=name)
+                        if made_before == batch.changes and batch.changes:
+                            self._draining()  # past its time, with more to apply: says so
+                        else:
+                            log.info("follower_drained", follower=name)
+                        self._drained()
                         return
                 counts = Counts()
                 await self._count_behind()
@@ -564,7 +617,12 @@ class Follower:
         # instance that has not yet seen a move from complete to rampdown writes Supabase
         # alone, while the log already records the change under rampdown.
         for change in work:
-            if change.record_id is None:
+            if origin.is_followers(change.origin):
+                # The other direction's follower copied it here from this follower's
+                # target, which holds that state or a newer one: copying it back could
+                # only overwrite the newer one (core.origin).
+                outcomes.append("same")
+            elif change.record_id is None:
                 await self._report(change, ["id_one_way"], "its _id maps to a UUID one way only")
                 outcomes.append("reported")
             elif isinstance(change.state, CorruptRecord):

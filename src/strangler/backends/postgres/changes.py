@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from strangler.backends.postgres.store import PostgresStore
+from strangler.core import origin
 from strangler.core.records import Change, ChangeBatch, FeedPosition, Table
 
 TABLES: dict[str, Table] = {"chat_sessions": "chat_sessions", "messages": "messages"}
@@ -38,18 +39,20 @@ class PostgresChangeFeed:
         return {"ids": [], "at": dt.datetime.now(dt.UTC).isoformat()}
 
     async def depth(self, *, facade_writes: bool = True) -> int:
-        """Changes MongoDB does not have yet. With ``facade_writes=False`` (at ``live`` and
-        ``rampdown``) the facade's own writes are left out where they reached MongoDB
-        inline (or its journal has them): every change except the facade's, and the
-        facade's made at ``complete``, where it writes Supabase alone. Under steady
-        traffic that is 0, not the few changes in flight."""
-        where = (
-            ""
-            if facade_writes
-            else (" WHERE origin IS DISTINCT FROM 'facade' OR stage = 'complete'")
-        )
+        """Changes MongoDB does not have yet: never the forward follower's (copied from
+        MongoDB, ``core.origin``). With ``facade_writes=False`` (at ``live`` and
+        ``rampdown``) the facade's own writes are left out too where they reached MongoDB
+        inline (or its journal has them): all but those made at ``complete``, where it
+        writes Supabase alone. Under steady traffic that is 0, not the few changes in
+        flight."""
+        where = " WHERE (origin IS NULL OR left(origin, $1) <> $2)"
+        if not facade_writes:
+            where += " AND (origin IS DISTINCT FROM $3 OR stage = 'complete')"
+        args = [len(origin.FOLLOWER_PREFIX), origin.FOLLOWER_PREFIX]
+        if not facade_writes:
+            args.append(origin.FACADE)
         async with self._store.connection("change log depth") as conn:
-            n: int = await conn.fetchval(f"SELECT count(*) FROM strangler.changes{where}")
+            n: int = await conn.fetchval(f"SELECT count(*) FROM strangler.changes{where}", *args)
         return n
 
     async def backlog(self) -> int | None:

@@ -29,7 +29,7 @@ from strangler.backends.validation import (
     check_session,
     check_title,
 )
-from strangler.core import budget, ids
+from strangler.core import budget, ids, origin
 from strangler.core.errors import (
     Conflict,
     CorruptRecord,
@@ -65,6 +65,14 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
         decoder=_jsonb_decode,
         format="binary",
     )
+
+
+async def _mark(conn: asyncpg.Connection) -> None:
+    """Within a transaction: record its changes as made by the task's marked writer (a
+    follower), not by the connection's session default (the facade)."""
+    writer = origin.current()
+    if writer is not None:
+        await conn.execute("SELECT set_config('strangler.origin', $1, true)", writer)
 
 
 async def _reset_connection(conn: asyncpg.Connection) -> None:
@@ -228,6 +236,19 @@ class PostgresStore:
                 finally:
                     await pool.release(conn, timeout=self._timeout)
 
+    @asynccontextmanager
+    async def _write(self, op: str) -> AsyncIterator[asyncpg.Connection]:
+        """A connection for a write of one statement. Inside a follower's block
+        (``core.origin.writing_as``) it runs in a transaction that tells the change log
+        whose write it is; elsewhere it runs on its own, as before."""
+        async with self._conn(op) as conn:
+            if origin.current() is None:
+                yield conn
+                return
+            async with conn.transaction():
+                await _mark(conn)
+                yield conn
+
     @property
     def timeout(self) -> float:
         """Seconds one use of a connection may take (``STRANGLER_STORE_TIMEOUT``)."""
@@ -242,7 +263,7 @@ class PostgresStore:
     # --- sessions ----------------------------------------------------------------------
     async def create_session(self, session: ChatSession) -> ChatSession:
         check_session(session, self.limits)
-        async with self._conn("create session") as conn:
+        async with self._write("create session") as conn:
             await conn.execute(
                 f"INSERT INTO chat_sessions ({SESSION_COLS}) VALUES ($1, $2, $3, $4)",
                 *_session_row(session),
@@ -262,7 +283,7 @@ class PostgresStore:
     async def rename_session(self, session_id: IdLike, title: str) -> ChatSession:
         sid = ids.parse_id(session_id, field="session_id")
         check_title(title, self.limits)
-        async with self._conn("rename session") as conn:
+        async with self._write("rename session") as conn:
             row = await conn.fetchrow(
                 f"UPDATE chat_sessions SET title = $2 WHERE id = $1 RETURNING {SESSION_COLS}",
                 sid,
@@ -274,7 +295,7 @@ class PostgresStore:
 
     async def delete_session(self, session_id: IdLike) -> None:
         sid = ids.parse_id(session_id, field="session_id")
-        async with self._conn("delete session") as conn:
+        async with self._write("delete session") as conn:
             status = await conn.execute("DELETE FROM chat_sessions WHERE id = $1", sid)
         if status == "DELETE 0":
             raise NotFound(f"session {sid} not found", store="postgres")
@@ -316,7 +337,7 @@ class PostgresStore:
 
     # --- messages ----------------------------------------------------------------------
     async def add_message(self, message: Message) -> Message:
-        async with self._conn("add message") as conn:
+        async with self._write("add message") as conn:
             await conn.execute(
                 f"INSERT INTO messages ({MESSAGE_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
                 *self.message_row(message),
@@ -360,12 +381,12 @@ class PostgresStore:
             if table == "chat_sessions"
             else "DELETE FROM messages WHERE id = ANY($1::uuid[])"
         )
-        async with self._conn(f"delete {table}") as conn:
+        async with self._write(f"delete {table}") as conn:
             await conn.execute(statement, list(record_ids))
 
     async def delete_message(self, message_id: IdLike) -> None:
         mid = ids.parse_id(message_id, field="message_id")
-        async with self._conn("delete message") as conn:
+        async with self._write("delete message") as conn:
             status = await conn.execute("DELETE FROM messages WHERE id = $1", mid)
         if status == "DELETE 0":
             raise NotFound(f"message {mid} not found", store="postgres")
@@ -421,6 +442,7 @@ class PostgresStore:
         columns = [c.strip() for c in cols.split(",")]
         stage = f"_strangler_stage_{table}"
         async with self._conn(op) as conn, conn.transaction():
+            await _mark(conn)
             await conn.execute(
                 f"CREATE TEMP TABLE IF NOT EXISTS {stage} "
                 f"(LIKE {table} INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
