@@ -61,7 +61,7 @@ async def drain(facade: Any, stage: Stage, entries: int) -> float:
         )
     start = time.perf_counter()
     landed = 0
-    while (n := await facade.replayer.run_once()) > 0:
+    while (n := await facade.replayer.drain()) > 0:
         landed += n
     took = time.perf_counter() - start
     if landed != entries or await journal.depth(stage.secondary):

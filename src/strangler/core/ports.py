@@ -278,15 +278,11 @@ class WriteJournal(Protocol):
         """Record entries durably. Raises ``StoreUnavailable`` if that is impossible."""
         ...
 
-    async def due(
-        self, targets: Sequence[Role], limit: int, after: Any = None
-    ) -> list[PendingWrite]:
+    async def due(self, targets: Sequence[Role], limit: int) -> list[PendingWrite]:
         """Entries for ``targets`` whose next attempt is due, oldest first, never handed to
         two instances' replayers at once: Postgres leases each entry (another replayer skips
         it until the lease ends or ``retry_later``/``done`` settles it); MongoDB leases the
-        whole journal to one replayer at a time (the others get nothing meanwhile). With
-        ``after`` (an entry's ``key``), only entries added after it: the replayer's next
-        batch, while the last one's ``done`` is still under way."""
+        whole journal to one replayer at a time (the others get nothing meanwhile)."""
         ...
 
     async def done(self, entries: Sequence[PendingWrite]) -> None:

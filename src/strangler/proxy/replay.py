@@ -22,7 +22,6 @@ import datetime as dt
 import time
 import uuid
 from collections.abc import Callable
-from typing import Any
 
 import structlog
 
@@ -79,10 +78,6 @@ class Replayer:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
-        #: Per journal: its last batch's ``done``, still under way while the next batch is
-        #: copied (one at a time), and the last key handed out meanwhile.
-        self._forgetting: dict[str, asyncio.Task[None]] = {}
-        self._after: dict[str, Any] = {}
         #: The journals whose last batch came back full (a drain under way).
         self._draining: set[Role] = set()
 
@@ -114,27 +109,24 @@ class Replayer:
             self._wake.clear()
             if self._stopping:
                 return
-            # A full batch means more are due: keep going (a rollback from complete may
-            # have thousands of parked writes to replay) until a batch comes back short.
-            # Meanwhile each batch's ``done`` runs while the next is copied.
-            try:
-                while await self.run_once(overlap=True) >= self._batch and not self._stopping:
-                    pass
-            finally:
-                await self._forgotten()
+            await self.drain()
 
-    async def _forgotten(self) -> None:
-        """Wait for the last batch's ``done``; the next pass asks from the start again."""
-        tasks, self._forgetting = list(self._forgetting.values()), {}
-        self._after.clear()
-        for task in tasks:
-            with contextlib.suppress(StranglerError):
-                await task
+    async def drain(self) -> int:
+        """Land what is due, as the background task does when woken; returns how many
+        landed. A full batch means more are due: it keeps going (a rollback from complete
+        may have thousands of parked writes to replay) until a batch comes back short.
+        (Forgetting a batch while the next was copied measured no faster: 936-1,179
+        entries/s from MongoDB's journal against 1,105-1,425 one after the other.)"""
+        landed = 0
+        while not self._stopping:
+            n = await self.run_once()
+            landed += n
+            if n < self._batch:
+                break
+        return landed
 
-    async def run_once(self, *, overlap: bool = False) -> int:
-        """One pass over both journals; returns how many entries landed. With ``overlap``
-        the pass's last ``done`` may still be under way when it returns (``_run`` waits
-        for it before the drain ends)."""
+    async def run_once(self) -> int:
+        """One pass over both journals; returns how many entries landed."""
         stage = self._stage()
         roles: tuple[Role, Role] = ("old", "new")
         targets = [r for r in roles if stage.writes_to(r) and self._closed(r)]
@@ -149,7 +141,7 @@ class Replayer:
                     if dropped:
                         log.warning("mongo_journal_dropped", journal=journal.name, count=dropped)
                 if targets:
-                    n = await self._drain(journal, targets, overlap=overlap)
+                    n = await self._drain(journal, targets)
                     landed += n
                     if n >= self._batch:
                         self._draining.add(role)
@@ -174,14 +166,14 @@ class Replayer:
         breaker = self._breakers.get(role)
         return breaker is None or breaker.state == "closed"
 
-    async def _drain(self, journal: WriteJournal, targets: list[Role], *, overlap: bool) -> int:
+    async def _drain(self, journal: WriteJournal, targets: list[Role]) -> int:
         """One batch: each record is mirrored once however many entries name it (mirroring
         copies its current state). Where the source reads in bulk, each table's records go
         in one ``mirror_many`` (sessions first, so their messages find them); what that
         leaves, and everything elsewhere, is mirrored one by one, up to ``CONCURRENCY`` at
         a time. Every mirror runs to completion; none is cancelled."""
         started = time.monotonic()
-        entries = await journal.due(targets, self._batch, self._after.get(journal.name))
+        entries = await journal.due(targets, self._batch)
         asked = time.monotonic()
         groups: dict[tuple[Role, Table, uuid.UUID], list[PendingWrite]] = {}
         for entry in entries:
@@ -251,19 +243,7 @@ class Replayer:
         bulk = time.monotonic()
         await asyncio.gather(*(land(g) for g in singles))
         landed = time.monotonic()
-        # The previous batch's entries are forgotten before this one's (one ``done`` at a
-        # time); with ``overlap``, this one's is left running while the next batch is
-        # copied, and the next ``due`` asks only for entries after this batch's last.
-        # (Each journal's own: another journal's empty pass must not wait for it.)
-        previous = self._forgetting.pop(journal.name, None)
-        if previous is not None:
-            await previous
-        if overlap and len(entries) >= self._batch:
-            self._forgetting[journal.name] = asyncio.ensure_future(journal.done(done + dead))
-            self._after[journal.name] = entries[-1].key
-        else:
-            self._after.pop(journal.name, None)
-            await journal.done(done + dead)
+        await journal.done(done + dead)
         if done:
             log.info(
                 "secondary_writes_replayed",

@@ -154,9 +154,7 @@ class AbsentJournal:
     async def add(self, entries: Sequence[PendingWrite]) -> None:
         raise StoreUnavailable(self.reason)
 
-    async def due(
-        self, targets: Sequence[Role], limit: int, after: Any = None
-    ) -> list[PendingWrite]:
+    async def due(self, targets: Sequence[Role], limit: int) -> list[PendingWrite]:
         return []
 
     async def done(self, entries: Sequence[PendingWrite]) -> None:

@@ -92,17 +92,13 @@ class MongoJournal:
             return False  # held by another, unexpired: the upsert found no match
         return True
 
-    async def due(
-        self, targets: Sequence[Role], limit: int, after: Any = None
-    ) -> list[PendingWrite]:
+    async def due(self, targets: Sequence[Role], limit: int) -> list[PendingWrite]:
         """Up to ``limit`` due entries, oldest first, if this replayer holds the journal's
         lease (taken or renewed here); none otherwise. Asked again before ``done`` or
         ``retry_later`` settles them, it hands out the same entries."""
         await self._ensure_index()
         now = dt.datetime.now(dt.UTC)
-        due: dict[str, Any] = {"target": {"$in": list(targets)}, "next_at": {"$lte": now}}
-        if after is not None:
-            due["_id"] = {"$gt": after}
+        due = {"target": {"$in": list(targets)}, "next_at": {"$lte": now}}
         with self._store.op("journal due"):
             if not await self._lease():
                 return []

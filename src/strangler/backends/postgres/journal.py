@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from typing import Any
 
 from strangler.backends.postgres.store import PostgresStore
 from strangler.core.records import PendingWrite, Table
@@ -37,9 +36,7 @@ class PostgresJournal:
                 [e.created_at for e in entries],
             )
 
-    async def due(
-        self, targets: Sequence[Role], limit: int, after: Any = None
-    ) -> list[PendingWrite]:
+    async def due(self, targets: Sequence[Role], limit: int) -> list[PendingWrite]:
         async with self._store.connection("journal due") as conn:
             # Claimed for LEASE_SECONDS: another instance's replayer skips them, and if this
             # one dies they are due again when the lease ends.
@@ -48,7 +45,7 @@ class PostgresJournal:
             # with 1,091 entries.
             rows = await conn.fetch(
                 "WITH claim AS MATERIALIZED (SELECT id FROM strangler.pending_writes"
-                " WHERE target = ANY($1::text[]) AND next_at <= now() AND id > $4"
+                " WHERE target = ANY($1::text[]) AND next_at <= now()"
                 " ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED)"
                 " UPDATE strangler.pending_writes p"
                 " SET next_at = now() + make_interval(secs => $3)"
@@ -58,7 +55,6 @@ class PostgresJournal:
                 list(targets),
                 limit,
                 LEASE_SECONDS,
-                0 if after is None else after,
             )
             rows = sorted(rows, key=lambda r: r[0])
         return [
