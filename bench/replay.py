@@ -13,7 +13,11 @@ entries per second, for both directions on the same servers in one run:
 Each direction gets ``--entries`` new messages written to the authoritative store only,
 journaled 20 to an entry write (as requests journal them), then replayed batch by batch.
 
-    python bench/replay.py [--entries 1200] [--rounds 3]
+``--load RATE`` runs requests through the facade meanwhile (a third of them messages
+written, the rest histories read), as the instance that drains after a hang keeps
+serving: on two cores the stores are then busy, and each of the drain's calls waits.
+
+    python bench/replay.py [--entries 1200] [--rounds 3] [--load 60]
 """
 
 from __future__ import annotations
@@ -69,6 +73,32 @@ async def drain(facade: Any, stage: Stage, entries: int) -> float:
     return entries / took
 
 
+async def load(facade: Any, rate: float, stop: asyncio.Event) -> int:
+    """Requests through ``facade`` at ``rate`` a second until ``stop``: a third write a
+    message, the rest read a history. Returns how many were made."""
+    session = ChatSession.new(title="load", user_id="bench")
+    await facade.create_session(session)
+    made = 0
+    tasks: set[asyncio.Task[Any]] = set()
+    while not stop.is_set():
+        if made % 3 == 0:
+            message = Message.new(
+                session_id=session.id,
+                sender="user",
+                content={"type": "conversation", "text": f"load {made}"},
+            )
+            call = facade.add_message(message)
+        else:
+            call = facade.history(session.id, limit=20)
+        task = asyncio.ensure_future(call)
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+        made += 1
+        await asyncio.sleep(1 / rate)
+    await asyncio.gather(*tasks, return_exceptions=True)
+    return made
+
+
 async def main(args: argparse.Namespace) -> dict[str, Any]:
     rates: dict[str, list[float]] = {"dualwrite": [], "live": []}
     with servers() as (mongo_server, pg_server):
@@ -83,15 +113,26 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
             await dual.replayer.stop()  # this bench drives the replayers itself
             await live.replayer.stop()
             for _ in range(args.rounds):  # interleaved, on the same servers
-                rates["dualwrite"].append(await drain(dual, Stage.DUALWRITE, args.entries))
-                rates["live"].append(await drain(live, Stage.LIVE, args.entries))
+                for stage, facade in ((Stage.DUALWRITE, dual), (Stage.LIVE, live)):
+                    stop = asyncio.Event()
+                    loader = (
+                        asyncio.ensure_future(load(facade, args.load, stop)) if args.load else None
+                    )
+                    try:
+                        rates[stage.value].append(await drain(facade, stage, args.entries))
+                    finally:
+                        stop.set()
+                        if loader is not None:
+                            await loader
     result = {
         "entries": args.entries,
         "rounds": args.rounds,
+        "load_per_s": args.load,
         "entries_per_s": {k: round(statistics.median(v)) for k, v in rates.items()},
         "all": {k: [round(x) for x in v] for k, v in rates.items()},
         "conditions": conditions(),
     }
+    print(f"load: {args.load or 'none'} requests/s through the facade meanwhile")
     for stage, rate in result["entries_per_s"].items():
         print(
             f"{stage:<10} {rate:>6} entries/s  ({args.entries} entries: "
@@ -105,6 +146,12 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--entries", type=int, default=1200, help="journal entries per drain")
     p.add_argument("--rounds", type=int, default=3, help="drains per direction (median)")
+    p.add_argument(
+        "--load",
+        type=float,
+        default=0,
+        help="requests a second through the facade during each drain (0: none)",
+    )
     return p
 
 
