@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import uuid
+from collections import Counter
 
 import pytest
 
@@ -209,8 +210,9 @@ async def test_bulk_replay_lands_new_changed_and_deleted_records(
 async def test_mirror_many_leaves_what_it_cannot_settle(make_store: StoreFactory) -> None:
     """Messages whose session the target lacks: the batch is refused, the sessions are
     brought over in bulk and the messages written again. An id the source does not hold
-    is a delete, done in bulk. A true orphan (its session in neither store) is left for
-    one-by-one mirroring, with the rest of its batch."""
+    is a delete, done in bulk. A message whose session the source does not hold (a true
+    orphan, or one deleted with its session since it was read) is left for one-by-one
+    mirroring, and only it: the rest of its batch is written in bulk."""
     async with make_store("mongo") as old, make_store("postgres") as new:
         s = ChatSession.new(title="t", user_id="u")
         await old.create_session(s)
@@ -227,8 +229,11 @@ async def test_mirror_many_leaves_what_it_cannot_settle(make_store: StoreFactory
         more = [_message(s.id, f"n{i}") for i in range(2)]
         await old.upsert_messages(more)
         batch = [orphan.id] + [m.id for m in more]
-        left = await mirror_many(old, new, "messages", batch, deleter=new)
-        assert set(left) == {orphan.id} | {m.id for m in more}
+        why: Counter[str] = Counter()
+        left = await mirror_many(old, new, "messages", batch, deleter=new, why=why)
+        assert left == [orphan.id]
+        assert [await new.get_message(m.id) for m in more] == more
+        assert +why == {"session_gone": 1}
 
 
 @pytest.mark.parametrize("direction", ["to postgres", "to mongo"])

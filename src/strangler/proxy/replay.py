@@ -21,6 +21,7 @@ import contextlib
 import datetime as dt
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable
 
 import structlog
@@ -181,6 +182,7 @@ class Replayer:
         done: list[PendingWrite] = []
         dead: list[PendingWrite] = []
         singles: list[list[PendingWrite]] = []
+        why: Counter[str] = Counter()  # why records went one by one, for the log line
         by_table: dict[tuple[Role, Table], list[uuid.UUID]] = {}
         for target, table, record_id in sorted(groups, key=lambda k: k[1] != "chat_sessions"):
             by_table.setdefault((target, table), []).append(record_id)
@@ -198,6 +200,7 @@ class Replayer:
                         table,
                         record_ids,
                         deleter=self._deleters.get(target),
+                        why=why,
                     )
                 )
             except StranglerError as exc:  # a store is not answering: all wait a while
@@ -255,6 +258,7 @@ class Replayer:
                 copy_s=round(landed - asked, 3),
                 bulk_s=round(bulk - asked, 3),
                 one_by_one=len(singles),
+                one_by_one_why={k: n for k, n in why.items() if n},
                 done_s=round(time.monotonic() - landed, 3),
             )
         return len(done)
