@@ -304,6 +304,7 @@ class Follower:
                     await self._pause(self._poll * 4)
                     continue
                 if not await self._state.claim(name, self.instance, self._lease):
+                    self._drained()  # another instance leads: a drain is its to do
                     self._show("standby")
                     await self._pause(self._lease / 3)
                     continue
@@ -408,7 +409,8 @@ class Follower:
                     raise item
                 seen_at, batch = item
                 if self._stop.is_set() or lost.is_set():
-                    self._led = False  # another instance leads (or none): not this one's
+                    # (A lease lost to a store that stopped answering: this instance still
+                    # drains after a move, once it can claim the lease again.)
                     return
                 if cutoff is None and not self.active(record):
                     cutoff, drain_until = self._begin_drain()
