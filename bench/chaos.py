@@ -74,6 +74,7 @@ from strangler.backends.postgres import PostgresStore
 from strangler.core import ids
 from strangler.core.errors import NotFound
 from strangler.embedded import EmbeddedMongo, EmbeddedPostgres, free_port
+from strangler.embedded.mongo import IN_CHUNK as EMBEDDED_IN_CHUNK
 
 ADMIN = "chaos-admin-token"
 ADMIN_H = {"Authorization": f"Bearer {ADMIN}"}
@@ -259,6 +260,9 @@ class Load:
     async def _client(self, http: aiohttp.ClientSession, n: int) -> None:
         user = f"chaos-{n}"
         mine: list[str] = []
+        #: This client's messages, some in sessions deleted since (dropped when picked):
+        #: a scan of the whole ledger for each delete grew with the soak.
+        my_messages: list[str] = []
         led = self.ledger
         while not self._stop:
             await asyncio.sleep(self.rng.expovariate(1 / self.pause))
@@ -278,6 +282,7 @@ class Load:
                 )
                 if status == 201:
                     led.messages[data["id"]] = {"session": sid, "text": body["content"]["text"]}
+                    my_messages.append(data["id"])
             elif roll < 0.70:
                 sid = self.rng.choice(mine)
                 title = f"t{self.rng.randrange(10**6)}"
@@ -291,9 +296,15 @@ class Load:
                 elif status == 0 or status >= 500:
                     entry["titles"].add(title)  # no answer: it may have landed
             elif roll < 0.75:
-                candidates = [m for m, v in led.messages.items() if v["session"] in mine]
-                if candidates:
-                    mid = self.rng.choice(candidates)
+                mid = None
+                while my_messages and mid is None:
+                    i = self.rng.randrange(len(my_messages))
+                    mid = my_messages[i]
+                    my_messages[i] = my_messages[-1]
+                    my_messages.pop()
+                    if mid not in led.messages or led.messages[mid]["session"] not in mine:
+                        mid = None  # deleted already, or with its session
+                if mid is not None:
                     status, _ = await self._send(http, user, "DELETE", f"/messages/{mid}")
                     led.deleted(mid, status, led.messages, led.deleted_messages)
             elif roll < 0.78 and len(mine) > 1:
@@ -338,6 +349,14 @@ class BypassWrite:
     followed: bool = True  # made where a follower runs (not before the first backfill)
 
 
+@dataclass
+class Mine:
+    """One bypass writer's live records: sessions (never deleted by it) and messages."""
+
+    sessions: list[BypassWrite] = field(default_factory=list)
+    messages: list[BypassWrite] = field(default_factory=list)
+
+
 class Bypass:
     """Two writers that never touch the facade: one writes legacy-shaped documents straight
     into MongoDB (an old backend instance, a cron job) while MongoDB is authoritative, the
@@ -353,6 +372,8 @@ class Bypass:
         self.stage = "off"
         self.round = 0
         self.writes: dict[uuid.UUID, BypassWrite] = {}
+        #: The writes not yet seen in the other store (the checker asks only for these).
+        self.unarrived: dict[uuid.UUID, BypassWrite] = {}
         #: Writes whose outcome is unknown (the store failed mid-write): not judged.
         self.ambiguous: set[uuid.UUID] = set()
         self.failed = 0
@@ -384,7 +405,7 @@ class Bypass:
 
     async def _writer(self, source: str) -> None:
         leads = MONGO_LEADS if source == "mongo" else PG_LEADS
-        mine: list[BypassWrite] = []
+        mine = Mine()
         mongo: AsyncMongoClient[Any] | None = None
         pg: asyncpg.Connection | None = None
         try:
@@ -423,12 +444,14 @@ class Bypass:
             if pg is not None and not pg.is_closed():
                 await pg.close()
 
-    async def _write(self, mine: list[BypassWrite], source: str, ops: Any) -> None:
+    async def _write(self, mine: Mine, source: str, ops: Any) -> None:
         """One write: a new session, a message in one of this writer's sessions, a rename,
         or a message deleted. An exception mid-write makes the record ambiguous."""
         roll = self.rng.random()
-        sessions = [w for w in mine if w.table == "chat_sessions" and not w.deleted]
-        messages = [w for w in mine if w.table == "messages" and not w.deleted]
+        # This writer's live sessions and messages, kept apart as they are made: a scan of
+        # everything it ever wrote, for each write, grew with the soak.
+        sessions = mine.sessions
+        messages = mine.messages  # a message leaves the list when it is picked for deletion
         if not sessions or roll < 0.25:
             kind, target = "session", None
         elif roll < 0.80:
@@ -436,7 +459,10 @@ class Bypass:
         elif roll < 0.95 or not messages:
             kind, target = "rename", self.rng.choice(sessions)
         else:
-            kind, target = "delete", self.rng.choice(messages)
+            i = self.rng.randrange(len(messages))
+            kind, target = "delete", messages[i]
+            messages[i] = messages[-1]  # gone once deleted: swapped out now
+            messages.pop()
         title = f"b{self.rng.randrange(10**6)}"
         try:
             rid = await ops(kind, title, target)
@@ -453,7 +479,8 @@ class Bypass:
             if kind == "session":
                 w.titles = {title}
             self.writes[rid] = w
-            mine.append(w)
+            self.unarrived[rid] = w
+            (mine.sessions if kind == "session" else mine.messages).append(w)
         else:
             assert target is not None
             if kind == "rename":
@@ -462,6 +489,7 @@ class Bypass:
                 target.deleted = True
             target.made, target.arrived, target.stage = now, None, self.stage
             target.followed = self._followed(source)
+            self.unarrived[target.rid] = target
 
     def _mongo_ops(self, db: Any) -> Any:
         async def mongo(kind: str, title: str, target: BypassWrite | None) -> uuid.UUID:
@@ -553,11 +581,12 @@ class Bypass:
         """Mark arrivals; with ``final``, also each write's state in its own store, and
         return what is wrong."""
         wrong: list[str] = []
+        pool = list((self.writes if final else self.unarrived).values())
         for table in ("chat_sessions", "messages"):
             for source, other in (("mongo", "postgres"), ("postgres", "mongo")):
                 todo = [
                     w
-                    for w in self.writes.values()
+                    for w in pool
                     if w.table == table
                     and w.source == source
                     and w.rid not in self.ambiguous
@@ -572,6 +601,8 @@ class Bypass:
                     ok_there = _holds(w, there.get(w.rid))
                     if ok_there and w.arrived is None:
                         w.arrived = time.time() - w.made
+                    if w.arrived is not None:
+                        self.unarrived.pop(w.rid, None)
                     if final and not ok_there:
                         wrong.append(
                             f"{w.table} {w.rid} written in {w.source} at {w.stage}: "
@@ -1146,6 +1177,10 @@ class Harness:
             "STRANGLER_GUARD": "false",
             "STRANGLER_LOG_FORMAT": "json",
             "STRANGLER_LOG_LEVEL": os.environ.get("STRANGLER_CHAOS_LOG_LEVEL", "warning"),
+            # $in queries sized for SecantusDB (strangler.embedded.mongo.IN_CHUNK)
+            "STRANGLER_MONGO_IN_CHUNK": os.environ.get(
+                "STRANGLER_MONGO_IN_CHUNK", str(EMBEDDED_IN_CHUNK)
+            ),
         }
         env.pop("STRANGLER_STAGE", None)
         if self.args.tracemalloc_dir is not None:

@@ -17,7 +17,8 @@ journaled 20 to an entry write (as requests journal them), then replayed batch b
 written, the rest histories read), as the instance that drains after a hang keeps
 serving: on two cores the stores are then busy, and each of the drain's calls waits.
 
-    python bench/replay.py [--entries 1200] [--rounds 3] [--load 60]
+    python bench/replay.py [--entries 1500] [--rounds 3] [--load 60]
+                           [--batch 500 --batch 2000] [--in-chunk 25 --in-chunk 100]
 """
 
 from __future__ import annotations
@@ -35,7 +36,9 @@ from strangler.backends.mongo import MongoStore
 from strangler.backends.postgres import PostgresStore
 from strangler.core.models import ChatSession, Message
 from strangler.core.records import PendingWrite
+from strangler.embedded.mongo import IN_CHUNK as EMBEDDED_IN_CHUNK
 from strangler.proxy import FacadeOptions, Stage
+from strangler.proxy.replay import BATCH
 from strangler.runtime import assemble
 
 
@@ -100,7 +103,13 @@ async def load(facade: Any, rate: float, stop: asyncio.Event) -> int:
 
 
 async def main(args: argparse.Namespace) -> dict[str, Any]:
-    rates: dict[str, list[float]] = {"dualwrite": [], "live": []}
+    batches = args.batch or [BATCH]
+    chunks = args.in_chunk or [EMBEDDED_IN_CHUNK]
+    # Every combination, interleaved round by round on the same servers.
+    grid = [
+        (stage, b, c) for stage in (Stage.DUALWRITE, Stage.LIVE) for b in batches for c in chunks
+    ]
+    rates: dict[str, list[float]] = {_key(s, b, c, args): [] for s, b, c in grid}
     with servers() as (mongo_server, pg_server):
         await schema.apply(pg_server.dsn)
         async with (
@@ -112,20 +121,27 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
             await old.ensure_indexes()
             await dual.replayer.stop()  # this bench drives the replayers itself
             await live.replayer.stop()
-            for _ in range(args.rounds):  # interleaved, on the same servers
-                for stage, facade in ((Stage.DUALWRITE, dual), (Stage.LIVE, live)):
+            facades = {Stage.DUALWRITE: dual, Stage.LIVE: live}
+            for _ in range(args.rounds):
+                for stage, batch, chunk in grid:
+                    facade = facades[stage]
+                    facade.replayer.batch = batch
+                    old.in_chunk = chunk
                     stop = asyncio.Event()
                     loader = (
                         asyncio.ensure_future(load(facade, args.load, stop)) if args.load else None
                     )
                     try:
-                        rates[stage.value].append(await drain(facade, stage, args.entries))
+                        rate = await drain(facade, stage, args.entries)
+                        rates[_key(stage, batch, chunk, args)].append(rate)
                     finally:
                         stop.set()
                         if loader is not None:
                             await loader
     result = {
         "entries": args.entries,
+        "batches": batches,
+        "in_chunks": chunks,
         "rounds": args.rounds,
         "load_per_s": args.load,
         "entries_per_s": {k: round(statistics.median(v)) for k, v in rates.items()},
@@ -133,24 +149,48 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         "conditions": conditions(),
     }
     print(f"load: {args.load or 'none'} requests/s through the facade meanwhile")
-    for stage, rate in result["entries_per_s"].items():
+    for key, rate in result["entries_per_s"].items():
         print(
-            f"{stage:<10} {rate:>6} entries/s  ({args.entries} entries: "
+            f"{key:<28} {rate:>6} entries/s  ({args.entries} entries: "
             f"{args.entries / rate:.2f} s to drain)"
         )
     print(f"saved {save('replay', result)}")
     return result
 
 
+def _key(stage: Stage, batch: int, chunk: int, args: argparse.Namespace) -> str:
+    """``dualwrite``, with the batch size and ``$in`` size when several are compared."""
+    key = stage.value
+    if args.batch and len(args.batch) > 1:
+        key += f" batch {batch}"
+    if args.in_chunk and len(args.in_chunk) > 1:
+        key += f" in {chunk}"
+    return key
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--entries", type=int, default=1200, help="journal entries per drain")
+    p.add_argument("--entries", type=int, default=1500, help="journal entries per drain")
     p.add_argument("--rounds", type=int, default=3, help="drains per direction (median)")
     p.add_argument(
         "--load",
         type=float,
         default=0,
         help="requests a second through the facade during each drain (0: none)",
+    )
+    p.add_argument(
+        "--batch",
+        type=int,
+        action="append",
+        help=f"entries the replayer asks for at a time ({BATCH}); repeat it to compare "
+        "sizes side by side, interleaved in one run",
+    )
+    p.add_argument(
+        "--in-chunk",
+        type=int,
+        action="append",
+        help=f"ids per $in query to MongoDB ({EMBEDDED_IN_CHUNK}, as for SecantusDB; "
+        "MongoDB's default is 100); repeatable, like --batch",
     )
     return p
 

@@ -105,3 +105,16 @@ def test_the_page_cache_is_on_by_default_and_takes_its_old_name(
     assert Settings().page_cache_seconds == 0
     monkeypatch.setenv("STRANGLER_PAGE_CACHE_SECONDS", "3")  # the new name wins
     assert Settings().page_cache_seconds == 3
+
+
+def test_the_in_size_of_mongodb_queries_reaches_the_store(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``STRANGLER_MONGO_IN_CHUNK``: MongoDB's default of 100 ids per ``$in``, or what the
+    environment says (25 suits SecantusDB); nonsense is refused by name."""
+    monkeypatch.setenv("MONGO_URI", "mongodb://db.internal:27017/chat")
+    monkeypatch.delenv("STRANGLER_MONGO_IN_CHUNK", raising=False)
+    assert old_store(Settings(_env_file=None)).in_chunk == 100  # type: ignore[call-arg]
+    monkeypatch.setenv("STRANGLER_MONGO_IN_CHUNK", "25")
+    assert old_store(Settings(_env_file=None)).in_chunk == 25  # type: ignore[call-arg]
+    monkeypatch.setenv("STRANGLER_MONGO_IN_CHUNK", "0")
+    with pytest.raises(ValueError, match="mongo_in_chunk"):
+        Settings(_env_file=None)  # type: ignore[call-arg]

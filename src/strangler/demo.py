@@ -33,6 +33,7 @@ from strangler.core.errors import ConfigError
 from strangler.core.stages import Stage
 from strangler.embedded import EmbeddedMongo, EmbeddedPostgres, free_port
 from strangler.embedded.legacy_data import generate
+from strangler.embedded.mongo import IN_CHUNK as EMBEDDED_IN_CHUNK
 from strangler.traffic import Traffic
 
 log = structlog.get_logger(__name__)
@@ -136,6 +137,7 @@ async def _serve(mongo: EmbeddedMongo, pg: EmbeddedPostgres, opts: DemoOptions) 
     settings = Settings(
         mongo_uri=mongo_uri,
         mongo_db=DEMO_DB,
+        mongo_in_chunk=EMBEDDED_IN_CHUNK,
         supabase_db_url=pg.dsn,
         stage=None,  # the shared control table: it starts at off
         auth="disabled",

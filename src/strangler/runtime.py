@@ -119,6 +119,7 @@ def mongo_store(settings: Settings, uri: str, *, bulk: bool = False) -> MongoSto
         database=settings.mongo_db,
         timeout=max(settings.store_timeout, BULK_TIMEOUT) if bulk else settings.store_timeout,
         limits=limits(settings),
+        in_chunk=settings.mongo_in_chunk,
     )
 
 

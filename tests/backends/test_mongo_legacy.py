@@ -176,10 +176,15 @@ async def test_missing_times_are_derived_from_the_objectid(
     assert s.title == ""
 
 
-async def test_bulk_reads_find_every_legacy_id_form(mongo_store: MongoStore, raw: Any) -> None:
+@pytest.mark.parametrize("chunk", [100, 2])
+async def test_bulk_reads_find_every_legacy_id_form(
+    mongo_store: MongoStore, raw: Any, chunk: int
+) -> None:
     """``read_many`` asks for each id's likely form first, then the other forms of the ids
     not found: a string ObjectId, string and binary UUIDs, and ordinary ids all come back,
-    and an absent id is left out."""
+    and an absent id is left out; the same when its ``$in`` queries go two ids at a time
+    (``STRANGLER_MONGO_IN_CHUNK``)."""
+    mongo_store.in_chunk = chunk
     oid, str_oid, u1, u2 = ObjectId(), ObjectId(), uuid.uuid4(), uuid.uuid4()
     doc = {"created_at": NAIVE, "user_id": "u"}
     await raw.chat_sessions.insert_many(

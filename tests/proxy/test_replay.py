@@ -149,7 +149,7 @@ async def test_the_replayer_drains_a_long_journal_batch_after_batch(
     lands, and the journal ends empty."""
     async with make_store("facade:dualwrite") as f:
         await f.replayer.stop()
-        f.replayer._batch = 10
+        f.replayer.batch = 10
         s = ChatSession.new(title="t", user_id="u")
         await f.old.create_session(s)
         ms = [_message(s.id, f"m{i}") for i in range(45)]

@@ -38,6 +38,13 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("MONGO_DB", "STRANGLER_MONGO_DB"),
         description="database name; default: the one in MONGO_URI, else 'chat'",
     )
+    mongo_in_chunk: int = Field(
+        default=100,
+        ge=1,
+        le=10_000,
+        description="ids per $in query to MongoDB; on SecantusDB (the embedded test server), "
+        "whose $in costs grow with the square of its length, 25 is faster",
+    )
 
     # --- the new store: Supabase -------------------------------------------------------
     supabase_db_url: SecretStr | None = Field(

@@ -122,7 +122,7 @@ class MongoJournal:
         if not entries:
             return
         with self._store.op("journal done"):
-            for chunk in in_chunks([e.key for e in entries]):
+            for chunk in in_chunks([e.key for e in entries], self._store.in_chunk):
                 await self._coll().delete_many({"_id": {"$in": chunk}})
 
     async def retry_later(self, entry: PendingWrite, error: str, delay: float) -> None:
@@ -174,5 +174,7 @@ class MongoJournal:
         # 6 ms by the index alone).
         fields = {"record_id": 1, "target": 1, "table": 1}
         with self._store.op("journal lookup"):
-            docs = await find_in(self._coll(), "record_id", record_ids, fields)
+            docs = await find_in(
+                self._coll(), "record_id", record_ids, fields, chunk=self._store.in_chunk
+            )
         return {d["record_id"] for d in docs if d["target"] == target and d["table"] == table}

@@ -62,16 +62,17 @@ _OBJECTID_TYPE = {"$type": "objectId"}
 _CLOSING: set[asyncio.Task[None]] = set()
 
 
-#: Values per ``$in``. SecantusDB's time for an ``$in`` grows with the square of its length
-#: (here: 100 values 29 ms, 600 values 0.62 s, 1,000 values 1.7 s); MongoDB's grows
-#: linearly. In chunks of this size both are quick.
+#: Values per ``$in`` (``MongoStore(in_chunk=...)``, ``STRANGLER_MONGO_IN_CHUNK``).
+#: SecantusDB's time for an ``$in`` grows with the square of its length (here: 100 values
+#: 29 ms, 600 values 0.62 s, 1,000 values 1.7 s; 500 records read in chunks of 100 took 97
+#: ms, of 25 50 ms); MongoDB's grows linearly, and fewer round trips are better there.
 IN_CHUNK = 100
 
 
-def in_chunks(values: Sequence[Any]) -> Iterator[list[Any]]:
-    """``values`` in lists of at most ``IN_CHUNK``."""
-    for i in range(0, len(values), IN_CHUNK):
-        yield list(values[i : i + IN_CHUNK])
+def in_chunks(values: Sequence[Any], size: int = IN_CHUNK) -> Iterator[list[Any]]:
+    """``values`` in lists of at most ``size``."""
+    for i in range(0, len(values), size):
+        yield list(values[i : i + size])
 
 
 async def find_in(
@@ -80,12 +81,14 @@ async def find_in(
     values: Sequence[Any],
     projection: dict[str, Any] | None = None,
     query: dict[str, Any] | None = None,
+    *,
+    chunk: int = IN_CHUNK,
 ) -> list[dict[str, Any]]:
     """The documents of ``coll`` whose ``field`` is one of ``values`` (and that match
-    ``query``), asked ``IN_CHUNK`` values at a time."""
+    ``query``), asked ``chunk`` values at a time."""
     out: list[dict[str, Any]] = []
-    for chunk in in_chunks(values):
-        out += await coll.find({**(query or {}), field: {"$in": chunk}}, projection).to_list(None)
+    for part in in_chunks(values, chunk):
+        out += await coll.find({**(query or {}), field: {"$in": part}}, projection).to_list(None)
     return out
 
 
@@ -138,8 +141,11 @@ class MongoStore:
         timeout: float = 5.0,
         max_pool_size: int = 50,
         limits: StoreLimits | None = None,
+        in_chunk: int = IN_CHUNK,
     ) -> None:
         self._uri = uri
+        #: Values per ``$in`` query (``IN_CHUNK``).
+        self.in_chunk = in_chunk
         self._database = database or default_database(uri)
         self._timeout = timeout
         self._max_pool_size = max_pool_size
@@ -459,14 +465,14 @@ class MongoStore:
         coll = self._coll(collection)
         forms = await self._candidates(table, list(wanted))
         with self._op(f"read {table}"):
-            docs = await find_in(coll, "_id", [f[0] for f in forms.values()])
+            docs = await find_in(coll, "_id", [f[0] for f in forms.values()], chunk=self.in_chunk)
             seen = set()
             for doc in docs:
                 with contextlib.suppress(InvalidInput):
                     seen.add(ids.legacy_to_uuid(doc["_id"]))
             others = [c for i in wanted - seen for c in forms[i][1:]]
             if others:
-                docs += await find_in(coll, "_id", others)
+                docs += await find_in(coll, "_id", others, chunk=self.in_chunk)
         decode = codec.decode_session if table == "chat_sessions" else codec.decode_message
         out: dict[uuid.UUID, ChatSession | Message | CorruptRecord] = {}
         for doc in docs:
@@ -504,18 +510,18 @@ class MongoStore:
         values = [form for each in _forms(kept, record_ids).values() for form in each]
         if table == "messages":
             with self._op("delete messages"):
-                for chunk in in_chunks(values):
+                for chunk in in_chunks(values, self.in_chunk):
                     await self._coll(MESSAGES).delete_many({"_id": {"$in": chunk}})
             return
         refs = [kept[s] for s in record_ids if s in kept]
         refs += [ref for s in record_ids for ref in codec.session_ref_candidates(s)]
         # In delete_session's order: messages, sessions, messages again.
         with self._op("delete sessions"):
-            for chunk in in_chunks(refs):
+            for chunk in in_chunks(refs, self.in_chunk):
                 await self._coll(MESSAGES).delete_many({"session_id": {"$in": chunk}})
-            for chunk in in_chunks(values):
+            for chunk in in_chunks(values, self.in_chunk):
                 await self._coll(SESSIONS).delete_many({"_id": {"$in": chunk}})
-            for chunk in in_chunks(refs):
+            for chunk in in_chunks(refs, self.in_chunk):
                 await self._coll(MESSAGES).delete_many({"session_id": {"$in": chunk}})
 
     async def delete_session(self, session_id: IdLike) -> None:
@@ -683,7 +689,7 @@ class MongoStore:
         kept = await self.originals(coll, odd)
         wanted = [c for forms in _forms(kept, odd).values() for c in forms]
         with self._op("look up ids"):
-            docs = await find_in(self._coll(coll), "_id", wanted, {"_id": 1})
+            docs = await find_in(self._coll(coll), "_id", wanted, {"_id": 1}, chunk=self.in_chunk)
         return {**kept, **{ids.legacy_to_uuid(d["_id"]): d["_id"] for d in docs}}
 
     async def upsert_sessions(
@@ -706,7 +712,9 @@ class MongoStore:
         forms = await self._candidates(SESSIONS, list(wanted))
         refs = [c for sid in wanted for c in forms[sid]]
         with self._op("check sessions"):
-            found = await find_in(self._coll(SESSIONS), "_id", refs, {"_id": 1})
+            found = await find_in(
+                self._coll(SESSIONS), "_id", refs, {"_id": 1}, chunk=self.in_chunk
+            )
         held = {ids.legacy_to_uuid(d["_id"]): d["_id"] for d in found}
         missing = wanted - set(held)
         if missing:
