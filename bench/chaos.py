@@ -349,6 +349,16 @@ class BypassWrite:
     followed: bool = True  # made where a follower runs (not before the first backfill)
 
 
+def samples(metrics: str, name: str) -> list[tuple[str, float]]:
+    """The samples of metric ``name`` (with labels) in a ``/metrics`` page: each line
+    and its value."""
+    return [
+        (line, float(line.rsplit(" ", 1)[1]))
+        for line in metrics.splitlines()
+        if line.startswith(name + "{")
+    ]
+
+
 @dataclass
 class Mine:
     """One bypass writer's live records: sessions (never deleted by it) and messages."""
@@ -898,11 +908,8 @@ class Harness:
                 with contextlib.suppress(aiohttp.ClientError, TimeoutError, ValueError):
                     async with http.get(f"{inst.url}/metrics") as r:
                         if r.status == 200:
-                            states = [
-                                float(line.rsplit(" ", 1)[1])
-                                for line in (await r.text()).splitlines()
-                                if line.startswith("strangler_breaker_state{")
-                            ]
+                            text = await r.text()
+                            states = [v for _, v in samples(text, "strangler_breaker_state")]
                             return bool(states) and all(x == 0 for x in states)
                 return False
 
@@ -1235,10 +1242,10 @@ class Harness:
             for inst in self.instances:
                 with contextlib.suppress(aiohttp.ClientError):
                     async with http.get(f"{inst.url}/metrics") as r:
-                        for line in (await r.text()).splitlines():
-                            if line.startswith("strangler_bypass_writes_total{"):
-                                store = line.split('store="')[1].split('"')[0]
-                                out[store] = out.get(store, 0) + float(line.rsplit(" ", 1)[1])
+                        text = await r.text()
+                        for line, value in samples(text, "strangler_bypass_writes_total"):
+                            store = line.split('store="')[1].split('"')[0]
+                            out[store] = out.get(store, 0) + value
         return out
 
     async def judge(self, rounds: int, seconds: float) -> dict[str, Any]:

@@ -139,13 +139,14 @@ async def mirror_many(
         except StoreUnavailable:
             raise
         except StranglerError:
-            before = why["session_gone"]
+            orphaned: set[uuid.UUID] = set()
             if table == "messages":
-                held = await _with_sessions(source, target, held, deleter, why)
+                held, orphaned = await _with_sessions(source, target, held, deleter)
             else:
                 held = {}
             refused = [i for i in states if i not in held and i not in unreadable]
-            why["refused"] += len(refused) - (why["session_gone"] - before)
+            why["session_gone"] += len(orphaned)
+            why["refused"] += len(refused) - len(orphaned)
             rest += refused
     if not held and not absent:
         return rest
@@ -162,12 +163,12 @@ async def _with_sessions(
     target: ChatStore,
     held: dict[uuid.UUID, Any],
     deleter: BulkDeleter | None,
-    why: Counter[str],
-) -> dict[uuid.UUID, Any]:
+) -> tuple[dict[uuid.UUID, Any], set[uuid.UUID]]:
     """The target refused a batch of messages: most likely a session it lacks (created
     in an outage, its journal entry in a later batch). Bring the messages' sessions over
-    in bulk and write the messages again; the ones written, or none if it is refused
-    again (an orphan in the source, a value the target rejects: one by one, to find which).
+    in bulk and write the messages again. Returns the ones written (none if it is refused
+    again: an orphan in the source, a value the target rejects; one by one, to find which)
+    and the ones left out because their session is gone (none when all were refused).
     Messages whose session the source no longer holds (deleted since they were read:
     the load deletes sessions all along), or could not bring over, are not in the second
     write: one by one, each finds its own absence. (Once, after a 30 s hang, 281
@@ -178,12 +179,10 @@ async def _with_sessions(
     left = await mirror_many(source, target, "chat_sessions", sessions, deleter=deleter, gone=gone)
     missing = gone | set(left)
     keep = {i: m for i, m in held.items() if m.session_id not in missing}
-    why["session_gone"] += len(held) - len(keep)
     try:
         await target.upsert_messages([m for m in keep.values() if isinstance(m, Message)])
     except StoreUnavailable:
         raise
     except StranglerError:
-        why["session_gone"] -= len(held) - len(keep)  # all refused: counted as such
-        return {}
-    return keep
+        return {}, set()  # all refused: counted as such
+    return keep, {i for i in held if i not in keep}

@@ -69,7 +69,7 @@ _CLOSING: set[asyncio.Task[None]] = set()
 IN_CHUNK = 100
 
 
-def in_chunks(values: Sequence[Any], size: int = IN_CHUNK) -> Iterator[list[Any]]:
+def in_chunks(values: Sequence[Any], size: int) -> Iterator[list[Any]]:
     """``values`` in lists of at most ``size``."""
     for i in range(0, len(values), size):
         yield list(values[i : i + size])
@@ -82,7 +82,7 @@ async def find_in(
     projection: dict[str, Any] | None = None,
     query: dict[str, Any] | None = None,
     *,
-    chunk: int = IN_CHUNK,
+    chunk: int,
 ) -> list[dict[str, Any]]:
     """The documents of ``coll`` whose ``field`` is one of ``values`` (and that match
     ``query``), asked ``chunk`` values at a time."""
